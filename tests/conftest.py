@@ -1,0 +1,35 @@
+"""Shared fixtures: a tiny synthetic cohort (built once per session) and a papermill runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Manifest path of a 48-subject synthetic cohort shared by the whole test session."""
+    from ptacl_lib.data.synthetic import generate_cohort
+
+    out = tmp_path_factory.mktemp("tiny_cohort")
+    return generate_cohort(out, n_subjects=48, seed=123, progress=False)
+
+
+def run_notebook(name: str, out_dir: Path, **parameters: object) -> Path:
+    """Execute ``notebooks/<name>`` headlessly with papermill; returns the executed copy's path."""
+    import papermill as pm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = out_dir / name
+    pm.execute_notebook(
+        str(NOTEBOOKS / name), str(output), parameters=parameters,
+        kernel_name="python3", cwd=str(REPO), progress_bar=False,
+    )
+    return output
