@@ -1,0 +1,150 @@
+"""Preprocess a whole cohort once into a memory-mapped cache that training reads at full speed.
+
+Layout (``<cohort>/cache/prep-<key>/``)::
+
+    meta.json     the PreprocessConfig, per-lead scale, shapes, and the manifest fingerprint
+    ecg.npy       float32 [N, 12, L]  band-passed, resampled, divided by the per-lead scale
+    cmr.npy       uint8   [N, T, H, W] resized cine, min-max normalised per subject
+    rpeaks.npy    int32   [N, K]       R peaks at target_fs, padded with -1
+    ok.npy        bool    [N]          False for subjects that could not be read
+    errors.csv    subject_id, column, reason  (one line per skipped subject)
+
+A broken subject is skipped and reported; every other subject's result is kept. The cache is
+built in a temporary directory and renamed into place, so an interrupted build leaves nothing
+half-written, and a manifest edit changes the key so a stale cache is never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from numpy.lib.format import open_memmap
+from tqdm.auto import tqdm
+
+from .cohort import Cohort, SubjectDataError
+from .preprocess import PreprocessConfig, detect_rpeaks, preprocess_ecg, rescale_peaks, resize_cine
+
+MAX_BEATS = 40  # 10 s at 240 bpm
+
+
+def cache_key(cohort: Cohort, config: PreprocessConfig) -> str:
+    """Fingerprint of the manifest bytes and the preprocessing config."""
+    h = hashlib.sha1(cohort.manifest_path.read_bytes())
+    h.update(json.dumps(config.to_dict(), sort_keys=True).encode())
+    return h.hexdigest()[:12]
+
+
+@dataclass
+class PreprocessedCohort:
+    """Memory-mapped, model-ready arrays for every row of a cohort."""
+
+    root: Path
+    config: PreprocessConfig
+    ecg: np.ndarray
+    cmr: np.ndarray
+    rpeaks: np.ndarray
+    ok: np.ndarray
+    lead_scale: np.ndarray
+    errors: pd.DataFrame
+
+    @classmethod
+    def load(cls, root: Path) -> "PreprocessedCohort":
+        """Map an existing cache directory."""
+        meta = json.loads((root / "meta.json").read_text())
+        errors_path = root / "errors.csv"
+        errors = pd.read_csv(errors_path) if errors_path.stat().st_size > 0 else pd.DataFrame()
+        return cls(root=root, config=PreprocessConfig(**meta["config"]),
+                   ecg=np.load(root / "ecg.npy", mmap_mode="r"), cmr=np.load(root / "cmr.npy", mmap_mode="r"),
+                   rpeaks=np.load(root / "rpeaks.npy", mmap_mode="r"), ok=np.load(root / "ok.npy"),
+                   lead_scale=np.asarray(meta["lead_scale"], dtype=np.float32), errors=errors)
+
+    @classmethod
+    def build_or_load(cls, cohort: Cohort, config: PreprocessConfig = PreprocessConfig(),
+                      progress: bool = True) -> "PreprocessedCohort":
+        """Return the cohort's cache for ``config``, building it first if it does not exist."""
+        root = cohort.root / "cache" / f"prep-{cache_key(cohort, config)}"
+        if not (root / "meta.json").exists():
+            build_cache(cohort, config, root, progress=progress)
+        return cls.load(root)
+
+    def rpeaks_of(self, i: int) -> np.ndarray:
+        """R peaks of row ``i`` at ``config.target_fs`` (padding removed)."""
+        peaks = np.asarray(self.rpeaks[i])
+        return peaks[peaks >= 0].astype(np.int64)
+
+
+def _ecg_length(cohort: Cohort, config: PreprocessConfig) -> int:
+    n_samples = cohort.store.meta.n_samples if cohort.store is not None else cohort.ecg(0).shape[-1]
+    return int(round(n_samples * config.target_fs / cohort.sampling_rate))
+
+
+def build_cache(cohort: Cohort, config: PreprocessConfig, root: Path, progress: bool = True) -> Path:
+    """Preprocess every subject into ``root`` (atomically); skip and report unreadable ones."""
+    n, length = len(cohort), _ecg_length(cohort, config)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root.parent))
+    ecg = open_memmap(tmp / "ecg.npy", mode="w+", dtype=np.float32, shape=(n, 12, length))
+    cmr = open_memmap(tmp / "cmr.npy", mode="w+", dtype=np.uint8,
+                      shape=(n, config.n_frames, config.image_size, config.image_size))
+    rpeaks = np.full((n, MAX_BEATS), -1, dtype=np.int32)
+    ok = np.zeros(n, dtype=bool)
+    errors: list[dict[str, str]] = []
+    fs = cohort.sampling_rate
+    for i in tqdm(range(n), desc="preprocessing", disable=not progress, unit="subject"):
+        sid = str(cohort.table["subject_id"].iloc[i])
+        try:
+            raw = cohort.ecg(i)
+            x = preprocess_ecg(raw, fs, config)
+            if x.shape[-1] != length:
+                raise SubjectDataError(f"subject {sid}: ECG has {raw.shape[-1]} samples, expected "
+                                       f"{int(round(length * fs / config.target_fs))}")
+            peaks = rescale_peaks(detect_rpeaks(raw, fs, config.rpeak_method), fs, config.target_fs)
+            if len(peaks) < 2:
+                raise SubjectDataError(f"subject {sid}: fewer than 2 R peaks detected")
+            frames = resize_cine(cohort.cmr(i), config.n_frames, config.image_size)
+        except (SubjectDataError, ValueError, OSError) as err:
+            errors.append({"subject_id": sid, "reason": str(err)})
+            continue
+        ecg[i] = x
+        cmr[i] = np.rint(frames * 255.0).astype(np.uint8)
+        peaks = peaks[:MAX_BEATS]
+        rpeaks[i, : len(peaks)] = peaks
+        ok[i] = True
+    if not ok.any():
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SubjectDataError(f"no subject of {cohort.manifest_path} could be preprocessed; "
+                               f"first error: {errors[0]['reason'] if errors else 'none'}")
+    # Per-lead scale from the training split: one number per lead for the whole cohort, so that
+    # between-subject voltage differences (LV mass!) are kept while leads are put on one scale.
+    train = ok & (cohort.table["split"].to_numpy() == "train")
+    ref = np.flatnonzero(train if train.any() else ok)
+    scale = np.sqrt(np.mean(np.stack([np.asarray(ecg[i]).var(axis=-1) for i in ref]), axis=0))
+    scale = np.maximum(scale, 1e-6).astype(np.float32)
+    for i in np.flatnonzero(ok):
+        ecg[i] = ecg[i] / scale[:, None]
+    ecg.flush()
+    cmr.flush()
+    np.save(tmp / "rpeaks.npy", rpeaks)
+    np.save(tmp / "ok.npy", ok)
+    pd.DataFrame(errors, columns=["subject_id", "reason"]).to_csv(tmp / "errors.csv", index=False)
+    (tmp / "meta.json").write_text(json.dumps({
+        "config": config.to_dict(), "lead_scale": scale.tolist(), "n_subjects": n, "ecg_length": length,
+        "manifest": str(cohort.manifest_path), "n_skipped": len(errors)}, indent=2))
+    del ecg, cmr
+    if root.exists():  # another process finished first; keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        os.replace(tmp, root)
+    if errors:
+        warnings.warn(f"preprocessing skipped {len(errors)} of {n} subjects; see {root / 'errors.csv'} "
+                      f"(first: {errors[0]['reason']})", stacklevel=2)
+    return root

@@ -1,0 +1,237 @@
+"""Open a cohort from its manifest, validate it, and read one subject's arrays.
+
+A manifest row points at its ECG and CMR either as ``array:INDEX`` into the cohort's array
+store (``arrays/`` beside the manifest) or as a file path, absolute or relative to the manifest.
+Files ending in ``.npy`` are read directly; other formats go through ``ptacl_lib.data.readers``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .schema import (ARRAY_PREFIX, LEADS, PHENOTYPES, REQUIRED_COLUMNS, SPLITS,
+                     SPLITS_NEEDING_PHENOTYPES)
+from .store import ArrayStore
+
+STORE_DIR = "arrays"
+DEFAULT_SAMPLING_RATE = 500.0
+
+
+class ManifestError(ValueError):
+    """The manifest itself is malformed; the message names the row and the column."""
+
+
+class SubjectDataError(ValueError):
+    """One subject's data cannot be read; the message names the subject and the file."""
+
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet manifest as strings-for-ids, floats-for-phenotypes."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"manifest not found: {path}")
+    if path.suffix == ".parquet":
+        table = pd.read_parquet(path)
+    else:
+        table = pd.read_csv(path, dtype={"subject_id": str, "split": str, "ecg_path": str, "cmr_path": str})
+    return table
+
+
+def _row_label(table: pd.DataFrame, i: int) -> str:
+    sid = table["subject_id"].iloc[i] if "subject_id" in table else "?"
+    return f"row {i + 2} (subject {sid})"  # +2: header line, 1-based lines as seen in a spreadsheet
+
+
+def validate_manifest(table: pd.DataFrame) -> pd.DataFrame:
+    """Check columns, ids, splits and phenotypes; raise ``ManifestError`` naming row and column."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise ManifestError(f"manifest is missing required column(s): {', '.join(missing)}")
+    table = table.reset_index(drop=True).copy()
+    for col in ("subject_id", "ecg_path", "cmr_path"):
+        empty = table[col].isna() | (table[col].astype(str).str.strip() == "")
+        if empty.any():
+            raise ManifestError(f"{_row_label(table, int(np.flatnonzero(empty)[0]))}: column '{col}' is empty")
+    table["subject_id"] = table["subject_id"].astype(str)
+    dup = table["subject_id"].duplicated(keep="first")
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        first = int(np.flatnonzero(table["subject_id"] == table["subject_id"].iloc[i])[0])
+        raise ManifestError(
+            f"{_row_label(table, i)}: column 'subject_id' duplicates row {first + 2}")
+    bad_split = ~table["split"].isin(SPLITS)
+    if bad_split.any():
+        i = int(np.flatnonzero(bad_split)[0])
+        raise ManifestError(f"{_row_label(table, i)}: column 'split' has unknown value "
+                            f"{table['split'].iloc[i]!r} (expected one of {', '.join(SPLITS)})")
+    for col in PHENOTYPES:
+        table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
+        nan = table[col].isna() & table["split"].isin(SPLITS_NEEDING_PHENOTYPES)
+        if nan.any():
+            i = int(np.flatnonzero(nan)[0])
+            raise ManifestError(f"{_row_label(table, i)}: column '{col}' is NaN in split "
+                                f"'{table['split'].iloc[i]}', which needs phenotypes")
+    return table
+
+
+class Cohort:
+    """A validated manifest plus lazy access to each subject's ECG and cine."""
+
+    def __init__(self, manifest_path: str | Path, table: pd.DataFrame, store: ArrayStore | None) -> None:
+        self.manifest_path = Path(manifest_path)
+        self.root = self.manifest_path.parent
+        self.table = table
+        self.store = store
+        if store is not None:
+            self.sampling_rate = float(store.meta.sampling_rate)
+        elif "sampling_rate" in table.columns:
+            self.sampling_rate = float(table["sampling_rate"].iloc[0])
+        else:
+            self.sampling_rate = DEFAULT_SAMPLING_RATE
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __repr__(self) -> str:
+        counts = self.table["split"].value_counts().to_dict()
+        return f"Cohort({self.manifest_path}, n={len(self)}, splits={counts})"
+
+    # ---- per-subject access -------------------------------------------------------------
+    def ecg(self, i: int) -> np.ndarray:
+        """The 12-lead ECG of row ``i``: float32 ``[12, n_samples]`` in millivolts."""
+        ecg = self._load(i, "ecg_path")
+        if ecg.ndim != 2 or ecg.shape[0] != len(LEADS):
+            raise self._error(i, "ecg_path", f"ECG has shape {ecg.shape}, expected [{len(LEADS)}, n_samples]")
+        return np.asarray(ecg, dtype=np.float32)
+
+    def cmr(self, i: int) -> np.ndarray:
+        """The cine of row ``i``: float32 ``[T, H, W]`` with intensities in [0, 1]."""
+        cmr = self._load(i, "cmr_path")
+        if cmr.ndim != 3:
+            raise self._error(i, "cmr_path", f"CMR has shape {cmr.shape}, expected [T, H, W]")
+        if cmr.dtype == np.uint8:
+            return cmr.astype(np.float32) / 255.0
+        return np.asarray(cmr, dtype=np.float32)
+
+    def extra(self, name: str, i: int) -> np.ndarray | None:
+        """A per-subject extra array of the store (e.g. ``volumes``, ``rpeaks``), or None."""
+        if self.store is None or name not in self.store.extras:
+            return None
+        ref = str(self.table["ecg_path"].iloc[i])
+        if not ref.startswith(ARRAY_PREFIX):
+            return None
+        return np.asarray(self.store.extras[name][int(ref[len(ARRAY_PREFIX):])])
+
+    def indices(self, split: str | None = None) -> np.ndarray:
+        """Row indices of a split (all rows when ``split`` is None)."""
+        if split is None:
+            return np.arange(len(self))
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        return np.flatnonzero(self.table["split"].to_numpy() == split)
+
+    def index_of(self, subject_id: str) -> int:
+        """Row index of a subject id."""
+        hits = np.flatnonzero(self.table["subject_id"].to_numpy() == str(subject_id))
+        if len(hits) == 0:
+            raise KeyError(f"subject {subject_id!r} is not in {self.manifest_path}")
+        return int(hits[0])
+
+    def phenotypes(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Phenotype matrix ``[n, 9]`` in ``PHENOTYPES`` order (NaN where missing)."""
+        table = self.table if rows is None else self.table.iloc[rows]
+        return table[list(PHENOTYPES)].to_numpy(dtype=np.float32)
+
+    # ---- internals ----------------------------------------------------------------------
+    def _error(self, i: int, column: str, reason: str) -> SubjectDataError:
+        return SubjectDataError(f"subject {self.table['subject_id'].iloc[i]} ({column}="
+                                f"{self.table[column].iloc[i]}): {reason}")
+
+    def _resolve(self, ref: str) -> Path:
+        path = Path(ref)
+        return path if path.is_absolute() else self.root / path
+
+    def _load(self, i: int, column: str) -> np.ndarray:
+        ref = str(self.table[column].iloc[i])
+        if ref.startswith(ARRAY_PREFIX):
+            assert self.store is not None  # guaranteed by open_cohort's checks
+            arrays = self.store.ecg if column == "ecg_path" else self.store.cmr
+            return np.asarray(arrays[int(ref[len(ARRAY_PREFIX):])])
+        path = self._resolve(ref)
+        if not path.exists():
+            raise self._error(i, column, f"file not found: {path}")
+        try:
+            if path.suffix == ".npy":
+                return np.load(path)
+            from . import readers  # real-data formats (UK Biobank XML, DICOM, WFDB, NIfTI)
+
+            record = readers.read_ecg(path) if column == "ecg_path" else readers.read_cine(path)
+            return record.signal if column == "ecg_path" else record.frames
+        except SubjectDataError:
+            raise
+        except Exception as err:  # any reader failure becomes an error that names the file
+            raise self._error(i, column, f"unreadable: {err}") from err
+
+
+def _check_array_refs(table: pd.DataFrame, store: ArrayStore | None, manifest: Path) -> None:
+    for column, kind in (("ecg_path", "ecg"), ("cmr_path", "cmr")):
+        refs = table[column].astype(str)
+        is_array = refs.str.startswith(ARRAY_PREFIX)
+        if not is_array.any():
+            continue
+        if store is None:
+            i = int(np.flatnonzero(is_array)[0])
+            raise ManifestError(f"{_row_label(table, i)}: column '{column}' points into an array store, "
+                                f"but {manifest.parent / STORE_DIR} does not exist")
+        idx = pd.to_numeric(refs[is_array].str[len(ARRAY_PREFIX):], errors="coerce")
+        n = len(store)
+        bad = idx.isna() | (idx < 0) | (idx >= n)
+        if bad.any():
+            i = int(bad[bad].index[0])
+            raise ManifestError(f"{_row_label(table, i)}: column '{column}' = {refs.iloc[i]!r} is not an "
+                                f"index into the array store (0..{n - 1})")
+        shape = (store.ecg if kind == "ecg" else store.cmr).shape[1:]
+        meta = store.meta
+        expected = (len(meta.leads), meta.n_samples) if kind == "ecg" else (meta.n_frames, *meta.image_size)
+        if len(meta.leads) != len(LEADS) or tuple(shape) != tuple(expected):
+            raise ManifestError(f"array store {store.root}: {kind} arrays have shape {tuple(shape)}, "
+                                f"expected {tuple(expected)} with {len(LEADS)} leads")
+
+
+def _check_files(table: pd.DataFrame, root: Path) -> None:
+    for column in ("ecg_path", "cmr_path"):
+        for i, ref in enumerate(table[column].astype(str)):
+            if ref.startswith(ARRAY_PREFIX):
+                continue
+            path = Path(ref) if Path(ref).is_absolute() else root / ref
+            if not path.exists():
+                raise ManifestError(f"{_row_label(table, i)}: column '{column}': file not found: {path}")
+
+
+def open_cohort(manifest_path: str | Path, check_files: bool = True) -> Cohort:
+    """Read and validate a manifest; map its array store if it has one."""
+    manifest_path = Path(manifest_path)
+    if manifest_path.is_dir():
+        manifest_path = manifest_path / "manifest.csv"
+    table = validate_manifest(read_manifest(manifest_path))
+    store_dir = manifest_path.parent / STORE_DIR
+    store = ArrayStore(store_dir) if (store_dir / "store.json").exists() else None
+    _check_array_refs(table, store, manifest_path)
+    if check_files:
+        _check_files(table, manifest_path.parent)
+    return Cohort(manifest_path, table, store)
+
+
+def describe(cohort: Cohort) -> pd.DataFrame:
+    """A cohort summary: count and phenotype mean ± SD per split and sex."""
+    table = cohort.table
+    group_cols = ["split"] + (["sex"] if "sex" in table.columns else [])
+    stats: dict[str, Any] = {"n": table.groupby(group_cols).size()}
+    for col in PHENOTYPES:
+        g = table.groupby(group_cols)[col]
+        stats[col] = g.mean().round(1).astype(str) + " ± " + g.std().round(1).astype(str)
+    return pd.DataFrame(stats)
