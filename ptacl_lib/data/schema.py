@@ -23,3 +23,17 @@ SPLITS_NEEDING_PHENOTYPES: tuple[str, ...] = ("train", "test")
 
 #: Prefix of a manifest path that points into the cohort's array store: ``array:INDEX``.
 ARRAY_PREFIX = "array:"
+
+#: UK Biobank imaging-derived phenotypes (Category 157, instance 2 = first imaging visit) -> manifest column.
+#: Field 24104 (LV cardiac output, L/min) has no manifest column and is read but not mapped.
+UKB_IDP_FIELDS: dict[int, str] = {
+    24100: "lvedv", 24101: "lvesv", 24102: "lvsv", 24103: "lvef",
+    24105: "lvm", 24106: "rvedv", 24107: "rvesv", 24108: "rvsv", 24109: "rvef",
+}
+
+#: UK Biobank bulk fields the real-data path reads.
+UKB_BULK_FIELDS: dict[int, str] = {
+    20205: "ECG at rest, 12-lead (GE CardioSoft XML)",
+    20208: "Long-axis heart images (DICOM zip)",
+    20209: "Short-axis heart images (DICOM zip)",
+}
