@@ -1,0 +1,143 @@
+"""Several arms × several seeds into one tidy table, and summaries with bootstrap confidence intervals.
+
+Every evaluated run directory holds a ``metrics.json`` (written by ``evaluate_run``) with its arm,
+its seed and a list of records ``{embedding, task, target, metric, value}``. ``compare`` stacks them
+into one DataFrame with the columns ``arm, seed, task, target, metric, value``. Records computed on
+the CMR embedding of a PTACL run become the arm ``cmr_probe``: what an ECG embedding could reach if
+it held everything the aligned CMR embedding holds (the upper reference).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+#: The arms of the comparison, in reporting order.
+ARMS: tuple[str, ...] = ("none", "ecg_ssl", "global", "ptacl", "supervised", "cmr_probe")
+#: Human-readable arm names for tables and figures.
+ARM_LABELS: dict[str, str] = {
+    "none": "random init", "ecg_ssl": "ECG-only SSL", "global": "global-only (CLIP)",
+    "ptacl": "PTACL", "supervised": "supervised ECG", "cmr_probe": "CMR probe (upper ref.)",
+}
+#: Objective whose CMR embedding provides the ``cmr_probe`` reference.
+CMR_PROBE_SOURCE = "ptacl"
+METRICS_FILE = "metrics.json"
+COLUMNS: tuple[str, ...] = ("arm", "seed", "task", "target", "metric", "value")
+SUMMARY_COLUMNS: tuple[str, ...] = ("arm", "task", "target", "metric", "n", "mean", "ci_low", "ci_high")
+
+
+def discover_runs(run_root: str | Path) -> list[Path]:
+    """Run directories of a demo layout ``<run_root>/arms/<arm>/seed<k>/`` that hold a ``config.json``."""
+    root = Path(run_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"run root not found: {root}")
+    runs = sorted(p.parent for p in root.glob("arms/*/seed*/config.json"))
+    if not runs:
+        raise FileNotFoundError(f"no run directories under {root}/arms/<arm>/seed<k>/ (with config.json)")
+    return runs
+
+
+def compare(runs: Iterable[str | Path]) -> pd.DataFrame:
+    """Read ``metrics.json`` of every run into one tidy DataFrame (``COLUMNS``)."""
+    rows: list[dict[str, object]] = []
+    for run_dir in runs:
+        path = Path(run_dir) / METRICS_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path} missing: evaluate the run first (ptacl_lib.evaluate.evaluate_run)")
+        payload = json.loads(path.read_text())
+        for rec in payload["records"]:
+            if rec["embedding"] == "cmr":
+                if payload["arm"] != CMR_PROBE_SOURCE:
+                    continue
+                arm = "cmr_probe"
+            else:
+                arm = payload["arm"]
+            rows.append({"arm": arm, "seed": int(payload["seed"]), **{k: rec[k] for k in COLUMNS[2:]}})
+    if not rows:
+        raise ValueError("no runs to compare")
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    duplicated = df.duplicated(subset=list(COLUMNS[:5]))
+    if duplicated.any():
+        first = df[duplicated].iloc[0]
+        raise ValueError(f"two runs share arm={first.arm!r} seed={first.seed}: each (arm, seed) must be one run")
+    return _order_arms(df).reset_index(drop=True)
+
+
+def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, n_resamples: int = 2000,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean. One value, or identical values, give a zero-width interval."""
+    data = np.asarray(values, dtype=np.float64)
+    data = data[np.isfinite(data)]
+    if len(data) == 0:
+        return float("nan"), float("nan")
+    if len(data) == 1 or np.ptp(data) == 0:
+        return float(data[0]), float(data[0])
+    res = stats.bootstrap((data,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
+                          method="percentile", rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def summarise(df: pd.DataFrame, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Mean over seeds with a bootstrap CI per arm / task / target / metric (``SUMMARY_COLUMNS``)."""
+    rows = []
+    for (arm, task, target, metric), group in df.groupby(["arm", "task", "target", "metric"], sort=False):
+        values = group["value"].to_numpy(dtype=np.float64)
+        low, high = bootstrap_ci(values, confidence, n_resamples, seed)
+        rows.append({"arm": arm, "task": task, "target": target, "metric": metric,
+                     "n": int(np.isfinite(values).sum()), "mean": float(np.nanmean(values)) if np.isfinite(values).any()
+                     else float("nan"), "ci_low": low, "ci_high": high})
+    return _order_arms(pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))).reset_index(drop=True)
+
+
+def paired_difference(df: pd.DataFrame, arm: str, reference: str, confidence: float = 0.95,
+                      n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """``arm - reference`` per seed (paired: same seed, same data split), mean and bootstrap CI.
+
+    Columns: ``task, target, metric, n, mean_difference, ci_low, ci_high``. An interval that
+    excludes zero says the arms differ beyond seed noise; one that straddles zero does not.
+    """
+    keys = ["seed", "task", "target", "metric"]
+    a = df[df["arm"] == arm].set_index(keys)["value"]
+    b = df[df["arm"] == reference].set_index(keys)["value"]
+    if a.empty or b.empty:
+        raise ValueError(f"need both arms in the table, got {sorted(df['arm'].unique())}")
+    diff = (a - b).dropna().rename("difference").reset_index()
+    if diff.empty:
+        raise ValueError(f"arms {arm!r} and {reference!r} share no seed")
+    rows = []
+    for (task, target, metric), group in diff.groupby(["task", "target", "metric"], sort=False):
+        values = group["difference"].to_numpy()
+        low, high = bootstrap_ci(values, confidence, n_resamples, seed)
+        rows.append({"task": task, "target": target, "metric": metric, "n": len(values),
+                     "mean_difference": float(values.mean()), "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows)
+
+
+def format_table(summary: pd.DataFrame, task: str, metric: str | Sequence[str], digits: int = 3) -> pd.DataFrame:
+    """A wide table for reading: rows = arms, columns = targets (or metrics), cells ``mean [low, high]``."""
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    sub = summary[(summary["task"] == task) & summary["metric"].isin(metrics)].copy()
+    if sub.empty:
+        raise ValueError(f"no summary rows for task={task!r} metric={metrics}")
+    sub["cell"] = [f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+                   for m, lo, hi in zip(sub["mean"], sub["ci_low"], sub["ci_high"])]
+    column = "target" if len(metrics) == 1 else "metric"
+    if len(metrics) > 1 and sub["target"].nunique() > 1:
+        raise ValueError("several metrics need a single target per task; filter the summary first")
+    table = sub.pivot(index="arm", columns=column, values="cell")
+    order = [a for a in ARMS if a in table.index] + [a for a in table.index if a not in ARMS]
+    columns = [c for c in (metrics if column == "metric" else sub[column].drop_duplicates())]
+    table = table.loc[order, columns]
+    table.index = [ARM_LABELS.get(a, a) for a in table.index]
+    table.index.name = "arm"
+    return table
+
+
+def _order_arms(df: pd.DataFrame) -> pd.DataFrame:
+    rank = {a: i for i, a in enumerate(ARMS)}
+    return df.sort_values("arm", key=lambda s: s.map(lambda a: rank.get(a, len(ARMS))), kind="stable")
