@@ -1,0 +1,126 @@
+"""Opening a cohort: the API, and a clear error (naming row and column) for every bad manifest."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO
+from ptacl_lib.data import (LEADS, PHENOTYPES, ManifestError, PreprocessConfig, PTACLDataset,
+                            SubjectDataError, collate, open_cohort)
+from ptacl_lib.data.cohort import read_manifest, validate_manifest
+
+
+@pytest.fixture()
+def cohort_copy(tiny_cohort: Path, tmp_path: Path) -> Path:
+    """A private, editable copy of the tiny cohort; returns its manifest path."""
+    dst = tmp_path / "cohort"
+    shutil.copytree(tiny_cohort.parent, dst, ignore=shutil.ignore_patterns("cache"))
+    return dst / tiny_cohort.name
+
+
+def _edit(manifest: Path, fn) -> Path:
+    table = pd.read_csv(manifest, dtype={"subject_id": str})
+    fn(table)
+    table.to_csv(manifest, index=False)
+    return manifest
+
+
+def test_open_cohort_api(tiny_cohort: Path) -> None:
+    cohort = open_cohort(tiny_cohort)
+    assert len(cohort) == 48 == len(cohort.table)
+    assert cohort.sampling_rate == 500
+    ecg, cmr = cohort.ecg(0), cohort.cmr(0)
+    assert ecg.dtype == np.float32 and ecg.shape == (len(LEADS), 5000)
+    assert cmr.dtype == np.float32 and cmr.ndim == 3 and cmr.shape[0] == 50 and cmr.shape[1] >= 64
+    assert 0.0 <= cmr.min() and cmr.max() <= 1.0
+    assert set(cohort.table["split"]) <= {"train", "val", "test"}
+    assert sum(len(cohort.indices(s)) for s in ("train", "val", "test")) == 48
+    assert cohort.phenotypes().shape == (48, len(PHENOTYPES))
+    assert cohort.index_of(cohort.table["subject_id"].iloc[7]) == 7
+    assert cohort.extra("volumes", 0).shape == (2, 50)
+    assert cohort.extra("no_such_extra", 0) is None
+    assert open_cohort(tiny_cohort.parent).manifest_path == tiny_cohort  # a directory works too
+
+
+def test_example_manifest_is_valid() -> None:
+    table = validate_manifest(read_manifest(REPO / "data_manifest" / "example_manifest.csv"))
+    assert len(table) == 5 and table["lvm"].isna().sum() == 1
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.drop(columns=["lvef"], inplace=True), r"missing required column\(s\): lvef"),
+    (lambda t: t.loc.__setitem__((5, "subject_id"), t.loc[2, "subject_id"]),
+     r"row 7 \(subject .*\): column 'subject_id' duplicates row 4"),
+    (lambda t: t.loc.__setitem__((3, "split"), "training"), r"row 5 .*column 'split' has unknown value 'training'"),
+    (lambda t: t.loc.__setitem__((t.index[t["split"] == "train"][0], "lvm"), np.nan),
+     r"row \d+ .*column 'lvm' is NaN in split 'train'"),
+    (lambda t: t.loc.__setitem__((4, "ecg_path"), "ecg/missing.npy"),
+     r"row 6 .*column 'ecg_path': file not found: .*missing.npy"),
+    (lambda t: t.loc.__setitem__((1, "cmr_path"), "array:4800"),
+     r"row 3 .*column 'cmr_path' = 'array:4800' is not an index into the array store \(0..47\)"),
+])
+def test_manifest_errors_name_row_and_column(cohort_copy: Path, edit, message: str) -> None:
+    with pytest.raises(ManifestError, match=message):
+        open_cohort(_edit(cohort_copy, edit))
+
+
+def test_nan_phenotype_is_allowed_in_val(cohort_copy: Path) -> None:
+    def blank_val(t: pd.DataFrame) -> None:
+        t.loc[t["split"] == "val", "lvm"] = np.nan
+    assert np.isnan(open_cohort(_edit(cohort_copy, blank_val)).table["lvm"]).any()
+
+
+def test_wrong_array_shapes_are_rejected(cohort_copy: Path) -> None:
+    store = cohort_copy.parent / "arrays"
+    np.save(store / "ecg.npy", np.zeros((48, 8, 5000), dtype=np.float32))  # 8 leads instead of 12
+    with pytest.raises(ManifestError, match=r"ecg arrays have shape \(8, 5000\), expected \(12, 5000\)"):
+        open_cohort(cohort_copy)
+
+
+def test_wrong_file_shape_names_subject_and_file(cohort_copy: Path) -> None:
+    np.save(cohort_copy.parent / "short.npy", np.zeros((5000,), dtype=np.float32))
+    table = _edit(cohort_copy, lambda t: t.loc.__setitem__((0, "ecg_path"), "short.npy"))
+    cohort = open_cohort(table)
+    sid = cohort.table["subject_id"].iloc[0]
+    with pytest.raises(SubjectDataError, match=rf"subject {sid} \(ecg_path=short.npy\): ECG has shape \(5000,\)"):
+        cohort.ecg(0)
+
+
+def test_broken_subject_is_skipped_and_reported_others_kept(cohort_copy: Path) -> None:
+    """Bulk preprocessing loses only the broken subject, and says which one and why."""
+    (cohort_copy.parent / "corrupt.npy").write_bytes(b"not a numpy file")
+    manifest = _edit(cohort_copy, lambda t: t.loc.__setitem__((0, "ecg_path"), "corrupt.npy"))
+    cohort = open_cohort(manifest)
+    with pytest.warns(UserWarning, match="skipped 1 of 48 subjects"):
+        dataset = PTACLDataset(cohort, split=None, config=PreprocessConfig(), progress=False)
+    assert len(dataset) == 47
+    errors = dataset.cache.errors
+    assert list(errors["subject_id"]) == [cohort.table["subject_id"].iloc[0]]
+    assert "corrupt.npy" in errors["reason"].iloc[0]
+
+
+def test_dataset_items_and_collate(tiny_cohort: Path) -> None:
+    cohort = open_cohort(tiny_cohort)
+    config = PreprocessConfig()
+    dataset = PTACLDataset(cohort, "train", config, progress=False)
+    assert len(dataset) == len(cohort.indices("train"))
+    batch = collate([dataset[k] for k in range(4)])
+    assert batch["ecg"].shape == (4, 12, 10 * config.target_fs)
+    assert batch["cmr"].shape == (4, config.n_frames, config.image_size, config.image_size)
+    assert float(batch["cmr"].min()) >= 0.0 and float(batch["cmr"].max()) <= 1.0
+    assert batch["phenotypes"].shape == (4, len(PHENOTYPES))
+    assert batch["subject_id"] == list(cohort.table["subject_id"].iloc[batch["index"].numpy()])
+    valid = batch["rpeaks"] >= 0
+    assert (valid.sum(1) >= 5).all()  # 10 s holds at least 5 beats at any plausible rate
+    # padding only at the end, and peaks strictly increasing
+    for row, ok in zip(batch["rpeaks"], valid):
+        peaks = row[ok]
+        assert ok[: len(peaks)].all() and (peaks.diff() > 0).all()
+    # per-lead scale is cohort-wide: the train split's leads have unit RMS on average
+    train_rms = np.sqrt(np.mean([np.asarray(dataset.cache.ecg[i]).var(-1) for i in dataset.rows], axis=0))
+    np.testing.assert_allclose(train_rms, 1.0, rtol=1e-3)
