@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -59,13 +61,85 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return torch.load(path, map_location=map_location, weights_only=False)
 
 
+def capture_rng_state() -> dict[str, Any]:
+    """Every global RNG stream (Python, NumPy, torch CPU and CUDA), for a checkpoint."""
+    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
+                             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Put back what ``capture_rng_state`` returned."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 @contextlib.contextmanager
 def rng_state_preserved() -> Iterator[None]:
     """Run a block without disturbing the global RNG streams (e.g. an evaluation pass mid-training)."""
-    py, npy, th = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    state = capture_rng_state()
     try:
         yield
     finally:
-        random.setstate(py)
-        np.random.set_state(npy)
-        torch.set_rng_state(th)
+        restore_rng_state(state)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in a data-parallel job (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that writes files and prints."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join the process group that ``torchrun`` describes in the environment (``env://``).
+
+    gloo on CPU, nccl on CUDA. A group that is already initialised is reused; without
+    ``WORLD_SIZE > 1`` in the environment this is a single-process run.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world <= 1:
+        return DistInfo()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", init_method="env://")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def cleanup_distributed() -> None:
+    """Leave the process group, if one is up."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op when not distributed)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Element-wise mean of a tensor across ranks (itself when not distributed)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        values = values.clone()
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        values /= dist.get_world_size()
+    return values

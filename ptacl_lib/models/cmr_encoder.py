@@ -1,0 +1,63 @@
+"""CMR encoder: a small CNN applied to every cine frame, then a temporal transformer across frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .blocks import sinusoidal_positions, transformer_stack
+
+
+@dataclass(frozen=True)
+class CMREncoderOutput:
+    """What the CMR encoder yields for ``B`` cines of ``T`` frames."""
+
+    pooled: torch.Tensor  # [B, D] mean of the frame tokens
+    tokens: torch.Tensor  # [B, T, D] one token per frame
+
+
+class FrameCNN(nn.Module):
+    """Strided 3x3 conv blocks (GroupNorm, GELU), global average pool, linear to ``dim``.
+
+    GroupNorm instead of BatchNorm keeps every sample independent of its batch, so a loss is
+    invariant to batch order and identical across data-parallel ranks.
+    """
+
+    def __init__(self, channels: tuple[int, ...], dim: int) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        in_ch = 1
+        for out_ch in channels:
+            blocks += [nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1),
+                       nn.GroupNorm(min(8, out_ch), out_ch), nn.GELU(),
+                       nn.Conv2d(out_ch, out_ch, 3, padding=1),
+                       nn.GroupNorm(min(8, out_ch), out_ch), nn.GELU()]
+            in_ch = out_ch
+        self.features = nn.Sequential(*blocks)
+        self.proj = nn.Linear(in_ch, dim)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """``[M, 1, H, W]`` -> ``[M, dim]``."""
+        return self.proj(self.features(frames).mean(dim=(-2, -1)))
+
+
+class CMREncoder(nn.Module):
+    """``[B, T, H, W]`` cine in [0, 1] -> per-frame tokens and their mean."""
+
+    def __init__(self, channels: tuple[int, ...], dim: int, depth: int, heads: int,
+                 mlp_ratio: float = 2.0, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.dim = dim
+        self.frame_encoder = FrameCNN(channels, dim)
+        self.transformer = transformer_stack(dim, depth, heads, mlp_ratio, dropout)
+
+    def forward(self, cmr: torch.Tensor) -> CMREncoderOutput:
+        if cmr.ndim != 4:
+            raise ValueError(f"CMR batch must be [B, T, H, W], got {tuple(cmr.shape)}")
+        b, t, h, w = cmr.shape
+        frames = self.frame_encoder(cmr.reshape(b * t, 1, h, w)).reshape(b, t, self.dim)
+        positions = sinusoidal_positions(t, self.dim, cmr.device).to(frames.dtype)
+        tokens = self.transformer(frames + positions)
+        return CMREncoderOutput(tokens.mean(dim=1), tokens)
