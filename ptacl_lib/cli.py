@@ -41,6 +41,38 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     print(f"cohort written: {path}")
 
 
+def _cmd_run_notebooks(args: argparse.Namespace) -> None:
+    from .notebook_runner import execute_notebook, find_notebook, list_notebooks
+
+    names = [find_notebook(k) for k in args.only] if args.only else list_notebooks()
+    params = dict(args.param or [])
+    for name in names:
+        print(f"running {name} ...")
+        print(f"  -> {execute_notebook(name, args.out, progress=True, **params)}")
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import DemoConfig, run_demo
+
+    config = DemoConfig.fast_variant() if args.fast else DemoConfig()
+    if args.out is not None:
+        config.out = str(args.out)
+    print(f"demo report: {run_demo(config)}")
+
+
+def _parse_param(text: str) -> tuple[str, object]:
+    """``key=value`` with the value read as JSON when it parses (numbers, lists, booleans)."""
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``ptacl`` command."""
     parser = argparse.ArgumentParser(prog="ptacl", description=__doc__)
@@ -53,6 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-frames", type=int, default=50, help="cine frames per cardiac cycle")
     p.add_argument("--image-size", type=int, default=64, help="cine frame side in pixels")
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("run-notebooks", help="execute the ordered notebooks headlessly (papermill)")
+    p.add_argument("--out", type=Path, default=Path("runs/notebooks"), help="folder for executed copies")
+    p.add_argument("--only", nargs="+", help="notebook prefixes, e.g. 01 03")
+    p.add_argument("-p", "--param", type=_parse_param, action="append", metavar="KEY=VALUE",
+                   help="notebook parameter (repeatable); values are parsed as JSON when possible")
+    p.set_defaults(func=_cmd_run_notebooks)
+
+    p = sub.add_parser("demo", help="the whole story on the synthetic cohort (make demo)")
+    p.add_argument("--fast", action="store_true", help="tiny settings, for tests (DEMO_FAST=1)")
+    p.add_argument("--out", type=Path, default=None, help="demo folder (default runs/demo)")
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 

@@ -24,12 +24,6 @@ def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_notebook(name: str, out_dir: Path, **parameters: object) -> Path:
     """Execute ``notebooks/<name>`` headlessly with papermill; returns the executed copy's path."""
-    import papermill as pm
+    from ptacl_lib.notebook_runner import execute_notebook
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    output = out_dir / name
-    pm.execute_notebook(
-        str(NOTEBOOKS / name), str(output), parameters=parameters,
-        kernel_name="python3", cwd=str(REPO), progress_bar=False,
-    )
-    return output
+    return execute_notebook(name, out_dir, **parameters)

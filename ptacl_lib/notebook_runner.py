@@ -1,0 +1,33 @@
+"""Execute the ordered notebooks headlessly with papermill (used by the CLI, the demo and the tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def list_notebooks() -> list[str]:
+    """The ordered notebooks, ``01_…`` first."""
+    return sorted(p.name for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def find_notebook(key: str) -> str:
+    """Resolve ``"01"``, ``"01_data_exploration"`` or a full file name to a notebook file name."""
+    hits = [n for n in list_notebooks() if n == key or n.startswith(key)]
+    if len(hits) != 1:
+        raise ValueError(f"notebook {key!r} matches {hits or 'nothing'} in {NOTEBOOKS_DIR}")
+    return hits[0]
+
+
+def execute_notebook(name: str, out_dir: str | Path, progress: bool = False, **parameters: Any) -> Path:
+    """Run ``notebooks/<name>`` with ``parameters`` injected; the executed copy goes to ``out_dir``."""
+    import papermill as pm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = out_dir / name
+    pm.execute_notebook(str(NOTEBOOKS_DIR / name), str(output), parameters=parameters,
+                        kernel_name="python3", cwd=str(NOTEBOOKS_DIR.parent), progress_bar=progress)
+    return output
