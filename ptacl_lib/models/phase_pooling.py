@@ -8,8 +8,8 @@ rule, ``beat_phase_pool``:
    or after the last peak belong to no complete beat and are ignored.
 2. A token at time ``t`` inside beat ``j`` has phase ``phi = (t - R_j) / (R_{j+1} - R_j)`` in [0, 1).
 3. The ECG-gated cine's frame ``k`` of ``T`` shows phase ``k / T``. Each token goes to the frame
-   nearest in phase, circularly: bin ``round(phi * T) mod T`` (a phase just before the next R peak
-   belongs with frame 0, which shows that same R peak).
+   nearest in phase, circularly: bin ``floor(phi * T + 1/2) mod T``. A phase just before the next
+   R peak therefore joins frame 0, which is acquired at an R peak too.
 4. Phase token ``k`` is the plain mean of every token in bin ``k`` over all complete beats. A bin
    that receives no token is marked invalid in the returned mask and holds zeros.
 
@@ -45,7 +45,7 @@ def token_phase_bins(token_times: torch.Tensor, rpeaks: torch.Tensor, n_phases: 
     start, end = peaks.gather(1, clamped), peaks.gather(1, clamped + 1)
     inside = (beat >= 0) & (beat <= peaks.shape[1] - 2) & torch.isfinite(end) & (end > start)
     phase = torch.where(inside, (times - start) / torch.where(inside, end - start, 1.0), 0.0)
-    bins = torch.round(phase * n_phases).long() % n_phases
+    bins = torch.floor(phase * n_phases + 0.5).long() % n_phases  # round half up
     return bins, inside
 
 
