@@ -53,7 +53,7 @@ def test_example_manifest_is_valid() -> None:
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda t: t.drop(columns=["lvef"], inplace=True), r"missing required column\(s\): lvef"),
+    (lambda t: t.pop("lvef"), r"missing required column\(s\): lvef"),
     (lambda t: t.loc.__setitem__((5, "subject_id"), t.loc[2, "subject_id"]),
      r"row 7 \(subject .*\): column 'subject_id' duplicates row 4"),
     (lambda t: t.loc.__setitem__((3, "split"), "training"), r"row 5 .*column 'split' has unknown value 'training'"),

@@ -61,17 +61,31 @@ def detect_rpeaks(ecg: np.ndarray, fs: float, method: str = "neurokit") -> np.nd
 
     The detector runs on the spatial magnitude of the band-passed limb and precordial leads,
     so a negative QRS in one lead (axis deviation, bundle branch block) does not hide a beat.
-    Each detection is then moved to the local maximum of the magnitude within ±40 ms.
+    Each detection is moved to the local maximum of the magnitude within ±40 ms, and detections
+    below half the recording's median R amplitude are dropped.
     """
     import neurokit2 as nk
 
     filtered = bandpass(ecg, fs, 5.0, min(30.0, 0.45 * fs))
     magnitude = np.sqrt((filtered[[0, 1, 6, 7, 8, 9, 10, 11]] ** 2).sum(axis=0))
-    _, info = nk.ecg_peaks(magnitude, sampling_rate=int(fs), method=method)
-    peaks = np.asarray(info["ECG_R_Peaks"], dtype=np.int64)
-    half = max(1, int(0.04 * fs))
-    refined = [max(0, p - half) + int(np.argmax(magnitude[max(0, p - half): p + half + 1])) for p in peaks]
-    return np.unique(np.asarray(refined, dtype=np.int64))
+    # One second of silence on each side lets the detector's moving thresholds settle before the
+    # first beat and after the last one, which it otherwise misses.
+    pad = int(fs)
+    _, info = nk.ecg_peaks(np.pad(magnitude, pad), sampling_rate=int(fs), method=method)
+    peaks = np.asarray(info["ECG_R_Peaks"], dtype=np.int64) - pad
+    n, half = len(magnitude), max(1, int(0.04 * fs))
+    refined = []
+    for p in peaks[(peaks >= -half) & (peaks < n + half)]:
+        lo, hi = max(0, p - half), min(n, p + half + 1)
+        if hi - lo < 2:
+            continue
+        q = lo + int(np.argmax(magnitude[lo:hi]))
+        if 0 < q < n - 1:  # a maximum on the recording's edge is a beat cut off, not an R peak
+            refined.append(q)
+    found = np.unique(np.asarray(refined, dtype=np.int64))
+    if len(found) > 2:  # amplitude consistency: a T wave beside the padding is not half an R wave
+        found = found[magnitude[found] >= 0.5 * np.median(magnitude[found])]
+    return found
 
 
 def rescale_peaks(peaks: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
