@@ -2,12 +2,15 @@
 
 from .compare import ARM_LABELS, ARMS, compare, discover_runs, format_table, paired_difference, summarise
 from .embeddings import Embeddings, embed
+from .finetune import FinetuneConfig, finetune
+from .pipeline import embeddings_by_arm, evaluate_embeddings, evaluate_run, probe
 from .regression import ProbeResult, fit_linear_probe, mean_predictor, regression_metrics
 from .retrieval import (RELEVANCE_RADIUS, RETRIEVAL_PHENOTYPES, cross_modal_recall, nearest_neighbours,
                         retrieval_metrics)
 
 __all__ = [
-    "ARMS", "ARM_LABELS", "RELEVANCE_RADIUS", "RETRIEVAL_PHENOTYPES", "Embeddings", "ProbeResult", "compare",
-    "cross_modal_recall", "discover_runs", "embed", "fit_linear_probe", "format_table", "mean_predictor",
-    "nearest_neighbours", "paired_difference", "regression_metrics", "retrieval_metrics", "summarise",
+    "ARMS", "ARM_LABELS", "RELEVANCE_RADIUS", "RETRIEVAL_PHENOTYPES", "Embeddings", "FinetuneConfig", "ProbeResult",
+    "compare", "cross_modal_recall", "discover_runs", "embed", "embeddings_by_arm", "evaluate_embeddings",
+    "evaluate_run", "finetune", "fit_linear_probe", "format_table", "mean_predictor", "nearest_neighbours",
+    "paired_difference", "probe", "regression_metrics", "retrieval_metrics", "summarise",
 ]

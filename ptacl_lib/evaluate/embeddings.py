@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
+from ..data import Cohort, PreprocessConfig, PTACLDataset, collate, open_cohort
 from ..data.schema import PHENOTYPES
+from ..runtime import autocast, resolve_device, to_device
+from ..train import load_run
 
 EMBEDDINGS_FILE = "embeddings.npz"
 #: The splits ``embed`` covers by default: training rows are the retrieval database and the
@@ -77,9 +82,9 @@ class Embeddings:
             return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
-def embed(source: str | Path | torch.nn.Module, cohort: object, splits: str | Sequence[str] = DEFAULT_SPLITS,
-          preprocess: object | None = None, batch_size: int = 64, device: str = "auto",
-          num_workers: int = 0) -> Embeddings:
+def embed(source: str | Path | torch.nn.Module, cohort: Cohort | str | Path,
+          splits: str | Sequence[str] = DEFAULT_SPLITS, preprocess: PreprocessConfig | None = None,
+          batch_size: int = 64, device: str = "auto", num_workers: int = 0) -> Embeddings:
     """Pooled ECG and CMR embeddings of every subject in ``splits``.
 
     ``source`` is a run directory (its model and preprocessing are loaded, and the result is
@@ -87,20 +92,15 @@ def embed(source: str | Path | torch.nn.Module, cohort: object, splits: str | Se
     the ``preprocess`` config it was trained with; the default ``PreprocessConfig`` otherwise).
     ``cohort`` is a ``Cohort`` or a manifest path.
     """
-    from ..data import PreprocessConfig, open_cohort
-    from ..runtime import resolve_device
-
     dev = resolve_device(device)
     run_dir: Path | None = None
     if isinstance(source, torch.nn.Module):
         model = source.to(dev)
     else:
-        from ..train import load_run
-
         run_dir = Path(source)
-        model, config = load_run(run_dir, device=str(dev))
-        preprocess = preprocess if preprocess is not None else config.preprocess
-    if not hasattr(cohort, "table"):
+        model, _ = load_run(run_dir, device=str(dev))
+        preprocess = preprocess if preprocess is not None else run_preprocess_config(run_dir)
+    if not isinstance(cohort, Cohort):
         cohort = open_cohort(cohort)
     preprocess = preprocess if preprocess is not None else PreprocessConfig()
     parts = [_embed_split(model, cohort, s, preprocess, batch_size, dev, num_workers)
@@ -111,15 +111,19 @@ def embed(source: str | Path | torch.nn.Module, cohort: object, splits: str | Se
     return result
 
 
+def run_preprocess_config(run_dir: str | Path) -> PreprocessConfig:
+    """The ``PreprocessConfig`` a run was trained with (the ``preprocess`` entry of its ``config.json``)."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no config.json in run directory {run_dir}")
+    saved = json.loads(path.read_text()).get("preprocess")
+    return PreprocessConfig(**saved) if saved is not None else PreprocessConfig()
+
+
 @torch.no_grad()
-def _embed_split(model: torch.nn.Module, cohort: object, split: str, preprocess: object, batch_size: int,
-                 device: torch.device, num_workers: int) -> Embeddings:
-    from torch.utils.data import DataLoader
-
-    from ..data import PTACLDataset, collate
-    from ..runtime import autocast, to_device
-
-    dataset = PTACLDataset(cohort, split, config=preprocess)
+def _embed_split(model: torch.nn.Module, cohort: Cohort, split: str, preprocess: PreprocessConfig,
+                 batch_size: int, device: torch.device, num_workers: int) -> Embeddings:
+    dataset = PTACLDataset(cohort, split, config=preprocess, progress=False)
     if len(dataset) == 0:
         raise ValueError(f"split '{split}' of {cohort} is empty; nothing to embed")
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate,

@@ -31,12 +31,12 @@ REGRESSION_METRICS: tuple[str, ...] = ("r2", "mae", "pearson_r")
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """Test-set predictions of a fitted probe, next to the truth."""
+    """Test-set predictions of a fitted probe (or a fine-tuned model), next to the truth."""
 
     targets: tuple[str, ...]
     predictions: np.ndarray  #: [N_test, T] physical units
     truth: np.ndarray  #: [N_test, T]
-    alphas: np.ndarray  #: [T] the chosen ridge penalty per target
+    alphas: np.ndarray | None = None  #: [T] the ridge penalty chosen per target (None: not a ridge probe)
 
     def metrics(self, task: str = "regression") -> list[MetricRecord]:
         """R², MAE and Pearson r per target as tidy records."""

@@ -1,0 +1,103 @@
+"""Evaluate one run end to end: embed, retrieve, probe, and write ``metrics.json`` in the run directory.
+
+``metrics.json`` holds ``{"arm", "seed", "run_dir", "settings", "records"}``; each record is
+``{"embedding", "task", "target", "metric", "value"}``, where ``embedding`` says whether the
+number was computed on the ECG embedding (every arm) or on the CMR embedding (the ``cmr_probe``
+reference, computed for PTACL runs). ``compare`` reads these files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from ..data import Cohort, open_cohort
+from ..train import read_config
+from .compare import ARMS, CMR_PROBE_SOURCE, METRICS_FILE
+from .embeddings import EMBEDDINGS_FILE, Embeddings, embed
+from .finetune import FinetuneConfig, finetune
+from .regression import ProbeResult, fit_linear_probe
+from .retrieval import DEFAULT_KS, RELEVANCE_RADIUS, MetricRecord, retrieval_metrics
+
+
+def probe(embeddings: Embeddings, modality: str = "ecg") -> ProbeResult:
+    """The frozen linear probe of one modality's embedding: fit on the train rows, predict the test rows."""
+    if modality not in ("ecg", "cmr"):
+        raise ValueError(f"modality must be 'ecg' or 'cmr', got {modality!r}")
+    train, test = embeddings.subset("train"), embeddings.subset("test")
+    return fit_linear_probe(getattr(train, modality), train.require_phenotypes(),
+                            getattr(test, modality), test.require_phenotypes())
+
+
+def evaluate_embeddings(embeddings: Embeddings, cmr_probe: bool = False, ks: Sequence[int] = DEFAULT_KS,
+                        radius: float = RELEVANCE_RADIUS) -> list[MetricRecord]:
+    """Retrieval, cross-modal recall and the ECG probe (plus the CMR probe when asked), as records."""
+    train, test = embeddings.subset("train"), embeddings.subset("test")
+    ecg_records = retrieval_metrics(train.ecg, train.require_phenotypes(), test.ecg, test.require_phenotypes(),
+                                    test_cmr=test.cmr, ks=ks, radius=radius)
+    ecg_records += probe(embeddings, "ecg").metrics()
+    records = [{"embedding": "ecg", **r} for r in ecg_records]
+    if cmr_probe:
+        records += [{"embedding": "cmr", **r} for r in probe(embeddings, "cmr").metrics()]
+    return records
+
+
+def evaluate_run(run_dir: str | Path, cohort: Cohort | str | Path, ks: Sequence[int] = DEFAULT_KS,
+                 radius: float = RELEVANCE_RADIUS, cmr_probe: bool | None = None, device: str = "auto",
+                 batch_size: int = 64, finetune_config: FinetuneConfig | None = None) -> dict[str, Any]:
+    """Embed train and test, evaluate, and write ``<run_dir>/metrics.json``; returns what was written.
+
+    ``cmr_probe`` defaults to "only for PTACL runs" (the upper reference of the comparison).
+    With ``finetune_config``, the run's ECG encoder is also fine-tuned (records of task ``finetune``).
+    """
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    cohort = cohort if isinstance(cohort, Cohort) else open_cohort(cohort)
+    embeddings = embed(run_dir, cohort, batch_size=batch_size, device=device)
+    with_cmr = config.objective == CMR_PROBE_SOURCE if cmr_probe is None else cmr_probe
+    records = evaluate_embeddings(embeddings, cmr_probe=with_cmr, ks=ks, radius=radius)
+    if finetune_config is not None:
+        tuned = finetune(run_dir, cohort, dataclasses.replace(finetune_config, device=device, seed=config.seed))
+        records += [{"embedding": "ecg", **r} for r in tuned.metrics(task="finetune")]
+    payload = {
+        "arm": config.objective,
+        "seed": int(config.seed),
+        "run_dir": str(run_dir),
+        "settings": {"ks": list(ks), "relevance_radius": radius, "embeddings": EMBEDDINGS_FILE,
+                     "n_train": int((embeddings.split == "train").sum()),
+                     "n_test": int((embeddings.split == "test").sum()),
+                     "finetune": dataclasses.asdict(finetune_config) if finetune_config is not None else None},
+        "records": records,
+    }
+    path = run_dir / METRICS_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=1, allow_nan=True))
+    os.replace(tmp, path)
+    return payload
+
+
+def read_run_info(run_dir: str | Path) -> tuple[str, int]:
+    """``(arm, seed)`` of an evaluated run, from its ``metrics.json``."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} missing: evaluate the run first (ptacl_lib.evaluate.evaluate_run)")
+    payload = json.loads(path.read_text())
+    return str(payload["arm"]), int(payload["seed"])
+
+
+def embeddings_by_arm(run_dirs: Iterable[str | Path], seed: int | None = None) -> dict[str, Embeddings]:
+    """The saved embeddings of one run per arm: the given ``seed``, or each arm's lowest seed."""
+    chosen: dict[str, tuple[int, Path]] = {}
+    for run_dir in run_dirs:
+        arm, run_seed = read_run_info(run_dir)
+        if seed is not None and run_seed != seed:
+            continue
+        if arm not in chosen or run_seed < chosen[arm][0]:
+            chosen[arm] = (run_seed, Path(run_dir))
+    if not chosen:
+        raise ValueError(f"no evaluated run with seed {seed}" if seed is not None else "no evaluated runs")
+    order = sorted(chosen, key=lambda a: ARMS.index(a) if a in ARMS else len(ARMS))
+    return {arm: Embeddings.load(chosen[arm][1]) for arm in order}

@@ -1,0 +1,1 @@
+"""Figures for the notebooks: UMAP views, retrieval cards, regression plots and the alignment inspector."""

@@ -1,0 +1,105 @@
+"""Regression figures: predicted against true per target, Bland–Altman for LVEF, R² bars with CIs per arm."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from ..data.schema import PHENOTYPE_UNITS
+from ..evaluate.compare import ARM_LABELS, ARMS
+from ..evaluate.regression import ProbeResult
+
+
+def _arm_colours(arms: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    """A fixed colour per arm, the same in every figure."""
+    palette = plt.get_cmap("tab10").colors
+    return {arm: palette[ARMS.index(arm) if arm in ARMS else (len(ARMS) + i) % 10] for i, arm in enumerate(arms)}
+
+
+def predicted_vs_true(results: Mapping[str, ProbeResult], targets: Sequence[str] | None = None,
+                      n_cols: int = 3, panel_size: float = 3.0) -> Figure:
+    """One panel per target: test predictions against truth for each arm, with the identity line."""
+    arms = list(results)
+    if not arms:
+        raise ValueError("no probe results to plot")
+    targets = list(targets or results[arms[0]].targets)
+    colours = _arm_colours(arms)
+    n_rows = int(np.ceil(len(targets) / n_cols))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(panel_size * n_cols, panel_size * n_rows),
+                             squeeze=False, constrained_layout=True)
+    for ax, target in zip(axes.flat, targets):
+        lows, highs = [], []
+        for arm in arms:
+            res = results[arm]
+            j = res.targets.index(target)
+            ax.scatter(res.truth[:, j], res.predictions[:, j], s=8, alpha=0.6, color=colours[arm],
+                       label=ARM_LABELS.get(arm, arm), linewidths=0)
+            lows.append(min(res.truth[:, j].min(), res.predictions[:, j].min()))
+            highs.append(max(res.truth[:, j].max(), res.predictions[:, j].max()))
+        lo, hi = min(lows), max(highs)
+        ax.plot([lo, hi], [lo, hi], color="black", lw=0.8, ls="--")
+        unit = PHENOTYPE_UNITS.get(target, "")
+        ax.set_title(target)
+        ax.set_xlabel(f"true ({unit})")
+        ax.set_ylabel(f"predicted ({unit})")
+    for ax in list(axes.flat)[len(targets):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7, frameon=False)
+    return fig
+
+
+def bland_altman(results: Mapping[str, ProbeResult], target: str = "lvef", panel_size: float = 3.2) -> Figure:
+    """Bland–Altman per arm: difference (predicted − true) against the mean, with bias and 95 % limits of agreement."""
+    arms = list(results)
+    colours = _arm_colours(arms)
+    fig, axes = plt.subplots(1, len(arms), figsize=(panel_size * len(arms), panel_size), squeeze=False,
+                             sharey=True, constrained_layout=True)
+    unit = PHENOTYPE_UNITS.get(target, "")
+    for ax, arm in zip(axes[0], arms):
+        res = results[arm]
+        j = res.targets.index(target)
+        mean = (res.predictions[:, j] + res.truth[:, j]) / 2
+        diff = res.predictions[:, j] - res.truth[:, j]
+        bias, spread = float(diff.mean()), 1.96 * float(diff.std(ddof=1))
+        ax.scatter(mean, diff, s=8, alpha=0.6, color=colours[arm], linewidths=0)
+        for level, style in ((bias, "-"), (bias - spread, "--"), (bias + spread, "--")):
+            ax.axhline(level, color="black", lw=0.8, ls=style)
+        ax.set_title(f"{ARM_LABELS.get(arm, arm)}\nbias {bias:+.1f}, LoA ±{spread:.1f} {unit}", fontsize=9)
+        ax.set_xlabel(f"mean of predicted and true {target} ({unit})")
+    axes[0, 0].set_ylabel(f"predicted − true ({unit})")
+    return fig
+
+
+def metric_bars(summary: pd.DataFrame, metric: str = "r2", task: str = "regression",
+                targets: Sequence[str] | None = None, ax: Axes | None = None) -> Figure:
+    """Grouped bars of ``metric`` per target (groups) and arm (bars), mean over seeds with CI whiskers.
+
+    ``summary`` is the output of ``ptacl_lib.evaluate.summarise``.
+    """
+    sub = summary[(summary["task"] == task) & (summary["metric"] == metric)]
+    if sub.empty:
+        raise ValueError(f"no summary rows for task={task!r}, metric={metric!r}")
+    targets = list(targets or sub["target"].drop_duplicates())
+    arms = [a for a in ARMS if a in set(sub["arm"])] + [a for a in sub["arm"].unique() if a not in ARMS]
+    colours = _arm_colours(arms)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(targets) * max(1, len(arms)) / 3), 3.6),
+                             constrained_layout=True)
+    width = 0.8 / len(arms)
+    x = np.arange(len(targets))
+    for i, arm in enumerate(arms):
+        rows = sub[sub["arm"] == arm].set_index("target").reindex(targets)
+        mean = rows["mean"].to_numpy(dtype=float)
+        err = np.vstack([mean - rows["ci_low"].to_numpy(dtype=float), rows["ci_high"].to_numpy(dtype=float) - mean])
+        ax.bar(x + (i - (len(arms) - 1) / 2) * width, mean, width, yerr=err, capsize=2,
+               color=colours[arm], label=ARM_LABELS.get(arm, arm), error_kw={"lw": 0.8})
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xticks(x, targets)
+    ax.set_ylabel(f"{metric} (mean over seeds, 95 % bootstrap CI)")
+    ax.legend(fontsize=7, frameon=False, ncols=len(arms), loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    return ax.figure

@@ -1,0 +1,86 @@
+"""Retrieval case cards: a query ECG above its own CMR and the CMRs of the patients its embedding retrieved.
+
+Each retrieved patient is shown by one mid-systolic cine frame, its phenotypes and its cosine
+distance to the query, so a reader sees at a glance whether "similar ECG embedding" meant
+"similar heart".
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..data.schema import LEADS
+
+#: Phenotypes printed under each frame: (column, label, unit).
+CARD_PHENOTYPES: tuple[tuple[str, str, str], ...] = (
+    ("lvedv", "EDV", "mL"), ("lvef", "EF", "%"), ("lvm", "LVM", "g"), ("rvef", "RVEF", "%"))
+
+
+def mid_systole_frame(cohort: object, row: int) -> int:
+    """Cine frame halfway between end-diastole (frame 0, the R peak) and end-systole.
+
+    End-systole is the minimum of the LV volume curve when the cohort stores one (extra
+    ``volumes``, ``[2, T]``: LV and RV in mL); otherwise the frame with the least bright
+    signal, since the blood pool is the brightest tissue of a bSSFP cine and is smallest then.
+    """
+    volumes = cohort.extra("volumes", row)
+    if volumes is not None:
+        end_systole = int(np.argmin(np.asarray(volumes)[0]))
+    else:
+        cine = cohort.cmr(row)
+        end_systole = int(np.argmin(cine.reshape(len(cine), -1).sum(axis=1)))
+    return end_systole // 2
+
+
+def _phenotype_text(table_row: object) -> str:
+    return "\n".join(f"{label} {float(table_row[col]):.0f} {unit}" for col, label, unit in CARD_PHENOTYPES)
+
+
+def retrieval_card(cohort: object, query_row: int, neighbour_rows: Sequence[int], distances: Sequence[float],
+                   leads: Sequence[str] = ("I", "II", "V5"), title: str | None = None,
+                   panel_size: float = 1.9) -> Figure:
+    """One card: the query's ECG (``leads``, full length), then its own mid-systolic frame and each neighbour's.
+
+    ``*_row`` are cohort rows; ``distances`` are the neighbours' cosine distances to the query.
+    """
+    if len(neighbour_rows) != len(distances):
+        raise ValueError(f"{len(neighbour_rows)} neighbours but {len(distances)} distances")
+    unknown = [lead for lead in leads if lead not in LEADS]
+    if unknown:
+        raise ValueError(f"unknown leads {unknown}; expected names from {LEADS}")
+    table = cohort.table
+    n_cols = len(neighbour_rows) + 1
+    fig = plt.figure(figsize=(panel_size * n_cols, panel_size * 2.6), constrained_layout=True)
+    grid = fig.add_gridspec(2, n_cols, height_ratios=[1.0, 1.6])
+
+    ecg = cohort.ecg(query_row)
+    seconds = np.arange(ecg.shape[1]) / cohort.sampling_rate
+    ax = fig.add_subplot(grid[0, :])
+    spacing = 2.0 * float(np.max(np.abs(ecg[[LEADS.index(lead) for lead in leads]]))) or 1.0
+    for j, lead in enumerate(leads):
+        ax.plot(seconds, ecg[LEADS.index(lead)] - j * spacing, lw=0.7, color="black")
+        ax.text(seconds[0], -j * spacing + 0.3 * spacing, lead, fontsize=8, color="tab:red")
+    ax.set_yticks([])
+    ax.set_xlabel("time (s)")
+    ax.set_xlim(seconds[0], seconds[-1])
+    ax.set_title(title or f"query {table['subject_id'].iloc[query_row]}", fontsize=10, loc="left")
+
+    panels = [(query_row, "query (own CMR)")] + [
+        (int(r), f"#{n + 1}  d={float(d):.3f}") for n, (r, d) in enumerate(zip(neighbour_rows, distances))]
+    for c, (row, heading) in enumerate(panels):
+        ax = fig.add_subplot(grid[1, c])
+        frame = cohort.cmr(row)[mid_systole_frame(cohort, row)]
+        ax.imshow(frame, cmap="gray", vmin=0.0, vmax=1.0)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(heading, fontsize=8)
+        ax.set_xlabel(f"{table['subject_id'].iloc[row]}\n{_phenotype_text(table.iloc[row])}", fontsize=7)
+        if c == 0:
+            for spine in ax.spines.values():
+                spine.set_edgecolor("tab:red")
+                spine.set_linewidth(2)
+    return fig
