@@ -1,0 +1,154 @@
+"""The inspector's four linked views, drawn with matplotlib for one subject at one cardiac phase.
+
+``draw_inspector`` is the only drawing code: ``AlignmentInspector.snapshot`` calls it on a pyplot
+figure, and the widget calls it on a detached ``Figure`` that it renders to PNG, so the notebook,
+the tests and the live widget show the same picture.
+
+Layout: the ECG across the top (one lead, or all 12 stacked), with the ECG samples pooled into the
+current phase shaded in every beat; below it the CMR frame of that phase as the model saw it, the
+LV/RV volume curve over the cycle with a cursor at the phase, and one ``T x T`` local similarity
+matrix per compared model (current row outlined, each row's argmax marked, the diagonal dashed;
+colours span the matrix's own range, so a weakly contrasted untrained model still shows its pattern).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from ...data.schema import LEADS
+from .alignment import SubjectAlignment
+
+ALL_LEADS = "all 12"
+#: ``Axes.get_label()`` of each view, so code (and tests) can find them.
+VIEW_LABELS: tuple[str, ...] = ("ecg", "cmr", "volumes", "similarity")
+_SHADE = "#f5b041"
+
+
+@dataclass(frozen=True)
+class SubjectViews:
+    """Everything the views draw for one subject; ``arms`` pairs a model label with its alignment."""
+
+    subject_id: str
+    caption: str  #: one line of phenotypes for the title
+    ecg: np.ndarray  #: float32 [12, L] band-passed ECG (mV) at ``fs``, as the model saw it (before scaling)
+    fs: float
+    frames: np.ndarray  #: float32 [T, H, W] in [0, 1], the model's cine frames
+    volumes: np.ndarray | None  #: float32 [2, F] LV/RV mL over one cycle (frame j at phase j / F), if known
+    arms: tuple[tuple[str, SubjectAlignment], ...]
+
+    @property
+    def n_phases(self) -> int:
+        return self.frames.shape[0]
+
+    @property
+    def primary(self) -> SubjectAlignment:
+        return self.arms[0][1]
+
+
+def draw_inspector(fig: Figure, views: SubjectViews, phase: int, lead: str = "II") -> Figure:
+    """Draw every view of ``views`` at ``phase`` (0..T-1) on ``fig`` (cleared first); returns ``fig``."""
+    if not 0 <= phase < views.n_phases:
+        raise ValueError(f"phase {phase} outside 0..{views.n_phases - 1} for subject {views.subject_id}")
+    if lead != ALL_LEADS and lead not in LEADS:
+        raise ValueError(f"unknown lead {lead!r}; choose {ALL_LEADS!r} or one of {LEADS}")
+    fig.clear()
+    n_cols = 2 + len(views.arms)
+    grid = fig.add_gridspec(2, n_cols, height_ratios=[1.5 if lead == ALL_LEADS else 0.8, 1.0],
+                            width_ratios=[0.8, 1.1] + [1.0] * len(views.arms))
+    primary = views.primary
+    rr_ms = primary.rr_ms
+    phase_ms = phase * rr_ms / views.n_phases
+    fig.suptitle(f"{views.subject_id}  ·  {views.caption}  ·  phase {phase}/{views.n_phases} "
+                 f"({phase_ms:.0f} ms after R, RR {rr_ms:.0f} ms)", fontsize=10)
+    draw_ecg(fig.add_subplot(grid[0, :]), views, phase, lead)
+    draw_frame(fig.add_subplot(grid[1, 0]), views, phase)
+    draw_volumes(fig.add_subplot(grid[1, 1]), views, phase)
+    for c, (label, alignment) in enumerate(views.arms):
+        draw_similarity(fig.add_subplot(grid[1, 2 + c]), alignment, phase, label)
+    return fig
+
+
+def draw_ecg(ax: Axes, views: SubjectViews, phase: int, lead: str) -> None:
+    """The ECG (one lead or all 12 stacked), the current phase's pooled segments shaded in every beat."""
+    ax.set_label("ecg")
+    primary = views.primary
+    t = np.arange(views.ecg.shape[-1]) / views.fs
+    if lead == ALL_LEADS:
+        spacing = 2.0 * float(np.percentile(np.abs(views.ecg), 99.5)) or 1.0  # one lead's excursion, twice
+        for j, name in enumerate(LEADS):
+            offset = -j * spacing
+            ax.plot(t, views.ecg[j] + offset, color="black", lw=0.5)
+            ax.text(-0.01, offset, name, transform=ax.get_yaxis_transform(), ha="right", va="center", fontsize=7)
+        ax.set_yticks([])
+    else:
+        ax.plot(t, views.ecg[LEADS.index(lead)], color="black", lw=0.7)
+        ax.set_ylabel(f"{lead} (mV)")
+    for start, stop in primary.segments(phase):
+        ax.axvspan(start / views.fs, stop / views.fs, color=_SHADE, alpha=0.55, lw=0)
+    for r in primary.rpeaks:
+        ax.axvline(r / views.fs, color="tab:red", lw=0.5, alpha=0.4)
+    ax.set_xlim(0, t[-1])
+    ax.set_xlabel("time (s)")
+    n_beats = max(len(primary.rpeaks) - 1, 0)
+    ax.set_title(f"ECG: samples pooled into phase {phase} shaded in each of {n_beats} complete beats "
+                 f"(R peaks in red)", fontsize=9)
+
+
+def draw_frame(ax: Axes, views: SubjectViews, phase: int) -> None:
+    """The CMR frame of ``phase``, as the model saw it."""
+    ax.set_label("cmr")
+    ax.imshow(views.frames[phase], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"CMR frame {phase}", fontsize=9)
+
+
+def draw_volumes(ax: Axes, views: SubjectViews, phase: int) -> None:
+    """LV/RV volume over one cycle with a cursor at ``phase`` (a note when the cohort has no curve)."""
+    ax.set_label("volumes")
+    rr_ms = views.primary.rr_ms
+    cursor = phase / views.n_phases * rr_ms
+    if views.volumes is None:
+        ax.text(0.5, 0.5, "no volume curve\nin this cohort", ha="center", va="center", transform=ax.transAxes,
+                color="0.4")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    else:
+        n = views.volumes.shape[-1]
+        t = np.arange(n + 1) / n * rr_ms  # close the cycle: the next R peak repeats frame 0
+        for row, name, colour in ((0, "LV", "tab:red"), (1, "RV", "tab:blue")):
+            curve = np.append(views.volumes[row], views.volumes[row, 0])
+            ax.plot(t, curve, color=colour, lw=1.2, label=name)
+            ax.plot(cursor, np.interp(cursor, t, curve), "o", color=colour, ms=5)
+        ax.axvline(cursor, color=_SHADE, lw=2)
+        ax.set_xlim(0, rr_ms)
+        ax.set_xlabel("time after R (ms)")
+        ax.set_ylabel("volume (mL)")
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("LV / RV volume", fontsize=9)
+
+
+def draw_similarity(ax: Axes, alignment: SubjectAlignment, phase: int, label: str) -> None:
+    """Local ``T x T`` similarity: rows ECG phases, columns CMR frames; argmax per row, current row outlined."""
+    ax.set_label("similarity")
+    t = alignment.n_phases
+    sim = np.where(alignment.valid[:, None] & alignment.valid[None, :], alignment.similarity, np.nan)
+    finite = sim[np.isfinite(sim)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
+    image = ax.imshow(sim, cmap="viridis", vmin=lo, vmax=max(hi, lo + 1e-6), interpolation="nearest")
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="cosine")
+    ax.plot([-0.5, t - 0.5], [-0.5, t - 0.5], ls="--", color="white", lw=0.7)
+    best = alignment.argmax()
+    rows = np.flatnonzero(best >= 0)
+    ax.scatter(best[rows], rows, marker="x", s=14, color=np.where(best[rows] == rows, "white", "red"), lw=1.0)
+    ax.add_patch(Rectangle((-0.5, phase - 0.5), t, 1.0, fill=False, edgecolor=_SHADE, lw=1.8))
+    ax.set_xlabel("CMR frame  (x: row argmax, red if off-diagonal)", fontsize=8)
+    ax.set_ylabel("ECG phase")
+    m = alignment.metrics()
+    ax.set_title(f"{label}\ndiag. acc {m.diagonal_accuracy:.2f} · phase error {m.phase_error_frames:.2f} fr "
+                 f"({m.phase_error_ms:.0f} ms)", fontsize=9)
