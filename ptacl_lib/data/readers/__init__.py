@@ -20,7 +20,7 @@ from .ukb_xml import read_ukb_xml
 from .wfdb_ecg import read_wfdb_ecg
 
 __all__ = [
-    "CineRecord", "EcgRecord", "IDP_FIELDS", "READER_REASONS", "ReaderError", "crop_heart", "read_cine",
+    "CineRecord", "ECG_SUFFIXES", "EcgRecord", "IDP_FIELDS", "READER_REASONS", "ReaderError", "crop_heart", "read_cine",
     "read_cine_dicom", "read_cine_nifti", "read_dicom_ecg", "read_ecg", "read_idp_csv", "read_ukb_xml",
     "read_wfdb_ecg", "resample_cycle", "standardise_cine", "to_unit_range",
 ]

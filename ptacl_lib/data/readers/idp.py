@@ -3,8 +3,8 @@
 Column names may be the classic showcase style ``24100-2.0`` or the RAP style ``p24100_i2``;
 the subject column is ``eid``. Field 24104 (LV cardiac output, L/min) is kept as ``lvco`` but is
 not a manifest phenotype. Covariates are taken when their columns exist: sex (field 31, UKB
-coding 0 = female, 1 = male), age at the imaging visit (21003, instance 2) and body surface
-area (22427, instance 2).
+coding 0 = female, 1 = male, written "F"/"M" as in the synthetic cohort), age at the imaging
+visit (21003, instance 2) and body surface area (22427, instance 2).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ IDP_FIELDS: dict[int, str] = {
 }
 #: UK Biobank field -> (instance, manifest covariate).
 COVARIATE_FIELDS: dict[int, tuple[int, str]] = {31: (0, "sex"), 21003: (2, "age"), 22427: (2, "bsa")}
+UKB_SEX_CODES: dict[float, str] = {0.0: "F", 1.0: "M"}
 
 
 def _column(columns: pd.Index, field: int, instance: int) -> str | None:
@@ -66,6 +67,8 @@ def read_idp_csv(path: str | Path, instance: int = 2) -> pd.DataFrame:
             raise ReaderError(path, "corrupt_file",
                               f"subject {row['subject_id']}: {name} is not a number ({row[name]!r})")
         table[name] = values.astype("float64")
+    if "sex" in table:
+        table["sex"] = table["sex"].map(UKB_SEX_CODES)
     if table["subject_id"].duplicated().any():
         dup = table.loc[table["subject_id"].duplicated(), "subject_id"].iloc[0]
         raise ReaderError(path, "bad_metadata", f"subject {dup} has more than one row")

@@ -1,0 +1,398 @@
+"""``prepare-ukb``: UK Biobank downloads -> manifest + array store, the same format as the synthetic cohort.
+
+Inputs: a folder of ECGs (field 20205 ``EID_20205_2_0.xml``; DICOM ``.dcm`` and WFDB ``.hea`` also
+work), a folder of cines (field 20209 ``EID_20209_2_0.zip``, a DICOM folder, or ``sa.nii.gz``) and
+the IDP CSV (fields 24100-24109). The subject id is the UKB ``eid`` at the start of a
+``EID_FIELD_INSTANCE_ARRAY`` name (only ``instance`` is used, lowest array index first), else the
+file or folder name without extension.
+
+Per subject (in worker processes):
+- ECG: read in mV at the file's rate, resampled to ``sampling_rate`` (polyphase), then the first
+  ``duration_s`` seconds are kept. A strip short by at most ``SHORTFALL_TOLERANCE`` of the
+  duration (resampling rounding) is padded by repeating its last sample; a shorter one is skipped.
+- Cine: the mid-ventricular slice (or ``slice_index``), heart crop (``readers.cine_ops``),
+  ``n_frames`` frames over the cycle, ``image_size`` pixels, intensities in [0, 1] -> uint8.
+
+The main process writes rows into a preallocated memory-mapped store (row = the subject's
+position in the sorted list of subjects that have both files), so memory stays flat as the
+cohort grows; at most ``2 * workers`` subjects are in flight.
+
+Resume and atomicity: state lives in ``OUT/.prepare/``. Every ``commit_every`` subjects the
+store is flushed, and only then are those subjects' manifest rows appended to ``done.jsonl``
+(flushed and fsynced). A re-run with the same inputs and settings skips subjects listed there;
+a subject whose arrays were written but not yet marked is simply redone. ``manifest.csv`` and
+``errors.csv`` are written through a temporary file and ``os.replace`` at the end of a run, so an
+interrupted run never leaves a manifest with unfinished rows. Failed subjects are retried on a
+re-run (their files may have been fixed).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import os
+import re
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .cohort import STORE_DIR
+from .readers import ECG_SUFFIXES, ReaderError, read_cine, read_ecg, read_idp_csv, standardise_cine
+from .schema import ARRAY_PREFIX, PHENOTYPES
+from .splits import split_of
+from .store import ECG_FILE, ArrayStoreWriter, StoreMeta
+
+MANIFEST = "manifest.csv"
+ERRORS = "errors.csv"
+STATE_DIR = ".prepare"
+#: A strip may fall short of ``duration_s`` by this fraction (resampling rounding) and be edge-padded.
+SHORTFALL_TOLERANCE = 0.01
+_UKB_NAME = re.compile(r"^(?P<eid>\d+)_(?P<field>\d+)_(?P<instance>\d+)_(?P<array>\d+)")
+_CINE_SUFFIXES = (".zip", ".nii.gz", ".nii")
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    """Everything that shapes the output; a resumed run must use the same values."""
+
+    n_frames: int = 50
+    image_size: int = 64
+    duration_s: float = 10.0
+    sampling_rate: float = 500.0
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    min_frames: int = 10
+    crop_mm: float = 140.0
+    slice_index: int | None = None
+    instance: int = 2
+
+    @property
+    def n_samples(self) -> int:
+        """ECG samples per subject in the store."""
+        return int(round(self.duration_s * self.sampling_rate))
+
+
+@dataclass(frozen=True)
+class SubjectTask:
+    """One subject's files and its row in the store."""
+
+    subject_id: str
+    row: int
+    ecg: Path
+    cmr: Path
+
+
+@dataclass(frozen=True)
+class SubjectFailure:
+    """Why one subject was skipped (a row of ``errors.csv``)."""
+
+    subject_id: str
+    file: str
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class SubjectArrays:
+    """One subject ready to write: ECG float32 [12, n_samples] mV, cine uint8 [T, H, W], manifest extras."""
+
+    task: SubjectTask
+    ecg: np.ndarray
+    cmr: np.ndarray
+    columns: dict[str, Any]
+
+
+@dataclass
+class PrepareSummary:
+    """What a run did: subjects ok (this run and before), skipped and why."""
+
+    manifest: Path
+    errors: Path
+    n_ok: int
+    n_resumed: int
+    skipped: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def n_skipped(self) -> int:
+        """Subjects listed in errors.csv."""
+        return sum(self.skipped.values())
+
+    def __str__(self) -> str:
+        lines = [f"prepare-ukb: {self.n_ok} subjects ok ({self.n_resumed} from an earlier run), "
+                 f"{self.n_skipped} skipped, {self.seconds:.1f} s", f"  manifest: {self.manifest}"]
+        if self.skipped:
+            lines.append(f"  skipped subjects: {self.errors}")
+            lines += [f"    {reason}: {count}" for reason, count in sorted(self.skipped.items())]
+        return "\n".join(lines)
+
+
+def subject_id_of(path: Path, instance: int) -> str | None:
+    """The subject id of an input file or folder; None for a UKB name of another instance."""
+    match = _UKB_NAME.match(path.name)
+    if match:
+        return match["eid"] if int(match["instance"]) == instance else None
+    name = path.name
+    for suffix in (*_CINE_SUFFIXES, *ECG_SUFFIXES):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _index_inputs(paths: Iterable[Path], instance: int) -> dict[str, Path]:
+    """subject id -> input, the lowest UKB array index (sorted name) winning."""
+    found: dict[str, Path] = {}
+    for path in sorted(paths):
+        subject = subject_id_of(path, instance)
+        if subject is not None and subject not in found:
+            found[subject] = path
+    return found
+
+
+def find_inputs(ecg_dir: Path, cmr_dir: Path, instance: int) -> tuple[dict[str, Path], dict[str, Path]]:
+    """ECG files and cine inputs (zips, NIfTIs, folders) by subject id."""
+    for directory in (ecg_dir, cmr_dir):
+        if not directory.is_dir():
+            raise FileNotFoundError(f"input folder does not exist: {directory}")
+    ecgs = (p for p in ecg_dir.iterdir() if p.is_file() and p.suffix.lower() in ECG_SUFFIXES)
+    cines = (p for p in cmr_dir.iterdir() if p.is_dir() or p.name.lower().endswith(_CINE_SUFFIXES))
+    return _index_inputs(ecgs, instance), _index_inputs(cines, instance)
+
+
+def fit_duration(signal: np.ndarray, n_samples: int, source: str) -> np.ndarray:
+    """The first ``n_samples`` of [12, S]; a shortfall within ``SHORTFALL_TOLERANCE`` is edge-padded."""
+    length = signal.shape[1]
+    if length >= n_samples:
+        return signal[:, :n_samples]
+    if length < n_samples * (1.0 - SHORTFALL_TOLERANCE):
+        raise ReaderError(source, "ecg_too_short", f"{length} samples after resampling, need {n_samples}")
+    return np.pad(signal, ((0, 0), (0, n_samples - length)), mode="edge")
+
+
+def load_subject(task: SubjectTask, settings: PrepareSettings) -> SubjectArrays | SubjectFailure:
+    """Read, check and standardise one subject (runs in a worker); a failure names the file and reason."""
+    current = task.ecg
+    try:
+        record = read_ecg(task.ecg).resampled(settings.sampling_rate)
+        ecg = fit_duration(record.signal, settings.n_samples, str(task.ecg))
+        if not np.isfinite(ecg).all():
+            raise ReaderError(task.ecg, "corrupt_file", "ECG holds NaN or infinite samples")
+        current = task.cmr
+        cine = read_cine(task.cmr, slice_index=settings.slice_index, min_frames=settings.min_frames)
+        frames = standardise_cine(cine, settings.n_frames, settings.image_size, settings.crop_mm)
+    except ReaderError as err:
+        return SubjectFailure(task.subject_id, str(current), err.reason, err.detail)
+    except Exception as err:  # noqa: BLE001 - one odd file must not stop the cohort; it is reported
+        return SubjectFailure(task.subject_id, str(current), "unreadable", f"{type(err).__name__}: {err}")
+    columns = {"heart_rate": record.meta.get("intervals", {}).get("VentricularRate", np.nan),
+               "ecg_source": str(task.ecg), "cmr_source": str(task.cmr),
+               "cmr_slice_location": cine.slice_location}
+    cmr = np.clip(np.rint(frames * 255.0), 0, 255).astype(np.uint8)
+    return SubjectArrays(task, ecg.astype(np.float32), cmr, columns)
+
+
+class _Progress:
+    """The state folder: plan, settings and the append-only done list."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.root = out_dir / STATE_DIR
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.plan_path = self.root / "plan.csv"
+        self.settings_path = self.root / "settings.json"
+        self.done_path = self.root / "done.jsonl"
+
+    def start(self, plan: list[SubjectTask], settings: PrepareSettings) -> bool:
+        """Record a new plan, or check it matches the earlier one; True when resuming."""
+        planned = pd.DataFrame({"subject_id": [t.subject_id for t in plan], "row": [t.row for t in plan],
+                                "ecg": [str(t.ecg) for t in plan], "cmr": [str(t.cmr) for t in plan]})
+        wanted = json.dumps(asdict(settings), sort_keys=True)
+        if self.plan_path.exists() and self.settings_path.exists():
+            earlier = pd.read_csv(self.plan_path, dtype=str)
+            if self.settings_path.read_text() != wanted:
+                raise ValueError(f"{self.root.parent} was prepared with other settings "
+                                 f"({self.settings_path.read_text()}); use a new output folder")
+            if earlier["subject_id"].tolist() != planned["subject_id"].tolist():
+                added = sorted(set(planned["subject_id"]) - set(earlier["subject_id"]))
+                gone = sorted(set(earlier["subject_id"]) - set(planned["subject_id"]))
+                raise ValueError(f"the inputs changed since {self.root.parent} was started ({len(added)} new "
+                                 f"subjects e.g. {added[:3]}, {len(gone)} gone e.g. {gone[:3]}); "
+                                 "use a new output folder")
+            return True
+        _write_atomic_csv(planned, self.plan_path)
+        self.settings_path.write_text(wanted)
+        self.done_path.write_text("")
+        return False
+
+    def done_rows(self) -> dict[str, dict[str, Any]]:
+        """Manifest rows of finished subjects; a torn last line (interrupted append) is ignored."""
+        rows: dict[str, dict[str, Any]] = {}
+        if not self.done_path.exists():
+            return rows
+        with self.done_path.open() as handle:
+            for line in handle:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                rows[str(row["subject_id"])] = row
+        return rows
+
+    def mark_done(self, rows: list[dict[str, Any]]) -> None:
+        """Append finished rows durably (call only after their arrays are flushed)."""
+        if not rows:
+            return
+        with self.done_path.open("a") as handle:
+            handle.write("".join(json.dumps(row, default=float) + "\n" for row in rows))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _write_atomic_csv(table: pd.DataFrame, path: Path) -> None:
+    """Write a CSV through a temporary file and ``os.replace`` (readers see the old or the new file)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    table.to_csv(temporary, index=False)
+    with temporary.open("rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def _open_store(root: Path, meta: StoreMeta, resuming: bool) -> ArrayStoreWriter:
+    """A new preallocated store, or the earlier run's store (checked to have the planned shape)."""
+    if resuming and not (root / ECG_FILE).exists():
+        raise ValueError(f"{root} is missing although {root.parent / STATE_DIR} records a started run; "
+                         "use a new output folder")
+    writer = ArrayStoreWriter(root, meta, overwrite=not resuming)
+    expected = (meta.n_subjects, len(meta.leads), meta.n_samples)
+    if writer.ecg.shape != expected:
+        raise ValueError(f"{root / ECG_FILE} has shape {writer.ecg.shape}, this run needs {expected}")
+    return writer
+
+
+def _run(tasks: list[SubjectTask], settings: PrepareSettings,
+         workers: int) -> Iterator[SubjectArrays | SubjectFailure]:
+    """Results as they finish, at most ``2 * workers`` subjects in flight (inline when ``workers == 1``)."""
+    if workers <= 1:
+        for task in tasks:
+            yield load_subject(task, settings)
+        return
+    pool = cf.ProcessPoolExecutor(max_workers=workers)
+    try:
+        queue = iter(tasks)
+        pending = {pool.submit(load_subject, t, settings) for t in _take(queue, 2 * workers)}
+        while pending:
+            finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for future in finished:
+                yield future.result()
+            pending |= {pool.submit(load_subject, t, settings) for t in _take(queue, len(finished))}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _take(items: Iterator[SubjectTask], n: int) -> list[SubjectTask]:
+    return [task for _, task in zip(range(n), items)]
+
+
+def _phenotype_failures(tasks: list[SubjectTask], idp: pd.DataFrame,
+                        idp_csv: Path) -> tuple[list[SubjectTask], list[SubjectFailure]]:
+    """Split tasks into those with a complete IDP row and failures (missing or incomplete row)."""
+    ready: list[SubjectTask] = []
+    failures: list[SubjectFailure] = []
+    for task in tasks:
+        if task.subject_id not in idp.index:
+            failures.append(SubjectFailure(task.subject_id, str(idp_csv), "missing_idp", "no row for this eid"))
+            continue
+        missing = [name for name in PHENOTYPES if pd.isna(idp.at[task.subject_id, name])]
+        if missing:
+            failures.append(SubjectFailure(task.subject_id, str(idp_csv), "incomplete_idp",
+                                           f"empty phenotype(s) {missing}"))
+        else:
+            ready.append(task)
+    return ready, failures
+
+
+def prepare_ukb(ecg_dir: str | Path, cmr_dir: str | Path, idp_csv: str | Path, out_dir: str | Path, *,
+                workers: int = 1, n_frames: int = 50, image_size: int = 64, duration_s: float = 10.0,
+                sampling_rate: float = 500.0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                min_frames: int = 10, crop_mm: float = 140.0, slice_index: int | None = None, instance: int = 2,
+                commit_every: int = 16, progress: bool = True) -> PrepareSummary:
+    """Turn UK Biobank ECG/CMR/IDP downloads into ``out_dir/manifest.csv`` + ``out_dir/arrays`` (module doc)."""
+    started = time.perf_counter()
+    settings = PrepareSettings(n_frames, image_size, duration_s, float(sampling_rate), tuple(fractions),
+                               min_frames, crop_mm, slice_index, instance)
+    split_of("probe", settings.fractions)  # validates the fractions before any work
+    ecg_dir, cmr_dir, idp_csv, out_dir = Path(ecg_dir), Path(cmr_dir), Path(idp_csv), Path(out_dir)
+    ecgs, cines = find_inputs(ecg_dir, cmr_dir, instance)
+    idp = read_idp_csv(idp_csv, instance)
+    failures = [SubjectFailure(s, str(p), "missing_cmr", f"no cine for this subject in {cmr_dir}")
+                for s, p in ecgs.items() if s not in cines]
+    failures += [SubjectFailure(s, str(p), "missing_ecg", f"no ECG for this subject in {ecg_dir}")
+                 for s, p in cines.items() if s not in ecgs]
+    paired = sorted(set(ecgs) & set(cines))
+    plan = [SubjectTask(s, row, ecgs[s], cines[s]) for row, s in enumerate(paired)]
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = _Progress(out_dir)
+    resuming = state.start(plan, settings)
+    meta = StoreMeta(n_subjects=len(plan), sampling_rate=settings.sampling_rate, n_samples=settings.n_samples,
+                     n_frames=n_frames, image_size=(image_size, image_size),
+                     attrs={"source": "prepare-ukb", **asdict(settings)})
+    writer = _open_store(out_dir / STORE_DIR, meta, resuming)
+    done = state.done_rows()
+    n_resumed = sum(1 for t in plan if t.subject_id in done)
+    todo, idp_failures = _phenotype_failures([t for t in plan if t.subject_id not in done], idp, idp_csv)
+    failures += idp_failures
+
+    pending_rows: list[dict[str, Any]] = []
+
+    def commit() -> None:
+        writer.flush()
+        state.mark_done(pending_rows)
+        for row in pending_rows:
+            done[row["subject_id"]] = row
+        pending_rows.clear()
+
+    bar = tqdm(total=len(plan), initial=n_resumed, disable=not progress, desc="prepare-ukb", unit="subject")
+    results = _run(todo, settings, workers)
+    try:
+        for result in results:
+            if isinstance(result, SubjectFailure):
+                failures.append(result)
+            else:
+                writer.write(result.task.row, result.ecg, result.cmr)
+                pending_rows.append(_manifest_row(result, idp, settings))
+                if len(pending_rows) >= commit_every:
+                    commit()
+            bar.update(1)
+            bar.set_postfix(skipped=len(failures), refresh=False)
+    finally:
+        results.close()  # stops the worker pool on an interruption
+        commit()  # every row in pending_rows was fully written; an interrupted write never got there
+        bar.close()
+
+    manifest = pd.DataFrame([done[t.subject_id] for t in plan if t.subject_id in done])
+    _write_atomic_csv(manifest, out_dir / MANIFEST)
+    errors = pd.DataFrame([asdict(f) for f in failures], columns=["subject_id", "file", "reason", "detail"])
+    _write_atomic_csv(errors.sort_values("subject_id", kind="stable"), out_dir / ERRORS)
+    return PrepareSummary(manifest=out_dir / MANIFEST, errors=out_dir / ERRORS, n_ok=len(manifest),
+                          n_resumed=n_resumed, skipped=dict(Counter(f.reason for f in failures)),
+                          seconds=time.perf_counter() - started)
+
+
+def _manifest_row(result: SubjectArrays, idp: pd.DataFrame, settings: PrepareSettings) -> dict[str, Any]:
+    """The manifest row of a written subject: ids, split, array refs, phenotypes, covariates, provenance."""
+    task = result.task
+    row: dict[str, Any] = {"subject_id": task.subject_id, "split": split_of(task.subject_id, settings.fractions),
+                           "ecg_path": f"{ARRAY_PREFIX}{task.row}", "cmr_path": f"{ARRAY_PREFIX}{task.row}"}
+    phenotypes = idp.loc[task.subject_id]
+    row.update({name: float(phenotypes[name]) for name in PHENOTYPES})
+    for covariate in ("age", "sex", "bsa"):
+        if covariate in phenotypes.index:
+            value = phenotypes[covariate]
+            row[covariate] = None if pd.isna(value) else value
+    row.update(result.columns)
+    return row
