@@ -83,8 +83,8 @@ def plot_volume_timing(cohort: Cohort, i: int, lead: str = "II") -> Figure:
     """LV/RV volume curves over one cardiac cycle, over that subject's ECG beat on the same time axis.
 
     The cine (and so the volume curve) starts at the R peak and spans one mean RR interval; the
-    beat drawn is the first complete beat of the recording. Generator timings, where the cohort
-    has them, are marked: QRS onset + electromechanical delay (ejection starts) and end-systole.
+    beat drawn is the first complete beat of the recording. Where the cohort carries the
+    generator's end-systole time (``es_ms``, after the R peak), it is marked.
     """
     volumes = cohort.extra("volumes", i)
     if volumes is None:
@@ -109,11 +109,11 @@ def plot_volume_timing(cohort: Cohort, i: int, lead: str = "II") -> Figure:
     vol_ax.plot(t_frames, volumes[0], "o-", ms=3, color="tab:red", label="LV volume")
     vol_ax.plot(t_frames, volumes[1], "o-", ms=3, color="tab:blue", label="RV volume")
     vol_ax.set_ylabel("volume (mL)")
-    for col, label, color in (("emd_ms", "ejection onset", "tab:green"), ("es_ms", "end-systole", "tab:purple")):
-        if col in row and np.isfinite(row[col]):
-            ax.axvline(float(row[col]), ls="--", color=color, lw=1, label=label)
+    if "es_ms" in row and np.isfinite(row["es_ms"]):  # generator's end-systole, in ms after the R peak
+        ax.axvline(float(row["es_ms"]), ls="--", color="tab:purple", lw=1, label="end-systole (generator)")
     handles = ax.get_legend_handles_labels()
     vol_handles = vol_ax.get_legend_handles_labels()
-    ax.legend(handles[0] + vol_handles[0], handles[1] + vol_handles[1], loc="upper right", fontsize=8)
+    ax.legend(handles[0] + vol_handles[0], handles[1] + vol_handles[1], loc="upper left",
+              bbox_to_anchor=(1.1, 1.0), fontsize=8)
     ax.set_title(f"Subject {row['subject_id']}: volumes over one cycle, timed by the ECG")
     return fig
