@@ -1,0 +1,12 @@
+"""Synthetic paired ECG-cine cohort with known ground truth (DESIGN §2).
+
+One latent state per subject (``latent``) drives a 12-lead ECG built from a cardiac dipole
+(``ecg``), ventricular volume curves timed by that ECG (``mechanics``) and short-axis cine frames
+drawn from those curves (``cine``); ``cohort`` writes manifest and array store.
+"""
+
+from .cohort import EXTRA_DESCRIPTIONS, FIDUCIALS, GENERATOR_VERSION, SyntheticOptions, generate_cohort, simulate_subject
+from .latent import CONDUCTIONS, PHENOTYPE_CLASSES
+
+__all__ = ["CONDUCTIONS", "EXTRA_DESCRIPTIONS", "FIDUCIALS", "GENERATOR_VERSION", "PHENOTYPE_CLASSES",
+           "SyntheticOptions", "generate_cohort", "simulate_subject"]
