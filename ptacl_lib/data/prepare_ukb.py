@@ -222,11 +222,21 @@ class _Progress:
                 raise ValueError(f"the inputs changed since {self.root.parent} was started ({len(added)} new "
                                  f"subjects e.g. {added[:3]}, {len(gone)} gone e.g. {gone[:3]}); "
                                  "use a new output folder")
+            self._drop_torn_tail()
             return True
         _write_atomic_csv(planned, self.plan_path)
         self.settings_path.write_text(wanted)
         self.done_path.write_text("")
         return False
+
+    def _drop_torn_tail(self) -> None:
+        """Cut a last line left unfinished by a crash, so the next append starts on a line of its own."""
+        if not self.done_path.exists():
+            return
+        with self.done_path.open("rb+") as handle:
+            data = handle.read()
+            if data and not data.endswith(b"\n"):
+                handle.truncate(data.rfind(b"\n") + 1)
 
     def done_rows(self) -> dict[str, dict[str, Any]]:
         """Manifest rows of finished subjects; a torn last line (interrupted append) is ignored."""

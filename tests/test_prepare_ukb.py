@@ -1,0 +1,220 @@
+"""prepare-ukb end to end on a small UKB-shaped cohort with every kind of bad subject mixed in."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ptacl_lib.cli import main
+from ptacl_lib.data import open_cohort
+from ptacl_lib.data import prepare_ukb as pu
+from ptacl_lib.data.readers import read_ecg
+from ptacl_lib.data.readers.writers import (beating_stack, cine_frame_datasets, subject_ecg_raw,
+                                            write_cardiosoft_xml, write_cine_dicom, write_idp_csv,
+                                            write_ukb_like_cohort)
+from ptacl_lib.data.schema import PHENOTYPES
+from ptacl_lib.data.splits import assign_splits, hash_unit, split_of
+
+N_GOOD = 10
+SETTINGS = dict(n_frames=16, image_size=24, min_frames=8, progress=False)
+#: subject id -> the reason prepare-ukb must give for skipping it
+BAD = {
+    "2000001": "missing_leads", "2000002": "wrong_sample_count", "2000003": "corrupt_file",
+    "2000004": "non_monotonic_trigger_times", "2000005": "too_few_frames", "2000006": "corrupt_file",
+    "2000007": "missing_idp", "2000008": "missing_cmr", "2000009": "missing_ecg", "2000010": "incomplete_idp",
+}
+
+
+def _add_bad_subjects(ecg_dir: Path, cmr_dir: Path, idp_csv: Path) -> None:
+    """One subject per failure mode, beside the good ones."""
+    times = np.arange(12) * 80.0
+    good_cine = cine_frame_datasets(beating_stack(7, 2, 12, 48), times)
+    raw = subject_ecg_raw(7)
+    for eid in BAD:
+        if eid != "2000009":
+            write_cardiosoft_xml(ecg_dir / f"{eid}_20205_2_0.xml", raw)
+        if eid != "2000008":
+            write_cine_dicom(cmr_dir / f"{eid}_20209_2_0.zip", good_cine)
+    write_cardiosoft_xml(ecg_dir / "2000001_20205_2_0.xml", {k: v for k, v in raw.items() if k != "V4"})
+    write_cardiosoft_xml(ecg_dir / "2000002_20205_2_0.xml", raw, sample_count=6000)
+    text = (ecg_dir / "2000003_20205_2_0.xml").read_bytes()
+    (ecg_dir / "2000003_20205_2_0.xml").write_bytes(text[: len(text) // 3])  # truncated download
+    instances = np.tile(np.arange(1, 13), (2, 1))
+    instances[:, [2, 9]] = instances[:, [9, 2]]
+    write_cine_dicom(cmr_dir / "2000004_20209_2_0.zip", cine_frame_datasets(
+        beating_stack(7, 2, 12, 48), times, instance_numbers=instances))
+    write_cine_dicom(cmr_dir / "2000005_20209_2_0.zip", cine_frame_datasets(
+        beating_stack(7, 2, 5, 48), np.arange(5) * 80.0))
+    blob = (cmr_dir / "2000006_20209_2_0.zip").read_bytes()
+    (cmr_dir / "2000006_20209_2_0.zip").write_bytes(blob[: len(blob) // 2])
+    idp = pd.read_csv(idp_csv, dtype={"eid": str})
+    extra = write_idp_csv(idp_csv.with_name("extra.csv"), {
+        eid: {name: 90.0 for name in PHENOTYPES} for eid in BAD if eid != "2000007"})
+    extra_table = pd.read_csv(extra, dtype={"eid": str})
+    extra_table.loc[extra_table["eid"] == "2000010", "24101-2.0"] = np.nan
+    pd.concat([idp, extra_table]).to_csv(idp_csv, index=False)
+
+
+@pytest.fixture(scope="module")
+def ukb_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ukb")
+    paths = write_ukb_like_cohort(root, N_GOOD, n_slices=2, n_frames=12, size=48)
+    write_cardiosoft_xml(paths["ecg_dir"] / "1000001_20205_3_0.xml", subject_ecg_raw(99))  # repeat visit: ignored
+    (paths["ecg_dir"] / "notes.txt").write_text("not an ECG")
+    _add_bad_subjects(paths["ecg_dir"], paths["cmr_dir"], paths["idp_csv"])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def prepared(ukb_inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pu.PrepareSummary]:
+    out = tmp_path_factory.mktemp("prepared")
+    summary = pu.prepare_ukb(ukb_inputs["ecg_dir"], ukb_inputs["cmr_dir"], ukb_inputs["idp_csv"], out, **SETTINGS)
+    return out, summary
+
+
+def test_summary_and_errors_list_every_bad_subject(prepared: tuple[Path, pu.PrepareSummary]) -> None:
+    out, summary = prepared
+    assert summary.n_ok == N_GOOD and summary.n_resumed == 0 and summary.n_skipped == len(BAD)
+    expected = pd.Series(BAD).value_counts().to_dict()
+    assert summary.skipped == expected
+    errors = pd.read_csv(out / "errors.csv", dtype={"subject_id": str})
+    assert dict(zip(errors["subject_id"], errors["reason"])) == BAD
+    files = dict(zip(errors["subject_id"], errors["file"]))
+    assert files["2000001"].endswith("2000001_20205_2_0.xml") and files["2000006"].endswith("2000006_20209_2_0.zip")
+    assert files["2000007"].endswith("idp.csv")
+    text = str(summary)
+    assert f"{N_GOOD} subjects ok" in text and "non_monotonic_trigger_times: 1" in text
+
+
+def test_manifest_opens_as_a_cohort_with_the_source_values(prepared: tuple[Path, pu.PrepareSummary],
+                                                           ukb_inputs: dict[str, Path]) -> None:
+    out, _ = prepared
+    cohort = open_cohort(out / "manifest.csv")
+    table = cohort.table
+    assert len(cohort) == N_GOOD and cohort.sampling_rate == 500.0
+    assert table["subject_id"].tolist() == [str(1000001 + k) for k in range(N_GOOD)]
+    assert table["split"].tolist() == assign_splits(table["subject_id"])
+    idp = pd.read_csv(ukb_inputs["idp_csv"], dtype={"eid": str}).set_index("eid")
+    for i, subject in enumerate(table["subject_id"]):
+        source = read_ecg(ukb_inputs["ecg_dir"] / f"{subject}_20205_2_0.xml")
+        np.testing.assert_array_equal(cohort.ecg(i), source.signal)  # 500 Hz, 10 s: stored unchanged
+        cine = cohort.cmr(i)
+        assert cine.shape == (16, 24, 24) and cine.min() == 0.0 and cine.max() == 1.0
+        assert table.loc[i, "lvedv"] == idp.loc[subject, "24100-2.0"]
+        assert table.loc[i, "rvef"] == idp.loc[subject, "24109-2.0"]
+        assert table.loc[i, "heart_rate"] == 60 + i % 30  # the device's VentricularRate
+    assert not (out / ".manifest.csv.tmp").exists()
+
+
+def test_ecg_is_resampled_and_cut_to_the_duration(ukb_inputs: dict[str, Path], tmp_path: Path) -> None:
+    task = pu.SubjectTask("1000001", 0, ukb_inputs["ecg_dir"] / "1000001_20205_2_0.xml",
+                          ukb_inputs["cmr_dir"] / "1000001_20209_2_0.zip")
+    settings = pu.PrepareSettings(n_frames=16, image_size=24, duration_s=8.0, sampling_rate=250.0, min_frames=8)
+    result = pu.load_subject(task, settings)
+    assert isinstance(result, pu.SubjectArrays) and result.ecg.shape == (12, 2000)
+    full = read_ecg(task.ecg, sampling_rate=250.0).signal
+    np.testing.assert_array_equal(result.ecg, full[:, :2000])
+    long = pu.PrepareSettings(n_frames=16, image_size=24, duration_s=10.05, min_frames=8)
+    padded = pu.load_subject(task, long)  # 0.5 % short: edge-padded
+    assert isinstance(padded, pu.SubjectArrays) and padded.ecg.shape == (12, 5025)
+    assert (padded.ecg[:, 5000:] == padded.ecg[:, 4999:5000]).all()
+    too_long = pu.load_subject(task, pu.PrepareSettings(duration_s=12.0, min_frames=8))
+    assert isinstance(too_long, pu.SubjectFailure) and too_long.reason == "ecg_too_short"
+
+
+def test_two_workers_give_the_same_cohort(prepared: tuple[Path, pu.PrepareSummary], ukb_inputs: dict[str, Path],
+                                          tmp_path: Path) -> None:
+    out, _ = prepared
+    pu.prepare_ukb(ukb_inputs["ecg_dir"], ukb_inputs["cmr_dir"], ukb_inputs["idp_csv"], tmp_path, workers=2,
+                   **SETTINGS)
+    one, two = open_cohort(out), open_cohort(tmp_path)
+    pd.testing.assert_frame_equal(one.table, two.table)
+    for i in range(N_GOOD):
+        np.testing.assert_array_equal(one.ecg(i), two.ecg(i))
+        np.testing.assert_array_equal(one.cmr(i), two.cmr(i))
+    assert (tmp_path / "errors.csv").read_text() == (out / "errors.csv").read_text()
+
+
+def test_interrupted_run_resumes_without_redoing_finished_subjects(prepared: tuple[Path, pu.PrepareSummary],
+                                                                   ukb_inputs: dict[str, Path], tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    reference, _ = prepared
+    calls: list[str] = []
+    real = pu.load_subject
+
+    def interrupted_after_seven(task: pu.SubjectTask, settings: pu.PrepareSettings):
+        if len(calls) == 7:
+            raise KeyboardInterrupt
+        calls.append(task.subject_id)
+        return real(task, settings)
+
+    monkeypatch.setattr(pu, "load_subject", interrupted_after_seven)
+    args = (ukb_inputs["ecg_dir"], ukb_inputs["cmr_dir"], ukb_inputs["idp_csv"], tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        pu.prepare_ukb(*args, commit_every=3, **SETTINGS)
+    assert not (tmp_path / "manifest.csv").exists()  # no manifest with unfinished rows
+    done = [json.loads(line)["subject_id"] for line in (tmp_path / ".prepare" / "done.jsonl").read_text().splitlines()]
+    finished = [s for s in calls if s.startswith("1")]  # the bad subjects that were read failed, not finished
+    assert done == finished  # everything written before the interruption was committed, nothing else
+
+    # a torn append (crash mid-line) must not count as finished
+    with (tmp_path / ".prepare" / "done.jsonl").open("a") as handle:
+        handle.write('{"subject_id": "1000010", "split": "tr')
+    calls.clear()
+    monkeypatch.setattr(pu, "load_subject", lambda task, settings: (calls.append(task.subject_id),
+                                                                    real(task, settings))[1])
+    summary = pu.prepare_ukb(*args, **SETTINGS)
+    assert summary.n_resumed == len(done) and summary.n_ok == N_GOOD
+    assert not set(calls) & set(done)  # finished subjects were not read again
+    assert "1000010" in calls
+    assert (tmp_path / "manifest.csv").read_text() == (reference / "manifest.csv").read_text()
+    assert (tmp_path / "errors.csv").read_text() == (reference / "errors.csv").read_text()
+    fresh, resumed = open_cohort(reference), open_cohort(tmp_path)
+    for i in range(N_GOOD):
+        np.testing.assert_array_equal(fresh.cmr(i), resumed.cmr(i))
+
+    calls.clear()
+    again = pu.prepare_ukb(*args, **SETTINGS)  # all done: only the failed subjects are retried
+    assert again.n_resumed == N_GOOD and set(calls) <= set(BAD)
+
+
+def test_resume_refuses_other_settings_or_other_inputs(ukb_inputs: dict[str, Path], tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    shutil.copytree(ukb_inputs["ecg_dir"], source / "ecg")
+    shutil.copytree(ukb_inputs["cmr_dir"], source / "cmr")
+    args = (source / "ecg", source / "cmr", ukb_inputs["idp_csv"], tmp_path / "out")
+    pu.prepare_ukb(*args, **SETTINGS)
+    with pytest.raises(ValueError, match="other settings"):
+        pu.prepare_ukb(*args, **{**SETTINGS, "image_size": 32})
+    (source / "ecg" / "1000001_20205_2_0.xml").unlink()
+    with pytest.raises(ValueError, match="inputs changed"):
+        pu.prepare_ukb(*args, **SETTINGS)
+    with pytest.raises(ValueError, match="fractions"):
+        pu.prepare_ukb(*args, **{**SETTINGS, "fractions": (0.5, 0.5, 0.5)})
+
+
+def test_hash_splits_are_reproducible_and_follow_the_fractions() -> None:
+    ids = [str(1000000 + k) for k in range(20000)]
+    splits = assign_splits(ids)
+    assert splits == assign_splits(ids) and splits[:500] == assign_splits(ids[:500])  # independent of the rest
+    shares = pd.Series(splits).value_counts(normalize=True)
+    assert abs(shares["train"] - 0.8) < 0.01 and abs(shares["val"] - 0.1) < 0.01 and abs(shares["test"] - 0.1) < 0.01
+    assert split_of("42", (0.0, 0.0, 1.0)) == "test" and split_of("42", (1.0, 0.0, 0.0)) == "train"
+    assert hash_unit("42") != hash_unit("42", salt="other")
+
+
+def test_cli_prepare_ukb(ukb_inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["prepare-ukb", "--ecg-dir", str(ukb_inputs["ecg_dir"]), "--cmr-dir", str(ukb_inputs["cmr_dir"]),
+                 "--idp-csv", str(ukb_inputs["idp_csv"]), "--out", str(tmp_path), "--n-frames", "16",
+                 "--image-size", "24", "--min-frames", "8", "--no-progress"])
+    assert code == 0
+    assert f"{N_GOOD} subjects ok" in capsys.readouterr().out
+    assert len(open_cohort(tmp_path)) == N_GOOD
+    code = main(["prepare-ukb", "--ecg-dir", str(tmp_path / "absent"), "--cmr-dir", str(ukb_inputs["cmr_dir"]),
+                 "--idp-csv", str(ukb_inputs["idp_csv"]), "--out", str(tmp_path / "o2")])
+    assert code == 2 and "absent" in capsys.readouterr().err
