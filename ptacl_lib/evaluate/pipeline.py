@@ -14,13 +14,17 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+import pandas as pd
+
 from ..data import Cohort, open_cohort
 from ..train import read_config
 from .compare import ARMS, CMR_PROBE_SOURCE, METRICS_FILE
 from .embeddings import EMBEDDINGS_FILE, Embeddings, embed
 from .finetune import FinetuneConfig, finetune
 from .regression import ProbeResult, fit_linear_probe
-from .retrieval import DEFAULT_KS, RELEVANCE_RADIUS, MetricRecord, retrieval_metrics
+from .retrieval import (DEFAULT_KS, RELEVANCE_RADIUS, MetricRecord, Neighbours, nearest_neighbours,
+                        query_phenotype_distance, retrieval_metrics, retrieval_zscores)
 
 
 def probe(embeddings: Embeddings, modality: str = "ecg") -> ProbeResult:
@@ -30,6 +34,38 @@ def probe(embeddings: Embeddings, modality: str = "ecg") -> ProbeResult:
     train, test = embeddings.subset("train"), embeddings.subset("test")
     return fit_linear_probe(getattr(train, modality), train.require_phenotypes(),
                             getattr(test, modality), test.require_phenotypes())
+
+
+def query_neighbours(embeddings: Embeddings, k: int) -> Neighbours:
+    """Each test ECG's ``k`` nearest training ECGs (indices into ``embeddings.subset("train")``)."""
+    return nearest_neighbours(embeddings.subset("test").ecg, embeddings.subset("train").ecg, k)
+
+
+def retrieval_quality(embeddings: Embeddings, k: int) -> np.ndarray:
+    """Per test query, the mean phenotype z-distance of its top-``k`` retrieved training patients ``[N_test]``.
+
+    Lower is better; z-scores use the training statistics (``retrieval.retrieval_zscores``).
+    """
+    train, test = embeddings.subset("train"), embeddings.subset("test")
+    train_z, test_z = retrieval_zscores(train.require_phenotypes(), test.require_phenotypes())
+    return query_phenotype_distance(test_z, train_z, query_neighbours(embeddings, k), k)
+
+
+def disagreements(embeddings: Embeddings, other: Embeddings, k: int, n: int) -> pd.DataFrame:
+    """The test queries whose top-``k`` retrieval quality differs most between two arms.
+
+    Returns ``n`` rows where ``embeddings`` retrieves closer phenotypes than ``other`` and ``n`` where it
+    is the other way round, with columns ``query`` (test position), ``subject_id``, ``distance``,
+    ``other_distance`` and ``difference`` (``distance - other_distance``; negative: ``embeddings`` wins).
+    """
+    a, b = embeddings.subset("test"), other.subset("test")
+    if not np.array_equal(a.subject_ids, b.subject_ids):
+        raise ValueError("the two arms were embedded on different test subjects")
+    dist_a, dist_b = retrieval_quality(embeddings, k), retrieval_quality(other, k)
+    table = pd.DataFrame({"query": np.arange(len(a)), "subject_id": a.subject_ids, "distance": dist_a,
+                          "other_distance": dist_b, "difference": dist_a - dist_b}).sort_values("difference")
+    wins, losses = table.head(n), table.tail(n).iloc[::-1]
+    return pd.concat([wins[wins["difference"] < 0], losses[losses["difference"] > 0]]).reset_index(drop=True)
 
 
 def evaluate_embeddings(embeddings: Embeddings, cmr_probe: bool = False, ks: Sequence[int] = DEFAULT_KS,

@@ -101,6 +101,16 @@ class PhenotypeScaler:
         return (np.asarray(values, dtype=np.float64) - self.mean) / self.std
 
 
+def retrieval_zscores(train_phenotypes: np.ndarray, test_phenotypes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``RETRIEVAL_PHENOTYPES`` of ``[N, 9]`` train and test matrices, z-scored with the training statistics."""
+    for name, values in (("train", train_phenotypes), ("test", test_phenotypes)):
+        if not np.isfinite(values).all():
+            raise ValueError(f"{name} phenotypes contain NaN or inf; retrieval needs complete rows")
+    cols = phenotype_columns(RETRIEVAL_PHENOTYPES)
+    scaler = PhenotypeScaler.fit(train_phenotypes[:, cols])
+    return scaler.transform(train_phenotypes[:, cols]), scaler.transform(test_phenotypes[:, cols])
+
+
 def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``[Na, Nb]`` Euclidean distances between the rows of ``a`` and ``b``."""
     return np.linalg.norm(a[:, None, :] - b[None, :, :], axis=-1)
@@ -133,6 +143,13 @@ def random_neighbour_error(query_values: np.ndarray, database_values: np.ndarray
     return np.abs(database_values[None, :, :] - query_values[:, None, :]).mean(axis=(0, 1))
 
 
+def query_phenotype_distance(query_z: np.ndarray, database_z: np.ndarray, neighbours: Neighbours,
+                             k: int) -> np.ndarray:
+    """Per query, the mean Euclidean z-distance between its phenotypes and its top-``k`` neighbours' ``[Nq]``."""
+    _check_k(neighbours, k)
+    return np.linalg.norm(database_z[neighbours.indices[:, :k]] - query_z[:, None, :], axis=-1).mean(axis=1)
+
+
 def cross_modal_recall(ecg: np.ndarray, cmr: np.ndarray, k: int) -> float:
     """Fraction of patients whose own CMR (same row) is among the ``k`` CMRs nearest to their ECG."""
     if len(ecg) != len(cmr):
@@ -158,12 +175,7 @@ def retrieval_metrics(train_ecg: np.ndarray, train_phenotypes: np.ndarray, test_
     * task ``cross_modal``, target ``cmr``: ``recall@k`` and its chance level ``recall_random@k``
       (``k / N``), when ``test_cmr`` is given.
     """
-    for name, values in (("train", train_phenotypes), ("test", test_phenotypes)):
-        if not np.isfinite(values).all():
-            raise ValueError(f"{name} phenotypes contain NaN or inf; retrieval needs complete rows")
-    cols = phenotype_columns(RETRIEVAL_PHENOTYPES)
-    scaler = PhenotypeScaler.fit(train_phenotypes[:, cols])
-    train_z, test_z = scaler.transform(train_phenotypes[:, cols]), scaler.transform(test_phenotypes[:, cols])
+    train_z, test_z = retrieval_zscores(train_phenotypes, test_phenotypes)
     neighbours = nearest_neighbours(test_ecg, train_ecg, max(ks))
     records: list[MetricRecord] = []
 

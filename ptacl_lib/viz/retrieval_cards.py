@@ -13,7 +13,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..data.schema import LEADS
+from ..data.schema import LEADS, PHENOTYPES
+from ..evaluate.embeddings import Embeddings
+from ..evaluate.pipeline import query_neighbours
 
 #: Phenotypes printed under each frame: (column, label, unit).
 CARD_PHENOTYPES: tuple[tuple[str, str, str], ...] = (
@@ -84,3 +86,19 @@ def retrieval_card(cohort: object, query_row: int, neighbour_rows: Sequence[int]
                 spine.set_edgecolor("tab:red")
                 spine.set_linewidth(2)
     return fig
+
+
+def spread_queries(embeddings: Embeddings, n: int, phenotype: str = "lvef") -> np.ndarray:
+    """``n`` test positions spread evenly over the range of ``phenotype`` (lowest, ..., highest)."""
+    test = embeddings.subset("test")
+    order = np.argsort(test.phenotypes[:, PHENOTYPES.index(phenotype)], kind="stable")
+    return order[np.unique(np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int))]
+
+
+def card_for_query(cohort: object, embeddings: Embeddings, query: int, k: int = 5, title: str | None = None,
+                   leads: Sequence[str] = ("I", "II", "V5")) -> Figure:
+    """The retrieval card of test position ``query``: its ``k`` nearest training ECG embeddings."""
+    train, test = embeddings.subset("train"), embeddings.subset("test")
+    nn = query_neighbours(embeddings, k)
+    return retrieval_card(cohort, int(test.index[query]), train.index[nn.indices[query]], nn.distances[query],
+                          leads=leads, title=title)
