@@ -5,12 +5,12 @@
 """
 
 from .alignment import (AlignmentMetrics, SubjectAlignment, alignment_metrics, circular_frame_distance,
-                        phase_segments, row_argmax, subject_alignment)
+                        phase_segments, row_argmax, subject_alignments)
 from .app import AlignmentInspector, InspectedModel, load_inspected
 from .views import ALL_LEADS, VIEW_LABELS, SubjectViews, draw_inspector
 
 __all__ = [
     "ALL_LEADS", "AlignmentInspector", "AlignmentMetrics", "InspectedModel", "SubjectAlignment", "SubjectViews",
     "VIEW_LABELS", "alignment_metrics", "circular_frame_distance", "draw_inspector", "load_inspected",
-    "phase_segments", "row_argmax", "subject_alignment",
+    "phase_segments", "row_argmax", "subject_alignments",
 ]

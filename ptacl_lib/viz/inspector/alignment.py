@@ -1,6 +1,6 @@
 """What one model says about one subject's ECG-phase × CMR-frame alignment, and how well it aligns.
 
-Nothing here draws. ``subject_alignment`` runs the model once on one subject and keeps the local
+Nothing here draws. ``subject_alignments`` runs the model once per subject and keeps the local
 ``T x T`` similarity (``ptacl_lib.losses.local_similarity``) together with the phase bin of every
 ECG token, computed by the model's own rule (``ptacl_lib.models.token_phase_bins``), so the ECG
 segments the inspector shades are exactly the ones the model averaged into each phase token.
@@ -17,7 +17,7 @@ ECG token are left out as rows *and* as candidate columns, as in the local loss.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -122,13 +122,13 @@ class SubjectAlignment:
 
 
 @torch.no_grad()
-def subject_alignment(model: PTACLModel, item: dict[str, Any], fs: float,
-                      device: torch.device = torch.device("cpu")) -> SubjectAlignment:
-    """Run ``model`` on one ``PTACLDataset`` item (ECG at ``fs`` Hz) and keep what the inspector shows."""
+def subject_alignments(model: PTACLModel, items: Sequence[dict[str, Any]], fs: float,
+                       device: torch.device = torch.device("cpu")) -> list[SubjectAlignment]:
+    """Run ``model`` once on ``PTACLDataset`` items (ECG at ``fs`` Hz, one batch) and keep what the inspector shows."""
     if model.phase_pool is not beat_phase_pool:
         raise ValueError(f"the inspector shades ECG segments with the beat_nearest_frame rule, but the model pools "
                          f"phases with {model.config.phase_pooling!r}")
-    batch = to_device(collate([item]), device)
+    batch = to_device(collate(list(items)), device)
     was_training = model.training
     model.eval()
     try:
@@ -136,11 +136,11 @@ def subject_alignment(model: PTACLModel, item: dict[str, Any], fs: float,
             out = model(batch)
     finally:
         model.train(was_training)
-    similarity = local_similarity(out["ecg_phase"], out["cmr_frames"])[0]
+    similarity = local_similarity(out["ecg_phase"], out["cmr_frames"]).float().cpu().numpy()
     encoder = model.ecg_encoder
     token_times = encoder.token_times(batch["ecg"].shape[-1] // encoder.patch, device=device)
-    bins, inside = token_phase_bins(token_times, batch["rpeaks"], similarity.shape[0])
-    rpeaks = batch["rpeaks"][0]
-    return SubjectAlignment(similarity=similarity.float().cpu().numpy(), valid=out["phase_mask"][0].cpu().numpy(),
-                            token_bins=bins[0].cpu().numpy(), token_inside=inside[0].cpu().numpy(),
-                            patch=int(encoder.patch), rpeaks=rpeaks[rpeaks >= 0].cpu().numpy(), fs=float(fs))
+    bins, inside = (x.cpu().numpy() for x in token_phase_bins(token_times, batch["rpeaks"], similarity.shape[1]))
+    valid, rpeaks = out["phase_mask"].cpu().numpy(), batch["rpeaks"].cpu().numpy()
+    return [SubjectAlignment(similarity=similarity[b], valid=valid[b], token_bins=bins[b], token_inside=inside[b],
+                             patch=int(encoder.patch), rpeaks=rpeaks[b][rpeaks[b] >= 0], fs=float(fs))
+            for b in range(len(items))]

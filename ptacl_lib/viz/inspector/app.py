@@ -5,7 +5,8 @@
     inspector              # in JupyterLab: the live widget (subject, phase slider + play, lead)
     inspector.snapshot("SYN000003", phase=8)   # the same views as a matplotlib Figure, headless
 
-Model outputs are computed once per subject and model, on first use, and cached.
+Model outputs are computed once per subject and model, on first use (or in batches by ``prepare``),
+and cached.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ...evaluate.embeddings import run_preprocess_config
 from ...models import PTACLModel
 from ...runtime import resolve_device
 from ...train import load_run
-from .alignment import SubjectAlignment, subject_alignment
+from .alignment import SubjectAlignment, subject_alignments
 from .views import ALL_LEADS, SubjectViews, draw_inspector
 
 #: Categorical manifest columns offered as subject filters when the cohort has them.
@@ -124,16 +125,24 @@ class AlignmentInspector:
     def views(self, subject: str | int) -> SubjectViews:
         """Everything drawn for a subject; the models run on its first request only."""
         row = self.row_of(subject)
-        if row not in self._views:
-            self._views[row] = self._compute_views(row)
+        self.prepare([row])
         return self._views[row]
 
-    def _compute_views(self, row: int) -> SubjectViews:
-        arms: list[tuple[str, SubjectAlignment]] = []
-        for m in self.models:
-            dataset = self.datasets[m.preprocess]
-            item = dataset[int(np.searchsorted(dataset.rows, row))]
-            arms.append((m.label, subject_alignment(m.model, item, m.preprocess.target_fs, self.device)))
+    def prepare(self, subjects: Sequence[str | int], batch_size: int = 64) -> None:
+        """Run the models on the subjects not seen yet, ``batch_size`` at a time, and cache the results."""
+        rows = [r for r in dict.fromkeys(self.row_of(s) for s in subjects) if r not in self._views]
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            per_model = [subject_alignments(m.model, [self._item(m, r) for r in chunk], m.preprocess.target_fs,
+                                            self.device) for m in self.models]
+            for j, row in enumerate(chunk):
+                self._views[row] = self._subject_views(row, [(m.label, a[j]) for m, a in zip(self.models, per_model)])
+
+    def _item(self, model: InspectedModel, row: int) -> dict[str, Any]:
+        dataset = self.datasets[model.preprocess]
+        return dataset[int(np.searchsorted(dataset.rows, row))]
+
+    def _subject_views(self, row: int, arms: list[tuple[str, SubjectAlignment]]) -> SubjectViews:
         first = self.datasets[self.models[0].preprocess]
         volumes = self.cohort.extra("volumes", row)
         return SubjectViews(
@@ -149,8 +158,10 @@ class AlignmentInspector:
 
     def metrics(self, subjects: Sequence[str | int] | None = None) -> pd.DataFrame:
         """Diagonal accuracy and circular phase error per subject and model (all inspectable subjects by default)."""
+        subjects = list(self.rows if subjects is None else subjects)
+        self.prepare(subjects)
         records = []
-        for subject in (self.rows if subjects is None else subjects):
+        for subject in subjects:
             views = self.views(subject)
             for label, alignment in views.arms:
                 records.append({"subject_id": views.subject_id, "model": label,

@@ -1,0 +1,208 @@
+"""Alignment inspector: scores on hand-made matrices, shaded ECG segments = the model's phase bins,
+the four views, the widget's linked controls, and notebook 06 under papermill."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from conftest import run_notebook
+
+from ptacl_lib.data import PreprocessConfig, PTACLDataset, collate, open_cohort
+from ptacl_lib.models import ModelConfig, PTACLModel, token_phase_bins
+from ptacl_lib.runtime import rng_state_preserved
+from ptacl_lib.train import TrainConfig, fit
+from ptacl_lib.viz import inspector as inspector_module
+from ptacl_lib.viz.inspector import (ALL_LEADS, AlignmentInspector, alignment_metrics, circular_frame_distance,
+                                     phase_segments, row_argmax, subject_alignments)
+
+
+def fresh_model(seed: int, **overrides: object) -> PTACLModel:
+    with rng_state_preserved():
+        torch.manual_seed(seed)
+        return PTACLModel(ModelConfig(**overrides)).eval()
+
+
+@pytest.fixture(scope="module")
+def inspector(tiny_cohort: Path) -> AlignmentInspector:
+    return AlignmentInspector(fresh_model(0), tiny_cohort, compare=fresh_model(1), labels=["PTACL", "global"],
+                              split="test", device="cpu")
+
+
+# ---------------------------------------------------------------------------- scores
+
+def test_circular_frame_distance() -> None:
+    a = np.array([0, 24, 3, 0, 0])
+    b = np.array([24, 0, 3, 12, 13])
+    assert circular_frame_distance(a, b, 25).tolist() == [1, 1, 0, 12, 12]
+
+
+def test_scores_of_a_constructed_similarity() -> None:
+    valid = np.array([True, False, True, True, True])
+    sim = np.zeros((5, 5))
+    sim[0, 1], sim[0, 0] = 0.9, 0.8  # column 1 is an invalid phase: row 0's argmax is its own frame 0
+    sim[1, 3] = 0.9  # invalid row: not scored
+    sim[2, 4] = 0.9  # 2 frames off
+    sim[3, 0] = 0.9  # |3 - 0| = 3, but 2 frames around the cycle
+    sim[4, 0] = 0.9  # |4 - 0| = 4, but 1 frame around the cycle (frame 4 is followed by frame 0)
+    assert row_argmax(sim, valid).tolist() == [0, -1, 4, 0, 0]
+    m = alignment_metrics(sim, valid, rr_ms=1000.0)  # one frame = 1000 / 5 = 200 ms
+    assert m.n_scored == 4
+    assert m.diagonal_accuracy == pytest.approx(1 / 4)
+    assert m.phase_error_frames == pytest.approx((0 + 2 + 2 + 1) / 4)
+    assert m.phase_error_ms == pytest.approx(1.25 * 200.0)
+
+    perfect = alignment_metrics(np.eye(5), np.ones(5, bool), rr_ms=800.0)
+    assert (perfect.diagonal_accuracy, perfect.phase_error_frames, perfect.phase_error_ms) == (1.0, 0.0, 0.0)
+    empty = alignment_metrics(np.eye(5), np.zeros(5, bool), rr_ms=800.0)
+    assert empty.n_scored == 0 and np.isnan(empty.diagonal_accuracy)
+
+
+# ---------------------------------------------------------------------------- phase segments
+
+def test_shaded_segments_follow_the_phase_bin_rule() -> None:
+    """Patch 4, beats of 100 samples, T = 25: token n (centre 4n + 1.5) sits at phase (n - 3) / 25 of beat 0."""
+    model = fresh_model(0, ecg_patch=4)
+    item = {"ecg": torch.zeros(12, 300), "cmr": torch.rand(25, 32, 32), "rpeaks": torch.tensor([12, 112, 212]),
+            "phenotypes": torch.zeros(9), "subject_id": "HAND", "index": 0}
+    alignment = subject_alignments(model, [item], fs=100.0)[0]
+    assert alignment.valid.all() and alignment.rr_ms == pytest.approx(1000.0)
+    for k in range(25):
+        assert alignment.segments(k) == [(12 + 4 * k, 16 + 4 * k), (112 + 4 * k, 116 + 4 * k)]
+    times = model.ecg_encoder.token_times(75)
+    bins, inside = token_phase_bins(times, item["rpeaks"][None], 25)
+    np.testing.assert_array_equal(alignment.token_bins, bins[0].numpy())
+    np.testing.assert_array_equal(alignment.token_inside, inside[0].numpy())
+    # adjacent tokens of one bin merge into one segment; tokens outside complete beats are never shaded
+    assert phase_segments(np.array([2, 2, 2, 1, 2]), np.array([True, True, True, True, False]), 5, 2) == [(0, 15)]
+    with pytest.raises(ValueError, match="phase 25"):
+        alignment.segments(25)
+
+
+def test_shaded_segments_are_what_the_model_pooled(tiny_cohort: Path) -> None:
+    """On a real subject (detected R peaks), averaging the tokens of the shaded samples gives the model's phase token."""
+    model = fresh_model(3)
+    dataset = PTACLDataset(open_cohort(tiny_cohort), "test", PreprocessConfig(), progress=False)
+    item = dataset[0]
+    alignment = subject_alignments(model, [item], fs=100.0)[0]
+    batch = collate([item])
+    with torch.no_grad():
+        out = model(batch)
+        tokens = model.ecg_encoder(batch["ecg"]).tokens[0]
+    patch = model.ecg_encoder.patch
+    for k in range(alignment.n_phases):
+        picked = [n for start, stop in alignment.segments(k) for n in range(start // patch, stop // patch)]
+        assert bool(alignment.valid[k]) == bool(picked)
+        if picked:
+            expected = model.ecg_head(tokens[picked].mean(dim=0))
+            torch.testing.assert_close(out["ecg_phase"][0, k], expected, rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- views and widget
+
+def test_snapshot_draws_the_four_linked_views(inspector: AlignmentInspector) -> None:
+    subject, phase = inspector.subject_ids[1], 7
+    fig = inspector.snapshot(subject, phase)
+    views = {ax.get_label(): ax for ax in fig.axes if ax.get_label() in ("ecg", "cmr", "volumes")}
+    similarity = [ax for ax in fig.axes if ax.get_label() == "similarity"]
+    assert set(views) == {"ecg", "cmr", "volumes"} and len(similarity) == 2  # PTACL and the compared model
+    data = inspector.views(subject)
+    alignment = data.primary
+    np.testing.assert_array_equal(views["cmr"].images[0].get_array(), data.frames[phase])
+    spans = [p.get_x() for p in views["ecg"].patches]
+    assert spans == pytest.approx([start / data.fs for start, _ in alignment.segments(phase)])
+    cursor = phase / inspector.n_phases * alignment.rr_ms
+    assert any(np.allclose(line.get_xdata(), cursor) for line in views["volumes"].lines)
+    assert similarity[0].get_title().startswith("PTACL") and similarity[1].get_title().startswith("global")
+    outlined = similarity[0].patches[0]
+    assert outlined.get_y() == pytest.approx(phase - 0.5)
+    twelve = inspector.snapshot(subject, 0, lead=ALL_LEADS)
+    assert len(next(ax for ax in twelve.axes if ax.get_label() == "ecg").lines) >= 12
+    plt.close("all")
+    with pytest.raises(ValueError, match="phase 25"):
+        inspector.snapshot(subject, 25)
+    with pytest.raises(KeyError, match="SYN999999"):
+        inspector.snapshot("SYN999999", 0)
+
+
+def test_model_outputs_are_computed_once_per_subject(tiny_cohort: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    computed: list[int] = []
+    original = inspector_module.app.subject_alignments
+
+    def counting(model: PTACLModel, items: list[dict], *args: object, **kwargs: object) -> object:
+        computed.extend(int(it["index"]) for it in items)
+        return original(model, items, *args, **kwargs)
+
+    monkeypatch.setattr(inspector_module.app, "subject_alignments", counting)
+    inspector = AlignmentInspector(fresh_model(0), tiny_cohort, split="test", device="cpu")
+    subject = inspector.subject_ids[0]
+    for phase in (0, 5, 9):
+        inspector.render_png(subject, phase)
+    inspector.metrics([subject])
+    assert computed == [inspector.rows[0]]
+    inspector.metrics()  # the rest in one batch; the first subject is not recomputed
+    assert sorted(computed) == sorted(inspector.rows.tolist())
+
+
+def test_batched_outputs_equal_one_subject_at_a_time(inspector: AlignmentInspector) -> None:
+    inspector.prepare(inspector.subject_ids)
+    alone = AlignmentInspector(inspector.models[0].model, inspector.cohort, split="test", device="cpu")
+    for subject in inspector.subject_ids[:3]:
+        np.testing.assert_allclose(alone.alignment(subject).similarity, inspector.alignment(subject).similarity,
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_metrics_table(inspector: AlignmentInspector) -> None:
+    table = inspector.metrics()
+    assert len(table) == 2 * len(inspector.rows)
+    assert set(table["model"]) == {"PTACL", "global"}
+    first = inspector.alignment(inspector.subject_ids[0], model=1).metrics()
+    row = table[(table["subject_id"] == inspector.subject_ids[0]) & (table["model"] == "global")].iloc[0]
+    assert row["phase_error_ms"] == pytest.approx(first.phase_error_ms)
+    assert ((table["phase_error_frames"] >= 0) & (table["phase_error_frames"] <= inspector.n_phases // 2)).all()
+
+
+def test_widget_controls_are_linked(inspector: AlignmentInspector) -> None:
+    app = inspector.app()
+    assert app.play.max == app.phase.max == inspector.n_phases - 1
+    first_image = app.image.value
+    assert first_image[:8] == b"\x89PNG\r\n\x1a\n"
+    app.phase.value = 6
+    assert app.image.value != first_image and app.subject.value == inspector.rows[0]
+    assert "diag. acc" in app.scores.value
+    # a phenotype range narrows the subject list to the subjects inside it
+    lvef = inspector.cohort.table["lvef"].to_numpy()[inspector.rows]
+    cut = float(np.median(lvef))
+    app.value_range.value = (app.value_range.min, cut)
+    offered = [row for _, row in app.subject.options]
+    assert offered == [int(r) for r in inspector.rows if lvef[list(inspector.rows).index(r)] <= cut]
+    assert app.subject.value in offered
+    if "conduction" in app.categories:
+        app.value_range.value = (app.value_range.min, app.value_range.max)
+        app.categories["conduction"].value = "normal"
+        table = inspector.cohort.table
+        assert all(table["conduction"].iloc[row] == "normal" for _, row in app.subject.options)
+    before = app.image.value
+    app.lead.value = ALL_LEADS
+    assert app.image.value != before
+
+
+# ---------------------------------------------------------------------------- notebook
+
+def test_notebook_06_runs_on_trained_runs(tiny_cohort: Path, tmp_path: Path) -> None:
+    ptacl = fit(TrainConfig(manifest=str(tiny_cohort), run_dir=str(tmp_path / "ptacl"), objective="ptacl",
+                            epochs=1, batch_size=16, progress=False))
+    baseline = fit(TrainConfig(manifest=str(tiny_cohort), run_dir=str(tmp_path / "none"), objective="none",
+                               epochs=0, progress=False))
+    figures = tmp_path / "figures"
+    executed = run_notebook("06_alignment_inspector.ipynb", tmp_path / "executed", manifest=str(tiny_cohort),
+                            run_dir=str(ptacl), compare_run_dir=str(baseline), subjects=1, phases=[0, 12],
+                            figures_dir=str(figures), device="cpu")
+    assert executed.exists()
+    assert len(list(figures.glob("inspector_*_phase*.png"))) == 2
+    scores = (figures / "alignment_scores.csv").read_text().splitlines()
+    assert scores[0].startswith("subject_id,model,diagonal_accuracy")
+    assert any("PTACL" in line for line in scores) and any("random init" in line for line in scores)
