@@ -1,0 +1,155 @@
+"""Readers for public chest X-ray report data sets, all producing the same ``CXRSample`` record.
+
+- **Open-I** (Indiana University, ``ecgen-radiology/*.xml`` + PNG images): one XML per report, with
+  ``<AbstractText Label="FINDINGS|IMPRESSION|INDICATION|COMPARISON">`` and one ``<parentImage id=...>``
+  per image (``<id>.png`` in the image folder). Open-I does not label views; pass the Kaggle
+  ``indiana_projections.csv`` (``filename, projection``) to keep frontal images only.
+- **MIMIC-CXR** (``mimic-cxr-2.0.0-metadata.csv`` + ``files/pXX/pSUBJECT/sSTUDY.txt`` reports +
+  ``files/pXX/pSUBJECT/sSTUDY/DICOM_ID.jpg`` images): one record per image with the study's report.
+
+Missing or malformed files raise ``CXRReadError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from lxml import etree
+from PIL import Image
+
+FRONTAL_VIEWS: tuple[str, ...] = ("PA", "AP")
+
+
+class CXRReadError(ValueError):
+    """A report, metadata table or image that cannot be read; the message names the file."""
+
+
+@dataclass(frozen=True)
+class CXRSample:
+    """One image with its report sections, the same for every source."""
+
+    source: str  # "openi" | "mimic-cxr"
+    sample_id: str  # image id (Open-I parentImage id, MIMIC dicom_id)
+    study_id: str
+    subject_id: str | None
+    image_path: Path
+    view: str | None
+    findings: str
+    impression: str
+    indication: str = ""
+    comparison: str = ""
+
+
+def _clean(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
+def read_openi(report_dir: str | Path, image_dir: str | Path, projections_csv: str | Path | None = None,
+               frontal_only: bool = True, require_findings: bool = True) -> list[CXRSample]:
+    """Every image of every Open-I XML report in ``report_dir`` (sorted by file name).
+
+    With ``projections_csv`` the view is filled in (``Frontal``/``Lateral``) and, with ``frontal_only``,
+    lateral images are dropped. Reports without a FINDINGS section are skipped if ``require_findings``.
+    """
+    report_dir, image_dir = Path(report_dir), Path(image_dir)
+    xmls = sorted(report_dir.glob("*.xml"))
+    if not xmls:
+        raise CXRReadError(f"no Open-I XML reports in {report_dir}")
+    views: dict[str, str] = {}
+    if projections_csv is not None:
+        table = _read_csv(projections_csv, ("filename", "projection"))
+        views = {Path(f).stem.removesuffix(".dcm"): str(p) for f, p in zip(table["filename"], table["projection"])}
+    samples = []
+    for xml in xmls:
+        try:
+            root = etree.parse(str(xml)).getroot()
+        except etree.XMLSyntaxError as err:
+            raise CXRReadError(f"{xml}: not well-formed XML ({err})") from err
+        sections = {el.get("Label", "").upper(): _clean(el.text) for el in root.iter("AbstractText")}
+        if require_findings and not sections.get("FINDINGS"):
+            continue
+        uid = root.find("uId")
+        study = uid.get("id") if uid is not None else xml.stem
+        for image in root.iter("parentImage"):
+            image_id = image.get("id")
+            if not image_id:
+                raise CXRReadError(f"{xml}: <parentImage> without an id")
+            view = views.get(image_id)
+            if projections_csv is not None and frontal_only and view != "Frontal":
+                continue
+            path = image_dir / f"{image_id}.png"
+            if not path.exists():
+                raise CXRReadError(f"{xml}: image {image_id} not found at {path}")
+            samples.append(CXRSample("openi", image_id, study, None, path, view, sections.get("FINDINGS", ""),
+                                     sections.get("IMPRESSION", ""), sections.get("INDICATION", ""),
+                                     sections.get("COMPARISON", "")))
+    return samples
+
+
+_SECTION = re.compile(r"^\s*([A-Z][A-Z /&]+):", re.MULTILINE)
+
+
+def report_sections(text: str) -> dict[str, str]:
+    """Split a free-text report into ``{HEADING: text}`` at lines starting with ``UPPER CASE:``."""
+    heads = list(_SECTION.finditer(text))
+    return {m.group(1).strip(): _clean(text[m.end(): nxt.start() if nxt else len(text)])
+            for m, nxt in zip(heads, heads[1:] + [None])}
+
+
+def read_mimic_cxr(root: str | Path, metadata_csv: str | Path | None = None,
+                   views: tuple[str, ...] | None = FRONTAL_VIEWS, require_findings: bool = True) -> list[CXRSample]:
+    """Every image listed in the MIMIC-CXR metadata table (restricted to ``views``; ``None`` keeps all).
+
+    ``root`` holds ``files/``; ``metadata_csv`` defaults to ``root/mimic-cxr-2.0.0-metadata.csv``.
+    Images whose report lacks FINDINGS are skipped if ``require_findings``.
+    """
+    root = Path(root)
+    meta = _read_csv(metadata_csv or root / "mimic-cxr-2.0.0-metadata.csv",
+                     ("dicom_id", "subject_id", "study_id", "ViewPosition"))
+    if views is not None:
+        meta = meta[meta["ViewPosition"].isin(views)]
+    samples, reports = [], {}
+    for row in meta.itertuples(index=False):
+        subject, study = str(row.subject_id), str(row.study_id)
+        folder = root / "files" / f"p{subject[:2]}" / f"p{subject}"
+        report = folder / f"s{study}.txt"
+        if report not in reports:
+            if not report.exists():
+                raise CXRReadError(f"subject {subject}: report not found at {report}")
+            reports[report] = report_sections(report.read_text(errors="replace"))
+        sections = reports[report]
+        if require_findings and not sections.get("FINDINGS"):
+            continue
+        image = folder / f"s{study}" / f"{row.dicom_id}.jpg"
+        if not image.exists():
+            raise CXRReadError(f"subject {subject}: image not found at {image}")
+        view = row.ViewPosition if isinstance(row.ViewPosition, str) else None
+        samples.append(CXRSample("mimic-cxr", str(row.dicom_id), study, subject, image, view,
+                                 sections.get("FINDINGS", ""), sections.get("IMPRESSION", ""),
+                                 sections.get("INDICATION", ""), sections.get("COMPARISON", "")))
+    return samples
+
+
+def _read_csv(path: str | Path, required: tuple[str, ...]) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise CXRReadError(f"table not found: {path}")
+    table = pd.read_csv(path, dtype=str)
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise CXRReadError(f"{path}: missing columns {missing}")
+    return table
+
+
+def load_image(sample: CXRSample, size: int) -> np.ndarray:
+    """The sample's image as grey float32 ``[size, size]`` in [0, 1] (resized, aspect not kept)."""
+    try:
+        with Image.open(sample.image_path) as im:
+            grey = im.convert("L").resize((size, size), Image.BILINEAR)
+    except OSError as err:
+        raise CXRReadError(f"{sample.image_path}: unreadable image ({err})") from err
+    return np.asarray(grey, np.float32) / 255.0
