@@ -37,7 +37,8 @@ class FinetuneConfig:
     device: str = "auto"
 
 
-def finetune(run_dir: str | Path, cohort: Cohort | str | Path, config: FinetuneConfig = FinetuneConfig()) -> ProbeResult:
+def finetune(run_dir: str | Path, cohort: Cohort | str | Path,
+             config: FinetuneConfig = FinetuneConfig()) -> ProbeResult:
     """Fine-tune the run's ECG encoder and projection head plus a new linear head on the train split;
     return test predictions in physical units (``ProbeResult`` without alphas)."""
     device = resolve_device(config.device)
@@ -48,8 +49,9 @@ def finetune(run_dir: str | Path, cohort: Cohort | str | Path, config: FinetuneC
     seed_everything(config.seed)
     model, _ = load_run(run_dir, device=str(device))
     objective = PhenotypeObjective(model, *train_phenotype_stats(train_set)).to(device)
-    params = list(model.ecg_encoder.parameters()) + list(model.ecg_head.parameters()) + list(objective.head.parameters())
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    trained = (model.ecg_encoder, model.ecg_head, objective.head)  # the CMR side stays as it is
+    optimizer = torch.optim.AdamW([p for m in trained for p in m.parameters()], lr=config.lr,
+                                  weight_decay=config.weight_decay)
     loader = DataLoader(train_set, batch_size=min(config.batch_size, len(train_set)), shuffle=True,
                         drop_last=True, collate_fn=collate, generator=torch.Generator().manual_seed(config.seed))
     total = max(1, config.epochs * len(loader))

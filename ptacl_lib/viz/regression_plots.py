@@ -54,7 +54,7 @@ def predicted_vs_true(results: Mapping[str, ProbeResult], targets: Sequence[str]
 
 
 def bland_altman(results: Mapping[str, ProbeResult], target: str = "lvef", panel_size: float = 3.2) -> Figure:
-    """Bland–Altman per arm: difference (predicted − true) against the mean, with bias and 95 % limits of agreement."""
+    """Bland–Altman per arm: predicted − true against their mean, with the bias and 95 % limits of agreement."""
     arms = list(results)
     colours = _arm_colours(arms)
     fig, axes = plt.subplots(1, len(arms), figsize=(panel_size * len(arms), panel_size), squeeze=False,

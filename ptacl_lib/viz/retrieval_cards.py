@@ -11,8 +11,10 @@ from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
+from ..data import Cohort
 from ..data.schema import LEADS, PHENOTYPES
 from ..evaluate.embeddings import Embeddings
 from ..evaluate.pipeline import query_neighbours
@@ -22,7 +24,7 @@ CARD_PHENOTYPES: tuple[tuple[str, str, str], ...] = (
     ("lvedv", "EDV", "mL"), ("lvef", "EF", "%"), ("lvm", "LVM", "g"), ("rvef", "RVEF", "%"))
 
 
-def mid_systole_frame(cohort: object, row: int) -> int:
+def mid_systole_frame(cohort: Cohort, row: int) -> int:
     """Cine frame halfway between end-diastole (frame 0, the R peak) and end-systole.
 
     End-systole is the minimum of the LV volume curve when the cohort stores one (extra
@@ -38,11 +40,11 @@ def mid_systole_frame(cohort: object, row: int) -> int:
     return end_systole // 2
 
 
-def _phenotype_text(table_row: object) -> str:
+def _phenotype_text(table_row: pd.Series) -> str:
     return "\n".join(f"{label} {float(table_row[col]):.0f} {unit}" for col, label, unit in CARD_PHENOTYPES)
 
 
-def retrieval_card(cohort: object, query_row: int, neighbour_rows: Sequence[int], distances: Sequence[float],
+def retrieval_card(cohort: Cohort, query_row: int, neighbour_rows: Sequence[int], distances: Sequence[float],
                    leads: Sequence[str] = ("I", "II", "V5"), title: str | None = None,
                    panel_size: float = 1.9) -> Figure:
     """One card: the query's ECG (``leads``, full length), then its own mid-systolic frame and each neighbour's.
@@ -95,7 +97,7 @@ def spread_queries(embeddings: Embeddings, n: int, phenotype: str = "lvef") -> n
     return order[np.unique(np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int))]
 
 
-def card_for_query(cohort: object, embeddings: Embeddings, query: int, k: int = 5, title: str | None = None,
+def card_for_query(cohort: Cohort, embeddings: Embeddings, query: int, k: int = 5, title: str | None = None,
                    leads: Sequence[str] = ("I", "II", "V5")) -> Figure:
     """The retrieval card of test position ``query``: its ``k`` nearest training ECG embeddings."""
     train, test = embeddings.subset("train"), embeddings.subset("test")

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..evaluate.compare import ARM_LABELS
+
 #: Colourings of the grid: label -> cohort table column. Columns absent from a table are skipped.
 DEFAULT_COLOURINGS: dict[str, str] = {"LVEF (%)": "lvef", "LV mass (g)": "lvm", "sex": "sex",
                                       "conduction": "conduction"}
@@ -27,7 +29,8 @@ def umap_coordinates(embeddings: np.ndarray, seed: int = 0, n_neighbors: int = 1
     if len(embeddings) < 4:
         raise ValueError(f"UMAP needs at least 4 points, got {len(embeddings)}")
     reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(embeddings) - 1), min_dist=min_dist,
-                        metric="cosine", random_state=seed, n_jobs=1, init="spectral" if len(embeddings) > 10 else "random")
+                        metric="cosine", random_state=seed, n_jobs=1,
+                        init="spectral" if len(embeddings) > 10 else "random")
     return reducer.fit_transform(embeddings)
 
 
@@ -42,8 +45,9 @@ def plot_umap_grid(coordinates: Mapping[str, np.ndarray], colours: Mapping[str, 
                    panel_size: float = 3.0) -> Figure:
     """Grid: one column per arm (``coordinates`` keys), one row per colouring (``colours`` keys).
 
-    Numeric colourings share a colour scale across arms (one colour bar per row); text
-    colourings (sex, conduction) use one legend per row.
+    Column titles come from ``arm_labels`` (default: ``ARM_LABELS``). Numeric colourings share a
+    colour scale across arms (one colour bar per row); text colourings (sex, conduction) use one
+    legend per row.
     """
     arms, rows = list(coordinates), list(colours)
     if not arms or not rows:
@@ -75,7 +79,7 @@ def plot_umap_grid(coordinates: Mapping[str, np.ndarray], colours: Mapping[str, 
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title((arm_labels or {}).get(arm, arm))
+                ax.set_title((ARM_LABELS if arm_labels is None else arm_labels).get(arm, arm))
             if c == 0:
                 ax.set_ylabel(label)
         if numeric:

@@ -1,0 +1,103 @@
+"""The evaluation figures draw what they are given: identity lines, bias lines, bar heights, card layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from ptacl_lib.evaluate.regression import ProbeResult  # noqa: E402
+from ptacl_lib.viz.regression_plots import bland_altman, metric_bars, predicted_vs_true  # noqa: E402
+from ptacl_lib.viz.retrieval_cards import mid_systole_frame, retrieval_card  # noqa: E402
+from ptacl_lib.viz.umap_views import plot_umap_grid  # noqa: E402
+
+RNG = np.random.default_rng(0)
+TRUTH = RNG.normal(60, 8, size=(30, 2))
+RESULT = ProbeResult(targets=("lvef", "lvm"), predictions=TRUTH + RNG.normal(2, 3, size=TRUTH.shape), truth=TRUTH)
+
+
+def teardown_function() -> None:
+    plt.close("all")
+
+
+def test_predicted_vs_true_has_an_identity_line_per_target() -> None:
+    fig = predicted_vs_true({"ptacl": RESULT}, n_cols=3)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["lvef", "lvm"]
+    for ax in visible:
+        (line,) = ax.get_lines()
+        np.testing.assert_array_equal(line.get_xdata(), line.get_ydata())
+
+
+def test_bland_altman_bias_is_the_mean_difference() -> None:
+    fig = bland_altman({"global": RESULT, "ptacl": RESULT}, target="lvef")
+    assert len(fig.axes) == 2
+    levels = sorted(line.get_ydata()[0] for line in fig.axes[0].get_lines())
+    diff = RESULT.predictions[:, 0] - RESULT.truth[:, 0]
+    np.testing.assert_allclose(levels, [diff.mean() - 1.96 * diff.std(ddof=1), diff.mean(),
+                                        diff.mean() + 1.96 * diff.std(ddof=1)])
+
+
+def test_metric_bars_heights_and_whiskers_follow_the_summary() -> None:
+    summary = pd.DataFrame({"arm": ["ptacl", "ptacl", "global", "global"], "task": "regression",
+                            "target": ["lvef", "lvm"] * 2, "metric": "r2", "n": 3,
+                            "mean": [0.5, 0.6, 0.3, 0.4], "ci_low": [0.4, 0.5, 0.2, 0.3],
+                            "ci_high": [0.55, 0.7, 0.35, 0.5]})
+    fig = metric_bars(summary)
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert heights == [0.3, 0.4, 0.5, 0.6]  # reporting order: global before ptacl
+    with pytest.raises(ValueError, match="no summary rows"):
+        metric_bars(summary, metric="mae")
+
+
+def test_umap_grid_layout_and_length_check() -> None:
+    coords = {"global": RNG.normal(size=(20, 2)), "ptacl": RNG.normal(size=(20, 2))}
+    colours = {"LVEF": RNG.normal(60, 8, 20), "sex": np.array(["M", "F"] * 10)}
+    fig = plot_umap_grid(coords, colours)
+    grid = np.array(fig.axes[:4]).reshape(2, 2)  # the panels come first, colour bars after
+    assert [ax.get_title() for ax in grid[0]] == ["global-only (CLIP)", "PTACL"]
+    assert [ax.get_ylabel() for ax in grid[:, 0]] == ["LVEF", "sex"]
+    for ax in grid.flat:
+        assert sum(len(c.get_offsets()) for c in ax.collections) == 20
+    with pytest.raises(ValueError, match="disagree in number of points"):
+        plot_umap_grid(coords, {"LVEF": np.zeros(5)})
+
+
+class _FakeCohort:
+    """Just enough of a Cohort for ``mid_systole_frame``."""
+
+    def __init__(self, volumes: np.ndarray | None, cine: np.ndarray) -> None:
+        self.volumes, self.cine = volumes, cine
+
+    def extra(self, name: str, row: int) -> np.ndarray | None:
+        return self.volumes
+
+    def cmr(self, row: int) -> np.ndarray:
+        return self.cine
+
+
+def test_mid_systole_frame_from_volumes_or_image_brightness() -> None:
+    lv = np.r_[np.linspace(150, 60, 21), np.linspace(60, 150, 29)]  # end-systole at frame 20
+    cine = np.ones((50, 4, 4))
+    cine[30] = 0.1  # darkest frame (smallest blood pool) at 30
+    assert mid_systole_frame(_FakeCohort(np.vstack([lv, lv]), cine), 0) == 10
+    assert mid_systole_frame(_FakeCohort(None, cine), 0) == 15
+
+
+def test_retrieval_card_layout(tiny_cohort: Path) -> None:
+    from ptacl_lib.data import open_cohort
+
+    cohort = open_cohort(tiny_cohort)
+    fig = retrieval_card(cohort, 0, [1, 2, 3], [0.1, 0.2, 0.3], leads=("II",))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[1:] == ["query (own CMR)", "#1  d=0.100", "#2  d=0.200", "#3  d=0.300"]
+    assert cohort.table["subject_id"].iloc[2] in fig.axes[3].get_xlabel()
+    with pytest.raises(ValueError, match="unknown leads"):
+        retrieval_card(cohort, 0, [1], [0.1], leads=("X",))
