@@ -94,6 +94,15 @@ def test_manifest_and_store_contract(tiny_cohort: Path) -> None:
     assert np.isfinite(store.ecg).all() and 0 < store.cmr.max() <= 255
 
 
+def test_splits_are_about_70_15_15_and_fixed_per_subject(cohort: tuple[pd.DataFrame, ArrayStore],
+                                                         tiny_cohort: Path) -> None:
+    table, _ = cohort
+    share = table.split.value_counts(normalize=True)
+    assert 0.6 < share["train"] < 0.8 and 0.08 < share["val"] < 0.22 and 0.08 < share["test"] < 0.22
+    tiny = pd.read_csv(tiny_cohort)
+    assert (tiny.split.to_numpy() == table.split.to_numpy()[:48]).all()  # split depends on the id only
+
+
 def test_einthoven_and_goldberger_hold_exactly(tiny_cohort: Path) -> None:
     _, store = _open(tiny_cohort)
     ecg = np.asarray(store.ecg, dtype=np.float64)
