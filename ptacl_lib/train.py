@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -62,8 +63,8 @@ RESUMABLE_CHANGES: frozenset[str] = frozenset({"run_dir", "resume", "device", "n
 class TrainConfig:
     """Everything that defines a pretraining run (saved as ``config.json``)."""
 
-    manifest: str = "runs/cohort"  # manifest file or cohort directory
-    run_dir: str = "runs/pretrain"
+    manifest: str = "runs/demo/cohort/manifest.csv"  # manifest file or cohort directory
+    run_dir: str = ""  # empty: arm_run_dir("runs/demo", objective, seed)
     objective: str = "ptacl"  # one of OBJECTIVES
     model: str = "small"  # ModelConfig preset: small (CPU) or base (GPU, paper-like)
     epochs: int = 15
@@ -92,6 +93,13 @@ class TrainConfig:
             raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got {self.epochs} and {self.batch_size}")
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must lie in (0, 1), got {self.mask_ratio}")
+        if not self.run_dir:
+            self.run_dir = str(arm_run_dir("runs/demo", self.objective, self.seed))
+
+
+def arm_run_dir(run_root: str | Path, objective: str, seed: int) -> Path:
+    """Where one arm and seed lives in a demo layout: ``<run_root>/arms/<objective>/seed<seed>``."""
+    return Path(run_root) / "arms" / objective / f"seed{seed}"
 
 
 # ----------------------------------------------------------------------------- objectives
@@ -218,6 +226,19 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[P
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     model.load_state_dict(state["model"])
     return model.to(device).eval(), config
+
+
+def read_metrics(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A run's ``(steps, epochs)`` metric tables, each with ``objective`` and ``seed`` columns added."""
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    tables = []
+    for name in ("steps", "epochs"):
+        path = run_dir / "metrics" / f"{name}.csv"
+        if not path.exists():
+            raise FileNotFoundError(f"no metrics/{name}.csv in run directory {run_dir}")
+        tables.append(pd.read_csv(path).assign(objective=config.objective, seed=config.seed))
+    return tables[0], tables[1]
 
 
 class MetricsLog:
