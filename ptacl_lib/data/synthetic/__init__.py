@@ -5,7 +5,8 @@ One latent state per subject (``latent``) drives a 12-lead ECG built from a card
 drawn from those curves (``cine``); ``cohort`` writes manifest and array store.
 """
 
-from .cohort import EXTRA_DESCRIPTIONS, FIDUCIALS, GENERATOR_VERSION, SyntheticOptions, generate_cohort, simulate_subject
+from .cohort import (EXTRA_DESCRIPTIONS, FIDUCIALS, GENERATOR_VERSION, SyntheticOptions, generate_cohort,
+                     simulate_subject)
 from .latent import CONDUCTIONS, PHENOTYPE_CLASSES
 
 __all__ = ["CONDUCTIONS", "EXTRA_DESCRIPTIONS", "FIDUCIALS", "GENERATOR_VERSION", "PHENOTYPE_CLASSES",

@@ -19,11 +19,11 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from ..schema import ARRAY_PREFIX
+from ..schema import ARRAY_PREFIX, PHENOTYPES
 from ..splits import split_of
 from ..store import ArrayStoreWriter, StoreMeta
-from .cine import cine_geometry, drawn_lv_mass, render_cine
-from .ecg import simulate_ecg
+from .cine import CineFrames, CineGeometry, cine_geometry, drawn_lv_mass, render_cine
+from .ecg import EcgRecord, simulate_ecg
 from .latent import AbnormalityRates, sample_latent
 from .mechanics import chamber_timings, ventricular_volume
 
@@ -37,10 +37,13 @@ TRACE_HZ = 50
 SPLIT_FRACTIONS: tuple[float, float, float] = (0.7, 0.15, 0.15)
 
 EXTRA_DESCRIPTIONS: dict[str, str] = {
-    "volumes": "float32 [2, n_frames]: LV and RV volume (mL) at each cine frame; frame k is k/n_frames of the mean RR after R",
+    "volumes": "float32 [2, n_frames]: LV and RV volume (mL) at each cine frame; "
+               "frame k lies k/n_frames of the mean RR after R",
     "rpeaks": "int32 [max_beats]: sample index of each true R maximum at sampling_rate, padded with -1",
-    "fiducials": "int32 [max_beats, 5]: p_on, qrs_on, r, qrs_off, t_end samples of the same beats, -1 if padded or outside the recording",
-    "volume_trace": f"float32 [2, duration_s * {TRACE_HZ}]: LV and RV volume (mL) at {TRACE_HZ} Hz aligned with the ECG",
+    "fiducials": "int32 [max_beats, 5]: p_on, qrs_on, r, qrs_off, t_end samples of the same beats, "
+                 "-1 if padded or outside the recording",
+    "volume_trace": f"float32 [2, duration_s * {TRACE_HZ}]: LV and RV volume (mL) at {TRACE_HZ} Hz "
+                    "aligned with the ECG (each beat's curve stretched to that beat's RR)",
     "cine_geometry": "float32 [3]: LV centre row, LV centre column (pixels) and pixel spacing (mm)",
 }
 
@@ -107,66 +110,69 @@ def _padded(values: np.ndarray, length: int) -> np.ndarray:
     return out
 
 
+def _measured_phenotypes(volumes: np.ndarray, geometry: CineGeometry, frames: CineFrames) -> dict[str, float]:
+    """CMR phenotypes measured from the per-frame volumes and the myocardium that drew the frames."""
+    out: dict[str, float] = {}
+    for side, curve in zip(("lv", "rv"), volumes.astype(np.float64)):
+        edv, esv = float(curve.max()), float(curve.min())
+        out.update({f"{side}edv": edv, f"{side}esv": esv, f"{side}sv": edv - esv,
+                    f"{side}ef": 100.0 * (edv - esv) / edv})
+    ed = int(np.argmax(volumes[0]))
+    out["lvm"] = drawn_lv_mass(geometry, frames.lv_endo_cm[ed], frames.lv_epi_cm[ed])
+    return {name: out[name] for name in PHENOTYPES}
+
+
+def _fiducial_samples(record: EcgRecord, fs: float, n_samples: int) -> np.ndarray:
+    """[recorded beats, 5] fiducial samples (``FIDUCIALS`` order); -1 where outside the recording."""
+    b = record.beats
+    fid = np.rint(np.stack([b.p_on, b.qrs_on, b.r, b.qrs_off, b.t_end], axis=1)[record.recorded] * fs)
+    fid = fid.astype(np.int64)
+    fid[:, FIDUCIALS.index("r")] = record.rpeaks
+    fid[(fid < 0) | (fid >= n_samples)] = -1
+    return fid
+
+
 def simulate_subject(index: int, seed: int, options: SyntheticOptions) -> SubjectRecord:
     """Simulate subject ``index`` of the cohort drawn with ``seed``."""
     latent_rng, ecg_rng, cine_rng = (np.random.default_rng(s)
                                      for s in np.random.SeedSequence(seed, spawn_key=(index,)).spawn(3))
     lat = sample_latent(latent_rng, options.rates)
-    fs, n_samples = float(options.sampling_rate), options.n_samples
+    fs = float(options.sampling_rate)
     record = simulate_ecg(lat, ecg_rng, options.duration_s, fs, options.ecg_noise_scale)
     beats = record.beats
-    rr_all = np.diff(beats.r)
-    rr = float(np.mean(np.diff(record.rpeaks)) / fs) if record.rpeaks.size >= 2 else float(np.mean(rr_all))
+    beat_rr = np.diff(beats.r)
+    rr = float(np.mean(np.diff(record.rpeaks)) / fs) if record.rpeaks.size >= 2 else float(np.mean(beat_rr))
 
-    lv_timing, rv_timing = chamber_timings(lat, beats.r_lag, rr)
-    lv_esv, rv_esv = lat.lvedv * (1.0 - lat.lvef / 100.0), lat.rvedv * (1.0 - lat.rvef / 100.0)
+    # One cardiac cycle from the R peak, at the subject's mean RR: the cine's time base.
+    timings = chamber_timings(lat, beats.r_lag, rr)
+    chambers = ((lat.lvedv, lat.lvedv * (1.0 - lat.lvef / 100.0)), (lat.rvedv, lat.rvedv * (1.0 - lat.rvef / 100.0)))
     frame_t = np.arange(options.n_frames) * rr / options.n_frames
-    volumes = np.stack([ventricular_volume(frame_t, rr, lat.lvedv, lv_esv, lv_timing),
-                        ventricular_volume(frame_t, rr, lat.rvedv, rv_esv, rv_timing)]).astype(np.float32)
-
+    volumes = np.stack([ventricular_volume(frame_t, rr, edv, esv, timing)
+                        for (edv, esv), timing in zip(chambers, timings)]).astype(np.float32)
     geometry = cine_geometry(lat, cine_rng, options.image_size)
     frames = render_cine(volumes[0].astype(float), volumes[1].astype(float), geometry, cine_rng,
                          lat.image_noise * options.image_noise_scale)
 
-    # Volumes aligned with the ECG: each beat's curve stretched to that beat's RR.
+    # The same curves along the ECG, each beat's cycle stretched to that beat's RR.
     trace_t = np.arange(int(round(options.duration_s * TRACE_HZ))) / TRACE_HZ
     beat = np.searchsorted(beats.r, trace_t, side="right") - 1
-    since_r, beat_rr = trace_t - beats.r[beat], rr_all[beat]
-    trace = np.stack([ventricular_volume(since_r, beat_rr, lat.lvedv, lv_esv, lv_timing),
-                      ventricular_volume(since_r, beat_rr, lat.rvedv, rv_esv, rv_timing)]).astype(np.float32)
+    trace = np.stack([ventricular_volume(trace_t - beats.r[beat], beat_rr[beat], edv, esv, timing)
+                      for (edv, esv), timing in zip(chambers, timings)]).astype(np.float32)
 
-    fid = np.stack([beats.p_on, beats.qrs_on, beats.r, beats.qrs_off, beats.t_end], axis=1)[record.recorded]
-    fid = np.rint(fid * fs).astype(np.int64)
-    fid[:, 2] = record.rpeaks
-    fid[(fid < 0) | (fid >= n_samples)] = -1
-
-    # Phenotypes, measured from the curves that drew the frames.
-    lv, rv = volumes.astype(np.float64)
-    ed_frame = int(np.argmax(lv))
     subject_id = f"SYN{index + 1:06d}"
     row: dict[str, Any] = {
-        "subject_id": subject_id,
-        "split": split_of(subject_id, SPLIT_FRACTIONS),
-        "ecg_path": f"{ARRAY_PREFIX}{index}",
-        "cmr_path": f"{ARRAY_PREFIX}{index}",
-    }
-    for side, curve in (("lv", lv), ("rv", rv)):
-        edv, esv = float(curve.max()), float(curve.min())
-        row.update({f"{side}edv": edv, f"{side}esv": esv, f"{side}sv": edv - esv, f"{side}ef": 100.0 * (edv - esv) / edv})
-        if side == "lv":
-            row["lvm"] = drawn_lv_mass(geometry, frames.lv_endo_cm[ed_frame], frames.lv_epi_cm[ed_frame])
-    row = {k: row[k] for k in ("subject_id", "split", "ecg_path", "cmr_path", "lvedv", "lvesv", "lvsv", "lvef",
-                               "lvm", "rvedv", "rvesv", "rvsv", "rvef")}
-    row.update({
+        "subject_id": subject_id, "split": split_of(subject_id, SPLIT_FRACTIONS),
+        "ecg_path": f"{ARRAY_PREFIX}{index}", "cmr_path": f"{ARRAY_PREFIX}{index}",
+        **_measured_phenotypes(volumes, geometry, frames),
         "age": round(lat.age, 1), "sex": lat.sex, "bsa": round(lat.bsa, 3), "heart_rate": round(60.0 / rr, 2),
         "conduction": lat.conduction, "lvh": lat.lvh, "phenotype_class": lat.phenotype_class,
         "pr_ms": round(lat.pr_ms, 1), "qrs_ms": round(lat.qrs_ms, 1), "qt_ms": round(lat.qt_ms, 1),
-        "emd_ms": round(lat.emd_ms, 1), "es_ms": round(1000.0 * lv_timing.end_systole, 1),
-    })
+        "emd_ms": round(lat.emd_ms, 1), "es_ms": round(1000.0 * timings[0].end_systole, 1),
+    }
     extras = {
         "volumes": volumes,
         "rpeaks": _padded(record.rpeaks, options.max_beats),
-        "fiducials": _padded(fid, options.max_beats),
+        "fiducials": _padded(_fiducial_samples(record, fs, options.n_samples), options.max_beats),
         "volume_trace": trace,
         "cine_geometry": np.array([*geometry.centre, geometry.pixel_mm], dtype=np.float32),
     }
