@@ -70,12 +70,16 @@ def compare(runs: Iterable[str | Path]) -> pd.DataFrame:
 
 def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, n_resamples: int = 2000,
                  seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean. One value, or identical values, give a zero-width interval."""
+    """Percentile bootstrap CI of the mean (NaNs dropped).
+
+    Fewer than two values have no interval (NaN, NaN): one seed says nothing about seed noise.
+    Identical values give a zero-width interval.
+    """
     data = np.asarray(values, dtype=np.float64)
     data = data[np.isfinite(data)]
-    if len(data) == 0:
+    if len(data) < 2:
         return float("nan"), float("nan")
-    if len(data) == 1 or np.ptp(data) == 0:
+    if np.ptp(data) == 0:
         return float(data[0]), float(data[0])
     res = stats.bootstrap((data,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
                           method="percentile", rng=np.random.default_rng(seed))
