@@ -120,7 +120,8 @@ def test_two_gloo_processes_equal_one(tiny_cohort: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_notebook_02_executes(tiny_cohort: Path, tmp_path: Path) -> None:
+def test_notebook_02_executes(tiny_cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel inherits it (see one_thread)
     out = run_notebook("02_pretraining.ipynb", tmp_path / "nb", manifest=str(tiny_cohort),
                        objectives=["ptacl", "global", "none"], epochs=1, batch_size=8, device="cpu",
                        run_root=str(tmp_path / "runs"))
