@@ -95,8 +95,9 @@ def draw_ecg(ax: Axes, views: SubjectViews, phase: int, lead: str) -> None:
     ax.set_xlim(0, t[-1])
     ax.set_xlabel("time (s)")
     n_beats = max(len(primary.rpeaks) - 1, 0)
-    ax.set_title(f"ECG: samples pooled into phase {phase} shaded in each of {n_beats} complete beats "
-                 f"(R peaks in red)", fontsize=9)
+    n_tokens = int(np.sum(primary.token_inside & (primary.token_bins == phase)))
+    ax.set_title(f"ECG: shaded, the {n_tokens} tokens ({1000 * primary.patch / views.fs:.0f} ms each) that phase "
+                 f"{phase} pools over {n_beats} complete beats (R peaks in red)", fontsize=9)
 
 
 def draw_frame(ax: Axes, views: SubjectViews, phase: int) -> None:

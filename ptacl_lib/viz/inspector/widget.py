@@ -35,13 +35,13 @@ class InspectorApp(widgets.VBox):
         self.categories = {c: widgets.Dropdown(options=[ANY_CATEGORY, *sorted(table[c].astype(str).unique())], value=ANY_CATEGORY,
                                                description=c)
                            for c in CATEGORY_FILTERS if c in table.columns}
-        self.subject = widgets.Dropdown(description="subject", layout=widgets.Layout(width="420px"))
+        self.subject = widgets.Dropdown(description="subject", layout=widgets.Layout(width="480px"))
         self.phase = widgets.IntSlider(value=0, min=0, max=last, description="phase", continuous_update=True)
         self.play = widgets.Play(value=0, min=0, max=last, step=1, interval=play_interval_ms, description="play")
         widgets.jslink((self.play, "value"), (self.phase, "value"))
         self.lead = widgets.Dropdown(options=[ALL_LEADS, *LEADS], value=lead, description="lead")
         self.image = widgets.Image(format="png")
-        self.scores = widgets.HTML()
+        self.scores = widgets.HTML(layout=widgets.Layout(width="300px"))
         self.status = widgets.HTML()
 
         self._fit_range()
@@ -92,12 +92,15 @@ class InspectorApp(widgets.VBox):
         row = self.subject.value
         if row is None:
             return
-        self.image.value = self.inspector.render_png(row, int(self.phase.value), self.lead.value)
+        phase = int(self.phase.value)
+        self.image.value = self.inspector.render_png(row, phase, self.lead.value)
         views = self.inspector.views(row)
         lines = "".join(f"<tr><td>{label}</td><td>{m.diagonal_accuracy:.2f}</td><td>{m.phase_error_frames:.2f}</td>"
                         f"<td>{m.phase_error_ms:.0f}</td><td>{m.n_scored}</td></tr>"
                         for label, m in ((lab, a.metrics()) for lab, a in views.arms))
-        self.scores.value = (f"<b>{views.subject_id}</b><table><tr><th>model</th><th>diag. acc</th>"
-                             f"<th>phase err (frames)</th><th>(ms)</th><th>phases</th></tr>{lines}</table>"
-                             "<p style='font-size:smaller'>phase error: distance of each row's argmax to its own "
-                             "frame around the cycle (frame T-1 neighbours frame 0); 1 frame = RR / T</p>")
+        self.scores.value = ("<div style='font-size:smaller; line-height:1.3'>"
+                             f"<b class='ptacl-shown'>{views.subject_id}, phase {phase}</b>"
+                             "<table><tr><th>model</th><th>diag. acc</th><th>phase error (frames)</th><th>(ms)</th>"
+                             f"<th>phases scored</th></tr>{lines}</table>"
+                             "<p>phase error: distance of each row's argmax to its own "
+                             "frame around the cycle (frame T-1 neighbours frame 0); 1 frame = RR / T</p></div>")
