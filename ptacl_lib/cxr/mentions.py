@@ -6,6 +6,7 @@ finding-level precision/recall of generated captions.
 
 Negation: a cue (``no``, ``without``, ``not``, ``negative``, ``free``, ``absent``) negates the
 pathology terms after it up to the end of the clause (``.``, ``;``, ``but``, ``however``, ``although``).
+Side and zone are the nearest such words within the same comma-delimited part of the clause.
 """
 
 from __future__ import annotations
@@ -70,10 +71,24 @@ def find_mentions(text_or_words: str | list[str]) -> list[Mention]:
                 continue
             first = hits[0]
             negated = any(words[i] in _NEGATIONS for i in clause if i < first)
-            side = _nearest(words, clause, first, _SIDES)
-            zone = _nearest(words, clause, first, _ZONES)
+            segment = _segment(words, clause, first)
+            side = None if pathology == "cardiomegaly" else _nearest(words, segment, first, _SIDES)
+            zone = None if pathology == "cardiomegaly" else _nearest(words, segment, first, _ZONES)
             mentions.append(Mention(pathology, side, zone, negated, tuple(hits)))
     return mentions
+
+
+def _segment(words: list[str], clause: list[int], at: int) -> list[int]:
+    """The comma-delimited part of ``clause`` holding word ``at`` (side and zone are looked up there)."""
+    seg: list[int] = []
+    for i in clause:
+        if words[i] == ",":
+            if i > at:
+                break
+            seg = []
+        else:
+            seg.append(i)
+    return seg
 
 
 def _nearest(words: list[str], clause: list[int], at: int, table: dict[str, str]) -> str | None:
