@@ -17,6 +17,12 @@ The main process writes rows into a preallocated memory-mapped store (row = the 
 position in the sorted list of subjects that have both files), so memory stays flat as the
 cohort grows; at most ``2 * workers`` subjects are in flight.
 
+Rows of skipped subjects stay unused (zeros) in the store; no manifest row points at them.
+
+Skip reasons (``errors.csv``): the readers' codes (``readers.READER_REASONS``) plus
+``PAIRING_REASONS`` (missing_ecg, missing_cmr, missing_idp, incomplete_idp), ``ecg_too_short``
+and ``unreadable`` (an unexpected error inside a reader, with its message).
+
 Resume and atomicity: state lives in ``OUT/.prepare/``. Every ``commit_every`` subjects the
 store is flushed, and only then are those subjects' manifest rows appended to ``done.jsonl``
 (flushed and fsynced). A re-run with the same inputs and settings skips subjects listed there;
@@ -29,11 +35,13 @@ re-run (their files may have been fixed).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import csv
 import json
 import os
 import re
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -45,7 +53,7 @@ from tqdm.auto import tqdm
 from .cohort import STORE_DIR
 from .readers import ECG_SUFFIXES, ReaderError, read_cine, read_ecg, read_idp_csv, standardise_cine
 from .schema import ARRAY_PREFIX, PHENOTYPES
-from .splits import split_of
+from .splits import check_fractions, split_of
 from .store import ECG_FILE, ArrayStoreWriter, StoreMeta
 
 MANIFEST = "manifest.csv"
@@ -53,6 +61,7 @@ ERRORS = "errors.csv"
 STATE_DIR = ".prepare"
 #: A strip may fall short of ``duration_s`` by this fraction (resampling rounding) and be edge-padded.
 SHORTFALL_TOLERANCE = 0.01
+PAIRING_REASONS: tuple[str, ...] = ("missing_ecg", "missing_cmr", "missing_idp", "incomplete_idp")
 _UKB_NAME = re.compile(r"^(?P<eid>\d+)_(?P<field>\d+)_(?P<instance>\d+)_(?P<array>\d+)")
 _CINE_SUFFIXES = (".zip", ".nii.gz", ".nii")
 
@@ -238,37 +247,71 @@ class _Progress:
             if data and not data.endswith(b"\n"):
                 handle.truncate(data.rfind(b"\n") + 1)
 
-    def done_rows(self) -> dict[str, dict[str, Any]]:
-        """Manifest rows of finished subjects; a torn last line (interrupted append) is ignored."""
-        rows: dict[str, dict[str, Any]] = {}
-        if not self.done_path.exists():
-            return rows
-        with self.done_path.open() as handle:
-            for line in handle:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                rows[str(row["subject_id"])] = row
-        return rows
+    def done_offsets(self) -> dict[str, int]:
+        """Finished subject -> byte offset of its manifest row in done.jsonl (unparsable lines are skipped).
 
-    def mark_done(self, rows: list[dict[str, Any]]) -> None:
-        """Append finished rows durably (call only after their arrays are flushed)."""
+        Only offsets are kept in memory, so the main process stays small however large the cohort.
+        """
+        offsets: dict[str, int] = {}
+        with self.done_path.open("rb") as handle:
+            offset = handle.tell()
+            for line in iter(handle.readline, b""):
+                try:
+                    offsets[str(json.loads(line)["subject_id"])] = offset
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    pass
+                offset = handle.tell()
+        return offsets
+
+    def mark_done(self, rows: list[dict[str, Any]]) -> dict[str, int]:
+        """Append finished rows durably (call only after their arrays are flushed); returns their offsets."""
+        offsets: dict[str, int] = {}
         if not rows:
-            return
-        with self.done_path.open("a") as handle:
-            handle.write("".join(json.dumps(row, default=float) + "\n" for row in rows))
+            return offsets
+        with self.done_path.open("ab") as handle:
+            for row in rows:
+                offsets[row["subject_id"]] = handle.tell()
+                handle.write(json.dumps(row, default=float).encode() + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
+        return offsets
+
+    def write_manifest(self, plan: list[SubjectTask], done: dict[str, int], path: Path) -> int:
+        """Write the finished rows in store order to ``path`` atomically, streaming from done.jsonl."""
+        count = 0
+        with _replacing(path) as temporary, self.done_path.open("rb") as source, \
+                temporary.open("w", newline="") as target:
+            writer: csv.DictWriter | None = None
+            for task in plan:
+                if task.subject_id not in done:
+                    continue
+                source.seek(done[task.subject_id])
+                row = json.loads(source.readline())
+                if writer is None:
+                    writer = csv.DictWriter(target, fieldnames=list(row))
+                    writer.writeheader()
+                writer.writerow(row)
+                count += 1
+            if writer is None:
+                target.write(",".join(("subject_id", "split", "ecg_path", "cmr_path", *PHENOTYPES)) + "\n")
+        return count
 
 
-def _write_atomic_csv(table: pd.DataFrame, path: Path) -> None:
-    """Write a CSV through a temporary file and ``os.replace`` (readers see the old or the new file)."""
+@contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A temporary sibling of ``path`` to write; once written it is fsynced and ``os.replace``d over ``path``,
+    so readers only ever see the old or the complete new file."""
     temporary = path.with_name(f".{path.name}.tmp")
-    table.to_csv(temporary, index=False)
+    yield temporary
     with temporary.open("rb") as handle:
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+
+
+def _write_atomic_csv(table: pd.DataFrame, path: Path) -> None:
+    """``table`` as CSV at ``path``, atomically."""
+    with _replacing(path) as temporary:
+        table.to_csv(temporary, index=False)
 
 
 def _open_store(root: Path, meta: StoreMeta, resuming: bool) -> ArrayStoreWriter:
@@ -334,7 +377,7 @@ def prepare_ukb(ecg_dir: str | Path, cmr_dir: str | Path, idp_csv: str | Path, o
     started = time.perf_counter()
     settings = PrepareSettings(n_frames, image_size, duration_s, float(sampling_rate), tuple(fractions),
                                min_frames, crop_mm, slice_index, instance)
-    split_of("probe", settings.fractions)  # validates the fractions before any work
+    check_fractions(settings.fractions)
     ecg_dir, cmr_dir, idp_csv, out_dir = Path(ecg_dir), Path(cmr_dir), Path(idp_csv), Path(out_dir)
     ecgs, cines = find_inputs(ecg_dir, cmr_dir, instance)
     idp = read_idp_csv(idp_csv, instance)
@@ -352,7 +395,7 @@ def prepare_ukb(ecg_dir: str | Path, cmr_dir: str | Path, idp_csv: str | Path, o
                      n_frames=n_frames, image_size=(image_size, image_size),
                      attrs={"source": "prepare-ukb", **asdict(settings)})
     writer = _open_store(out_dir / STORE_DIR, meta, resuming)
-    done = state.done_rows()
+    done = state.done_offsets()
     n_resumed = sum(1 for t in plan if t.subject_id in done)
     todo, idp_failures = _phenotype_failures([t for t in plan if t.subject_id not in done], idp, idp_csv)
     failures += idp_failures
@@ -361,9 +404,7 @@ def prepare_ukb(ecg_dir: str | Path, cmr_dir: str | Path, idp_csv: str | Path, o
 
     def commit() -> None:
         writer.flush()
-        state.mark_done(pending_rows)
-        for row in pending_rows:
-            done[row["subject_id"]] = row
+        done.update(state.mark_done(pending_rows))
         pending_rows.clear()
 
     bar = tqdm(total=len(plan), initial=n_resumed, disable=not progress, desc="prepare-ukb", unit="subject")
@@ -384,11 +425,10 @@ def prepare_ukb(ecg_dir: str | Path, cmr_dir: str | Path, idp_csv: str | Path, o
         commit()  # every row in pending_rows was fully written; an interrupted write never got there
         bar.close()
 
-    manifest = pd.DataFrame([done[t.subject_id] for t in plan if t.subject_id in done])
-    _write_atomic_csv(manifest, out_dir / MANIFEST)
+    n_ok = state.write_manifest(plan, done, out_dir / MANIFEST)
     errors = pd.DataFrame([asdict(f) for f in failures], columns=["subject_id", "file", "reason", "detail"])
     _write_atomic_csv(errors.sort_values("subject_id", kind="stable"), out_dir / ERRORS)
-    return PrepareSummary(manifest=out_dir / MANIFEST, errors=out_dir / ERRORS, n_ok=len(manifest),
+    return PrepareSummary(manifest=out_dir / MANIFEST, errors=out_dir / ERRORS, n_ok=n_ok,
                           n_resumed=n_resumed, skipped=dict(Counter(f.reason for f in failures)),
                           seconds=time.perf_counter() - started)
 

@@ -21,10 +21,15 @@ def hash_unit(subject_id: str, salt: str = "ptacl") -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
-def split_of(subject_id: str, fractions: Sequence[float] = DEFAULT_FRACTIONS, salt: str = "ptacl") -> str:
-    """The split (``schema.SPLITS`` order) whose cumulative fraction interval holds ``hash_unit(subject_id)``."""
+def check_fractions(fractions: Sequence[float]) -> None:
+    """Raise ``ValueError`` unless ``fractions`` are one non-negative share per split, summing to 1."""
     if len(fractions) != len(SPLITS) or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-9:
         raise ValueError(f"split fractions must be {len(SPLITS)} non-negative numbers summing to 1, got {fractions}")
+
+
+def split_of(subject_id: str, fractions: Sequence[float] = DEFAULT_FRACTIONS, salt: str = "ptacl") -> str:
+    """The split (``schema.SPLITS`` order) whose cumulative fraction interval holds ``hash_unit(subject_id)``."""
+    check_fractions(fractions)
     u, edge = hash_unit(subject_id, salt), 0.0
     for split, fraction in zip(SPLITS, fractions):
         edge += fraction

@@ -109,8 +109,10 @@ _LEAD_ALIASES: dict[str, str] = {lead.upper(): lead for lead in LEADS}
 
 def canonical_lead(name: str) -> str | None:
     """Map a lead label from any file ("Lead aVR", "AVR", "v1", "MDC_ECG_LEAD_II") to ``LEADS``; None if unknown."""
-    label = re.sub(r"^(MDC_ECG_LEAD_|LEAD)", "", name.strip().upper().replace(" ", ""))
-    return _LEAD_ALIASES.get(label)
+    label = name.strip().upper()
+    if label in _LEAD_ALIASES:
+        return _LEAD_ALIASES[label]
+    return _LEAD_ALIASES.get(re.sub(r"^(MDC_ECG_LEAD_|LEAD)", "", label.replace(" ", "")))
 
 
 def assemble_leads(channels: Mapping[str, np.ndarray], path: str | Path) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -30,10 +30,11 @@ _RESOLUTION_TO_MV: dict[str, float] = {"uvperlsb": 1e-3, "uv": 1e-3, "mvperlsb":
 _PARSER = etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True, remove_comments=True)
 
 
-def read_ukb_xml(path: str | Path, sampling_rate: float | None = None) -> EcgRecord:
+def read_ukb_xml(path: str | Path, sampling_rate: float | None = None, median_beats: bool = True) -> EcgRecord:
     """Read the 10 s strip (mV), median beats and device intervals of one CardioSoft XML.
 
-    The file's own sample rate is kept unless ``sampling_rate`` asks for another.
+    The file's own sample rate is kept unless ``sampling_rate`` asks for another;
+    ``median_beats=False`` skips parsing the median beats (bulk work that does not use them).
     """
     path = require_file(path)
     try:
@@ -52,7 +53,7 @@ def read_ukb_xml(path: str | Path, sampling_rate: float | None = None) -> EcgRec
     if measurements is not None:
         meta["intervals"], meta["interval_units"] = _read_intervals(measurements)
         median = measurements.find("MedianSamples")
-        if median is not None and median.find("WaveformData") is not None:
+        if median_beats and median is not None and median.find("WaveformData") is not None:
             median_channels, median_rate = _read_waveform_block(median, path, "MedianSamples")
             meta["median_beats"], _ = assemble_leads(median_channels, path)
             meta["median_sampling_rate"] = median_rate
@@ -83,18 +84,18 @@ def _read_waveform_block(block: etree._Element, path: Path, where: str) -> tuple
         raise ReaderError(path, "bad_metadata", f"<{where}/SampleRate> is {rate}")
     scale = resolution * to_mv
     channels: dict[str, np.ndarray] = {}
-    for node in block.iterfind("WaveformData"):
-        lead = node.get("lead", "")
-        try:
-            with warnings.catch_warnings():  # numpy < 2.3 only warns on unparsable text
-                warnings.simplefilter("error")
+    with warnings.catch_warnings():  # older numpy only warns on unparsable text: make that an error
+        warnings.simplefilter("error", DeprecationWarning)
+        for node in block.iterfind("WaveformData"):
+            lead = node.get("lead", "")
+            try:
                 samples = np.fromstring(node.text or "", dtype=np.int32, sep=",")
-        except (ValueError, DeprecationWarning) as err:
-            raise ReaderError(path, "corrupt_file", f"<{where}> lead {lead} holds non-integer samples") from err
-        if samples.size != int(count):
-            raise ReaderError(path, "wrong_sample_count",
-                              f"<{where}> lead {lead} has {samples.size} samples, header says {int(count)}")
-        channels[lead] = samples.astype(np.float32) * np.float32(scale)
+            except (ValueError, DeprecationWarning) as err:
+                raise ReaderError(path, "corrupt_file", f"<{where}> lead {lead} holds non-integer samples") from err
+            if samples.size != int(count):
+                raise ReaderError(path, "wrong_sample_count",
+                                  f"<{where}> lead {lead} has {samples.size} samples, header says {int(count)}")
+            channels[lead] = samples.astype(np.float32) * np.float32(scale)
     return channels, rate
 
 
