@@ -218,3 +218,22 @@ def test_cli_prepare_ukb(ukb_inputs: dict[str, Path], tmp_path: Path, capsys: py
     code = main(["prepare-ukb", "--ecg-dir", str(tmp_path / "absent"), "--cmr-dir", str(ukb_inputs["cmr_dir"]),
                  "--idp-csv", str(ukb_inputs["idp_csv"]), "--out", str(tmp_path / "o2")])
     assert code == 2 and "absent" in capsys.readouterr().err
+
+
+def test_an_unexpected_reader_failure_skips_only_that_subject(ukb_inputs: dict[str, Path], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    real = pu.read_cine
+
+    def fails_for_one(path: Path, **options: object):
+        if path.name.startswith("1000003"):
+            raise RuntimeError("decoder exploded")
+        return real(path, **options)
+
+    monkeypatch.setattr(pu, "read_cine", fails_for_one)
+    summary = pu.prepare_ukb(ukb_inputs["ecg_dir"], ukb_inputs["cmr_dir"], ukb_inputs["idp_csv"], tmp_path,
+                             **SETTINGS)
+    assert summary.n_ok == N_GOOD - 1 and summary.skipped["unreadable"] == 1
+    errors = pd.read_csv(tmp_path / "errors.csv", dtype={"subject_id": str}).set_index("subject_id")
+    assert errors.loc["1000003", "file"].endswith("1000003_20209_2_0.zip")
+    assert "RuntimeError: decoder exploded" in errors.loc["1000003", "detail"]
+    assert "1000003" not in open_cohort(tmp_path).table["subject_id"].tolist()
