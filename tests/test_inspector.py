@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import nbformat
 import numpy as np
 import pytest
 import torch
@@ -148,11 +149,14 @@ def test_model_outputs_are_computed_once_per_subject(tiny_cohort: Path, monkeypa
 
 
 def test_batched_outputs_equal_one_subject_at_a_time(inspector: AlignmentInspector) -> None:
-    inspector.prepare(inspector.subject_ids)
-    alone = AlignmentInspector(inspector.models[0].model, inspector.cohort, split="test", device="cpu")
-    for subject in inspector.subject_ids[:3]:
-        np.testing.assert_allclose(alone.alignment(subject).similarity, inspector.alignment(subject).similarity,
+    model, subjects = inspector.models[0].model, inspector.subject_ids[:3]
+    batched = AlignmentInspector(model, inspector.cohort, split="test", device="cpu")
+    batched.prepare(subjects)  # one batch, R peaks padded with -1
+    alone = AlignmentInspector(model, inspector.cohort, split="test", device="cpu")
+    for subject in subjects:
+        np.testing.assert_allclose(alone.alignment(subject).similarity, batched.alignment(subject).similarity,
                                    rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(alone.alignment(subject).token_bins, batched.alignment(subject).token_bins)
 
 
 def test_metrics_table(inspector: AlignmentInspector) -> None:
@@ -201,8 +205,10 @@ def test_notebook_06_runs_on_trained_runs(tiny_cohort: Path, tmp_path: Path) -> 
     executed = run_notebook("06_alignment_inspector.ipynb", tmp_path / "executed", manifest=str(tiny_cohort),
                             run_dir=str(ptacl), compare_run_dir=str(baseline), subjects=1, phases=[0, 12],
                             figures_dir=str(figures), device="cpu")
-    assert executed.exists()
     assert len(list(figures.glob("inspector_*_phase*.png"))) == 2
+    cells = nbformat.read(executed, as_version=4).cells
+    images = [o for c in cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 2  # the snapshot grid is in the executed copy
     scores = (figures / "alignment_scores.csv").read_text().splitlines()
     assert scores[0].startswith("subject_id,model,diagonal_accuracy")
     assert any("PTACL" in line for line in scores) and any("random init" in line for line in scores)

@@ -83,6 +83,7 @@ class AlignmentInspector:
                          for m in self.models}
         rows = set.intersection(*(set(d.rows.tolist()) for d in self.datasets.values()))
         self.rows = np.array(sorted(rows), dtype=np.int64)
+        self._row_set = frozenset(rows)
         if len(self.rows) == 0:
             raise ValueError(f"no subject of split {split!r} in {self.cohort.manifest_path} is available")
         self.n_phases = frames.pop()
@@ -96,7 +97,7 @@ class AlignmentInspector:
     def row_of(self, subject: str | int) -> int:
         """Cohort row of a subject id (or a row number), checked to be inspectable."""
         row = self.cohort.index_of(subject) if isinstance(subject, str) else int(subject)
-        if row not in set(self.rows.tolist()):
+        if row not in self._row_set:
             sid = self.cohort.table["subject_id"].iloc[row] if 0 <= row < len(self.cohort) else subject
             raise KeyError(f"subject {sid!r} is not inspectable here (outside the split, or skipped in preprocessing)")
         return row

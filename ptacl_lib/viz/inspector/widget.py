@@ -25,7 +25,7 @@ class InspectorApp(widgets.VBox):
     """The live inspector. Attributes are the controls (``subject``, ``phase``, ``play``, ``lead``,
     ``phenotype``, ``value_range``, ``categories``) and the outputs (``image``, ``scores``)."""
 
-    def __init__(self, inspector: AlignmentInspector, lead: str = "II", play_interval_ms: int = 700) -> None:
+    def __init__(self, inspector: AlignmentInspector, lead: str = "II", play_interval_ms: int = 900) -> None:
         self.inspector = inspector
         table = inspector.cohort.table
         last = inspector.n_phases - 1
