@@ -123,10 +123,21 @@ def test_snapshot_draws_the_four_linked_views(inspector: AlignmentInspector) -> 
     twelve = inspector.snapshot(subject, 0, lead=ALL_LEADS)
     assert len(next(ax for ax in twelve.axes if ax.get_label() == "ecg").lines) >= 12
     plt.close("all")
+
+
+def test_bad_input_gives_clear_errors(inspector: AlignmentInspector, tiny_cohort: Path) -> None:
+    subject = inspector.subject_ids[0]
     with pytest.raises(ValueError, match="phase 25"):
-        inspector.snapshot(subject, 25)
+        inspector.render_png(subject, 25)
+    with pytest.raises(ValueError, match="unknown lead 'V7'"):
+        inspector.render_png(subject, 0, lead="V7")
     with pytest.raises(KeyError, match="SYN999999"):
-        inspector.snapshot("SYN999999", 0)
+        inspector.views("SYN999999")
+    train_row = int(inspector.cohort.indices("train")[0])
+    with pytest.raises(KeyError, match=str(inspector.cohort.table["subject_id"].iloc[train_row])):
+        inspector.views(train_row)  # outside the inspected split
+    with pytest.raises(ValueError, match="share the label"):
+        AlignmentInspector(fresh_model(0), tiny_cohort, compare=fresh_model(1), device="cpu")
 
 
 def test_model_outputs_are_computed_once_per_subject(tiny_cohort: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -30,6 +30,9 @@ from ...runtime import resolve_device
 from ...train import load_run
 from .alignment import SubjectAlignment, subject_alignments
 from .views import ALL_LEADS, SubjectViews, draw_inspector
+
+if TYPE_CHECKING:
+    from .widget import InspectorApp
 
 #: Categorical manifest columns offered as subject filters when the cohort has them.
 CATEGORY_FILTERS: tuple[str, ...] = ("conduction",)
@@ -47,20 +50,22 @@ class InspectedModel:
 
 def load_inspected(source: str | Path | PTACLModel, device: torch.device,
                    preprocess: PreprocessConfig | None = None, label: str | None = None) -> InspectedModel:
-    """A run directory (model, preprocessing and arm label from the run) or a ``PTACLModel``."""
+    """A run directory (model, preprocessing and arm label all from the run) or a ``PTACLModel`` (read with
+    ``preprocess``, default ``PreprocessConfig()``)."""
     if isinstance(source, PTACLModel):
         return InspectedModel(label or "model", source.to(device), preprocess or PreprocessConfig())
     run_dir = Path(source)
     model, config = load_run(run_dir, device=device)
     return InspectedModel(label or f"{ARM_LABELS.get(config.objective, config.objective)} (seed {config.seed})",
-                          model, preprocess or run_preprocess_config(run_dir))
+                          model, run_preprocess_config(run_dir))
 
 
 class AlignmentInspector:
     """Linked ECG / CMR frame / volume / local-similarity views of a trained model, per subject and phase.
 
-    ``source`` and ``compare`` are run directories or ``PTACLModel``s (a model is read with
-    ``preprocess``, default ``PreprocessConfig()``). ``split`` limits the subjects (all by default);
+    ``source`` and ``compare`` are run directories or ``PTACLModel``s (a model object is read with
+    ``preprocess``, default ``PreprocessConfig()``; a run uses its own). ``labels`` name them in the
+    views (default: the run's arm and seed). ``split`` limits the subjects (all by default);
     subjects that failed preprocessing are never offered.
     """
 
@@ -75,6 +80,8 @@ class AlignmentInspector:
         if len(labels) != len(sources):
             raise ValueError(f"{len(labels)} labels for {len(sources)} models")
         self.models = [load_inspected(s, self.device, preprocess, lab) for s, lab in zip(sources, labels)]
+        if len({m.label for m in self.models}) < len(self.models):
+            raise ValueError(f"the compared models share the label {self.models[0].label!r}; pass labels=[...]")
         frames = {m.preprocess.n_frames for m in self.models}
         if len(frames) != 1:
             raise ValueError(f"compared models see different numbers of cine frames {sorted(frames)}; "
@@ -187,7 +194,7 @@ class AlignmentInspector:
         return buffer.getvalue()
 
     # ---- widget ---------------------------------------------------------------------------
-    def app(self) -> Any:
+    def app(self) -> InspectorApp:
         """A new ipywidgets app on this inspector (see ``InspectorApp``)."""
         from .widget import InspectorApp
 
