@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +23,22 @@ class CaptionEvaluation:
     decoded: list[DecodedCaption] = field(repr=False)
     localisation: pd.DataFrame = field(repr=False)
     metrics: dict[str, float]
+
+    def per_pathology(self) -> pd.DataFrame:
+        """Pointing game, chance levels and IoU per pathology (rows) over the localised findings."""
+        cols = ["hit", "chance_image", "chance_chest", "iou"]
+        table = self.localisation.groupby("pathology")[cols].mean()
+        table.insert(0, "n", self.localisation.groupby("pathology").size())
+        return table.rename(columns={"hit": "pointing_game"})
+
+    def save(self, run_dir: str | Path) -> Path:
+        """Write ``metrics.json``, ``localisation.csv`` and ``captions.csv`` (generated text) to ``run_dir``."""
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.json").write_text(json.dumps(self.metrics, indent=1))
+        self.localisation.to_csv(run_dir / "localisation.csv", index=False)
+        pd.DataFrame({"generated": [d.text for d in self.decoded]}).to_csv(run_dir / "captions.csv", index=False)
+        return run_dir / "metrics.json"
 
 
 def localisation_table(decoded: list[DecodedCaption], phantoms: PhantomSet, tolerance: int = 0) -> pd.DataFrame:

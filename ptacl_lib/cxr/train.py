@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..runtime import autocast, load_checkpoint, resolve_device, save_checkpoint, seed_everything, to_device
-from .model import CaptionerConfig, ShowAttendTell, caption_loss
+from .model import CaptionerConfig, ShowAttendTell, caption_loss, flush_denormals
 from .vocab import Vocabulary
 
 CHECKPOINT_NAME = "captioner.pt"
@@ -76,6 +76,17 @@ def train_captioner(images: np.ndarray, captions: Sequence[str], config: Caption
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * len(loader),
                                                    pct_start=0.15)
     result = TrainedCaptioner(model, vocab)
+    with flush_denormals():
+        _fit(result, loader, optimizer, schedule, config, device, run_dir, log)
+    model.eval()
+    return result
+
+
+def _fit(result: TrainedCaptioner, loader: DataLoader, optimizer: torch.optim.Optimizer,
+         schedule: torch.optim.lr_scheduler.LRScheduler, config: CaptionTrainConfig, device: torch.device,
+         run_dir: str | Path | None, log: bool) -> None:
+    """The epoch loop of ``train_captioner``."""
+    model, vocab = result.model, result.vocab
     for epoch in range(config.epochs):
         model.train()
         t0, sums, n = time.perf_counter(), {"loss": 0.0, "cross_entropy": 0.0, "attention_penalty": 0.0}, 0
@@ -100,8 +111,6 @@ def train_captioner(images: np.ndarray, captions: Sequence[str], config: Caption
                   f"(ce {record['cross_entropy']:.3f}) {record['seconds']:.1f}s")
         if run_dir is not None:
             save_captioner(Path(run_dir) / CHECKPOINT_NAME, result, config, epoch + 1)
-    model.eval()
-    return result
 
 
 def save_captioner(path: str | Path, trained: TrainedCaptioner, config: CaptionTrainConfig, epoch: int) -> Path:
