@@ -26,6 +26,10 @@ from .notebook_runner import execute_notebook
 REPORT_NOTEBOOKS = ("01_data_exploration.ipynb", "02_pretraining.ipynb", "03_embeddings_umap.ipynb",
                     "04_retrieval_case_studies.ipynb", "05_regression.ipynb")
 
+#: Figures the report embeds (paths under ``<out>/figures``), written by the notebooks.
+KEY_FIGURES = ("02_pretraining/loss_curves.png", "03_umap_by_arm.png", "05_r2_bars.png",
+               "05_predicted_vs_true.png", "05_bland_altman_lvef.png", "04_card_ptacl_0.png")
+
 
 @dataclass
 class DemoConfig:
@@ -48,16 +52,11 @@ class DemoConfig:
         return cls(out=out, n_subjects=64, seeds=(0, 1), epochs=1, batch_size=16)
 
 
-def run_dir_of(out: str | Path, arm: str, seed: int) -> Path:
-    """Where one arm/seed run lives (the layout ``evaluate.discover_runs`` reads)."""
-    return Path(out) / "arms" / arm / f"seed{seed}"
-
-
 def run_demo(config: DemoConfig) -> Path:
     """Run every stage (each one resumable) and return the path of ``report.md``."""
     from .data.synthetic import generate_cohort
     from .evaluate import compare, evaluate_run, summarise
-    from .train import TrainConfig, fit
+    from .train import TrainConfig, arm_run_dir, fit
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +73,7 @@ def run_demo(config: DemoConfig) -> Path:
     runs = []
     for seed in config.seeds:
         for arm in config.arms:
-            run_dir = run_dir_of(out, arm, seed)
+            run_dir = arm_run_dir(out, arm, seed)
             print(f"[demo] train {arm} seed {seed} -> {run_dir}", flush=True)
             fit(TrainConfig(manifest=str(manifest), run_dir=str(run_dir), objective=arm, model=config.model,
                             epochs=config.epochs, batch_size=config.batch_size, seed=seed, device=config.device,
@@ -94,10 +93,9 @@ def run_demo(config: DemoConfig) -> Path:
 
     t = time.perf_counter()
     if config.notebooks:
-        params = {"manifest": str(manifest), "run_root": str(out), "figures_dir": str(out / "figures")}
         for name in REPORT_NOTEBOOKS:
             print(f"[demo] notebook {name}", flush=True)
-            execute_notebook(name, out / "notebooks", progress=True, **_notebook_parameters(name, params, config))
+            execute_notebook(name, out / "notebooks", progress=True, **_notebook_parameters(name, manifest, config))
     timings["notebooks"] = time.perf_counter() - t
 
     report = out / "report.md"
@@ -105,12 +103,16 @@ def run_demo(config: DemoConfig) -> Path:
     return report
 
 
-def _notebook_parameters(name: str, common: dict[str, str], config: DemoConfig) -> dict[str, object]:
-    """Each notebook's parameters: the shared paths plus, for 02, the runs it should plot."""
+def _notebook_parameters(name: str, manifest: Path, config: DemoConfig) -> dict[str, object]:
+    """Each notebook's parameters; 02 gets the same arms and budget, so it only plots finished runs."""
+    out = Path(config.out)
+    if name.startswith("01"):
+        return {"manifest": str(manifest), "figures_dir": str(out / "figures")}
     if name.startswith("02"):
-        return {**common, "objectives": list(config.arms), "epochs": config.epochs, "seed": config.seeds[0],
-                "device": config.device, "train": False}
-    return common
+        return {"manifest": str(manifest), "run_root": str(out), "objectives": list(config.arms),
+                "epochs": config.epochs, "batch_size": config.batch_size, "model": config.model,
+                "device": config.device, "seed": list(config.seeds)}
+    return {"manifest": str(manifest), "run_root": str(out)}
 
 
 def with_mean_r2(table: pd.DataFrame) -> pd.DataFrame:
@@ -143,7 +145,7 @@ def render_report(config: DemoConfig, summary: pd.DataFrame, table: pd.DataFrame
         retrieval.to_markdown(), "",
         "## PTACL against global-only (paired by seed)", "", verdict, "",
         "## Figures", "",
-        *[f"![{p.stem}](figures/{p.name})" for p in sorted((Path(config.out) / "figures").glob("0[3-5]_*.png"))],
+        *[f"![{name}](figures/{name})" for name in KEY_FIGURES if (Path(config.out) / "figures" / name).exists()],
         "", "## Wall time", "",
         *[f"- {stage}: {seconds:.0f} s" for stage, seconds in timings.items()],
         f"- total: {sum(timings.values()):.0f} s", "",

@@ -1,0 +1,33 @@
+"""``make demo DEMO_FAST=1`` runs the whole story end to end and writes a report with real numbers."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+
+from conftest import REPO
+from ptacl_lib.evaluate import ARMS
+
+
+def test_make_demo_fast(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = subprocess.run(["make", "demo", "DEMO_FAST=1", f"DEMO_OUT={out}"], cwd=REPO,
+                            capture_output=True, text=True, timeout=1500)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    for heading in ("Regression from the frozen ECG embedding", "Retrieval of patients", "PTACL against global-only"):
+        assert heading in report
+    table = pd.read_csv(out / "comparison.csv")
+    assert set(table["arm"]) == set(ARMS)  # five trained/initialised arms plus the CMR reference
+    assert set(table["seed"]) == {0, 1}
+    r2 = table[(table["task"] == "regression") & (table["metric"] == "r2") & (table["target"] != "mean")]
+    assert r2.groupby(["arm", "seed"]).size().eq(9).all()
+    summary = pd.read_csv(out / "summary.csv")
+    assert (summary["ci_low"] <= summary["mean"] + 1e-12).all() and (summary["mean"] <= summary["ci_high"] + 1e-12).all()
+    for name in ("01_data_exploration", "02_pretraining", "03_embeddings_umap", "04_retrieval_case_studies",
+                 "05_regression"):
+        assert (out / "notebooks" / f"{name}.ipynb").exists()
+    assert (out / "figures" / "03_umap_by_arm.png").exists()
+    assert "![05_r2_bars.png](figures/05_r2_bars.png)" in report
