@@ -17,8 +17,8 @@ from ptacl_lib.models import ModelConfig, PTACLModel, token_phase_bins
 from ptacl_lib.runtime import rng_state_preserved
 from ptacl_lib.train import TrainConfig, fit
 from ptacl_lib.viz import inspector as inspector_module
-from ptacl_lib.viz.inspector import (ALL_LEADS, AlignmentInspector, alignment_metrics, circular_frame_distance,
-                                     phase_segments, row_argmax, subject_alignments)
+from ptacl_lib.viz.inspector import (ALL_LEADS, VIEW_LABELS, AlignmentInspector, alignment_metrics,
+                                     circular_frame_distance, phase_segments, row_argmax, subject_alignments)
 
 
 def fresh_model(seed: int, **overrides: object) -> PTACLModel:
@@ -84,7 +84,7 @@ def test_shaded_segments_follow_the_phase_bin_rule() -> None:
 
 
 def test_shaded_segments_are_what_the_model_pooled(tiny_cohort: Path) -> None:
-    """On a real subject (detected R peaks), averaging the tokens of the shaded samples gives the model's phase token."""
+    """On a real subject (detected R peaks), the mean of the shaded samples' tokens is the model's phase token."""
     model = fresh_model(3)
     dataset = PTACLDataset(open_cohort(tiny_cohort), "test", PreprocessConfig(), progress=False)
     item = dataset[0]
@@ -107,9 +107,9 @@ def test_shaded_segments_are_what_the_model_pooled(tiny_cohort: Path) -> None:
 def test_snapshot_draws_the_four_linked_views(inspector: AlignmentInspector) -> None:
     subject, phase = inspector.subject_ids[1], 7
     fig = inspector.snapshot(subject, phase)
-    views = {ax.get_label(): ax for ax in fig.axes if ax.get_label() in ("ecg", "cmr", "volumes")}
+    views = {ax.get_label(): ax for ax in fig.axes if ax.get_label() in VIEW_LABELS}
     similarity = [ax for ax in fig.axes if ax.get_label() == "similarity"]
-    assert set(views) == {"ecg", "cmr", "volumes"} and len(similarity) == 2  # PTACL and the compared model
+    assert set(views) == set(VIEW_LABELS) and len(similarity) == 2  # PTACL and the compared model
     data = inspector.views(subject)
     alignment = data.primary
     np.testing.assert_array_equal(views["cmr"].images[0].get_array(), data.frames[phase])

@@ -32,8 +32,8 @@ class InspectorApp(widgets.VBox):
         self.phenotype = widgets.Dropdown(options=list(PHENOTYPES), value="lvef", description="filter by")
         self.value_range = widgets.FloatRangeSlider(description="range", continuous_update=False, step=0.1,
                                                     readout_format=".0f")
-        self.categories = {c: widgets.Dropdown(options=[ANY_CATEGORY, *sorted(table[c].astype(str).unique())], value=ANY_CATEGORY,
-                                               description=c)
+        self.categories = {c: widgets.Dropdown(options=[ANY_CATEGORY, *sorted(table[c].astype(str).unique())],
+                                               value=ANY_CATEGORY, description=c)
                            for c in CATEGORY_FILTERS if c in table.columns}
         self.subject = widgets.Dropdown(description="subject", layout=widgets.Layout(width="480px"))
         self.phase = widgets.IntSlider(value=0, min=0, max=last, description="phase", continuous_update=True)
