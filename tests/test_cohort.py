@@ -124,3 +124,29 @@ def test_dataset_items_and_collate(tiny_cohort: Path) -> None:
     # per-lead scale is cohort-wide: the train split's leads have unit RMS on average
     train_rms = np.sqrt(np.mean([np.asarray(dataset.cache.ecg[i]).var(-1) for i in dataset.rows], axis=0))
     np.testing.assert_allclose(train_rms, 1.0, rtol=1e-3)
+
+
+def test_file_path_manifest_reads_raw_ukb_files(tmp_path: Path) -> None:
+    """A manifest may point straight at UK Biobank files; they come back on the cohort's axes."""
+    from ptacl_lib.data.readers import read_ukb_xml
+    from ptacl_lib.data.readers.writers import write_ukb_like_cohort
+
+    paths = write_ukb_like_cohort(tmp_path / "ukb", 3, n_frames=20)
+    rows = []
+    for k, xml in enumerate(sorted(paths["ecg_dir"].glob("*.xml"))):
+        eid = xml.name.split("_")[0]
+        rows.append({"subject_id": eid, "split": "train", "ecg_path": str(xml.relative_to(tmp_path)),
+                     "cmr_path": str((paths["cmr_dir"] / f"{eid}_20209_2_0.zip").relative_to(tmp_path)),
+                     **{p: 100.0 + k for p in PHENOTYPES}})
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame(rows).to_csv(manifest, index=False)
+    cohort = open_cohort(manifest)
+    ecg = cohort.ecg(1)
+    assert ecg.shape == (12, 5000) and ecg.dtype == np.float32
+    np.testing.assert_allclose(ecg, read_ukb_xml(tmp_path / rows[1]["ecg_path"]).signal, atol=1e-6)
+    cmr = cohort.cmr(1)  # 20 acquired frames -> the cohort's 50, heart-cropped to 64 x 64, in [0, 1]
+    assert cmr.shape == (50, 64, 64) and cmr.dtype == np.float32
+    assert cmr.min() >= 0.0 and cmr.max() <= 1.0 and cmr.std() > 0.01
+    (tmp_path / rows[2]["ecg_path"]).write_text("<CardiologyXML><StripData>")  # truncated file
+    with pytest.raises(SubjectDataError, match=rf"subject {rows[2]['subject_id']} \(ecg_path=.*xml\): unreadable"):
+        cohort.ecg(2)

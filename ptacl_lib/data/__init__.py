@@ -1,12 +1,26 @@
-"""Cohorts: manifest, array store, readers, preprocessing, synthetic generator, torch Dataset."""
+"""Cohorts: manifest, array store, readers, preprocessing, synthetic generator, torch Dataset.
 
-from .cache import PreprocessedCohort
-from .cohort import Cohort, ManifestError, SubjectDataError, describe, open_cohort
-from .dataset import PTACLDataset, collate
-from .preprocess import PreprocessConfig, detect_rpeaks
+Exports are resolved lazily, so that tools which only read files (``ptacl prepare-ukb`` and its
+worker processes) do not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .schema import LEADS, PHENOTYPES
 
-__all__ = [
-    "Cohort", "LEADS", "ManifestError", "PHENOTYPES", "PTACLDataset", "PreprocessConfig",
-    "PreprocessedCohort", "SubjectDataError", "collate", "describe", "detect_rpeaks", "open_cohort",
-]
+_EXPORTS: dict[str, str] = {
+    "Cohort": "cohort", "ManifestError": "cohort", "SubjectDataError": "cohort", "describe": "cohort",
+    "open_cohort": "cohort", "PreprocessedCohort": "cache", "PTACLDataset": "dataset", "collate": "dataset",
+    "PreprocessConfig": "preprocess", "detect_rpeaks": "preprocess",
+}
+
+__all__ = ["LEADS", "PHENOTYPES", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,7 +18,10 @@ from .schema import (ARRAY_PREFIX, LEADS, PHENOTYPES, REQUIRED_COLUMNS, SPLITS,
 from .store import ArrayStore
 
 STORE_DIR = "arrays"
+#: Defaults for manifests of plain files (an array store records its own).
 DEFAULT_SAMPLING_RATE = 500.0
+DEFAULT_N_FRAMES = 50
+DEFAULT_IMAGE_SIZE = 64
 
 
 class ManifestError(ValueError):
@@ -88,10 +91,10 @@ class Cohort:
         self.store = store
         if store is not None:
             self.sampling_rate = float(store.meta.sampling_rate)
-        elif "sampling_rate" in table.columns:
-            self.sampling_rate = float(table["sampling_rate"].iloc[0])
+            self.n_frames, self.image_size = store.meta.n_frames, int(store.meta.image_size[0])
         else:
             self.sampling_rate = DEFAULT_SAMPLING_RATE
+            self.n_frames, self.image_size = DEFAULT_N_FRAMES, DEFAULT_IMAGE_SIZE
 
     def __len__(self) -> int:
         return len(self.table)
@@ -169,8 +172,10 @@ class Cohort:
                 return np.load(path)
             from . import readers  # real-data formats (UK Biobank XML, DICOM, WFDB, NIfTI)
 
-            record = readers.read_ecg(path) if column == "ecg_path" else readers.read_cine(path)
-            return record.signal if column == "ecg_path" else record.frames
+            if column == "ecg_path":  # resampled to the cohort's rate, so every subject has one time axis
+                return readers.read_ecg(path, sampling_rate=self.sampling_rate).signal
+            # heart crop, one cycle in n_frames, intensities in [0, 1]: as prepare-ukb writes them
+            return readers.standardise_cine(readers.read_cine(path), self.n_frames, self.image_size)
         except SubjectDataError:
             raise
         except Exception as err:  # any reader failure becomes an error that names the file

@@ -6,12 +6,13 @@ Everything here is a pure function of one subject's arrays; ``cache.py`` applies
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import signal
+
+from .readers.records import resample_ecg
 
 
 @dataclass(frozen=True)
@@ -36,14 +37,6 @@ def bandpass(ecg: np.ndarray, fs: float, low_hz: float, high_hz: float) -> np.nd
     return signal.sosfiltfilt(sos, ecg, axis=-1).astype(np.float32)
 
 
-def resample(ecg: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
-    """Polyphase resampling (with its anti-aliasing filter) along the last axis."""
-    if fs == target_fs:
-        return ecg.astype(np.float32)
-    ratio = Fraction(int(round(target_fs)), int(round(fs))).limit_denominator(1000)
-    return signal.resample_poly(ecg, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
-
-
 def preprocess_ecg(ecg: np.ndarray, fs: float, config: PreprocessConfig) -> np.ndarray:
     """Band-pass then resample a ``[12, S]`` ECG (mV) to ``config.target_fs``.
 
@@ -53,7 +46,7 @@ def preprocess_ecg(ecg: np.ndarray, fs: float, config: PreprocessConfig) -> np.n
     """
     if not np.isfinite(ecg).all():
         raise ValueError("ECG contains NaN or infinite samples")
-    return resample(bandpass(ecg, fs, config.highpass_hz, config.lowpass_hz), fs, config.target_fs)
+    return resample_ecg(bandpass(ecg, fs, config.highpass_hz, config.lowpass_hz), fs, config.target_fs)
 
 
 def detect_rpeaks(ecg: np.ndarray, fs: float, method: str = "neurokit") -> np.ndarray:

@@ -13,14 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..schema import PHENOTYPES
+from ..schema import PHENOTYPES, UKB_IDP_FIELDS
 from .records import ReaderError, require_file
 
-#: UK Biobank field -> manifest column.
-IDP_FIELDS: dict[int, str] = {
-    24100: "lvedv", 24101: "lvesv", 24102: "lvsv", 24103: "lvef", 24104: "lvco",
-    24105: "lvm", 24106: "rvedv", 24107: "rvesv", 24108: "rvsv", 24109: "rvef",
-}
+#: UK Biobank field -> column read: the manifest phenotypes plus LV cardiac output (kept aside as ``lvco``).
+IDP_FIELDS: dict[int, str] = dict(sorted({**UKB_IDP_FIELDS, 24104: "lvco"}.items()))
 #: UK Biobank field -> (instance, manifest covariate).
 COVARIATE_FIELDS: dict[int, tuple[int, str]] = {31: (0, "sex"), 21003: (2, "age"), 22427: (2, "bsa")}
 UKB_SEX_CODES: dict[float, str] = {0.0: "F", 1.0: "M"}
