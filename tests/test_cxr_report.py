@@ -11,7 +11,7 @@ import pytest
 
 from ptacl_lib.cxr.mentions import positive_findings
 from ptacl_lib.cxr.report import (LocalLLMBackend, OpenAICompatibleBackend, ReportCheckError, compose_report,
-                                  load_smollm2, smollm2_folder)
+                                  load_smollm2, post_check, smollm2_folder, trim_sections)
 
 CAPTION = "the heart is enlarged . small left pleural effusion . there is a nodule in the right upper zone ."
 PATIENT = {"age": 67, "sex": "male", "view": "PA", "indication": "shortness of breath", "comparison": None}
@@ -58,9 +58,23 @@ def test_post_check_catches_dropped_swapped_and_invented_findings() -> None:
     assert fallback.fell_back and fallback.backend == "template" and fallback.requested_backend == "scripted"
     assert set(fallback.missing) == {("effusion", "left"), ("nodule", "right")}
     assert set(fallback.invented) == {("effusion", "right"), ("pneumothorax", "left")}
+    assert "no IMPRESSION: section" in fallback.problems
     assert fallback.text == compose_report(CAPTION, PATIENT).text and fallback.draft == bad.text
     with pytest.raises(ReportCheckError, match="dropped .*nodule.* invented .*pneumothorax"):
         compose_report(CAPTION, PATIENT, backend=bad, on_failure="raise")
+
+
+def test_post_check_flags_missing_sections_and_made_up_numbers() -> None:
+    draft = ("FINDINGS: The heart is enlarged, measuring 16.5 cm. Small left pleural effusion. Right upper zone "
+             "nodule.\nIMPRESSION:\n1. Cardiomegaly, left effusion and right nodule in a 67-year-old man.")
+    assert post_check(draft, CAPTION, PATIENT) == ((), (), ("number 16.5 is not in the caption or patient fields",))
+    assert post_check(draft.split("IMPRESSION")[0], CAPTION, PATIENT)[2][-2:] == (
+        "no IMPRESSION: section", "number 16.5 is not in the caption or patient fields")
+    contradiction = "FINDINGS: Cardiomegaly. Small left pleural effusion. No pleural effusion. Right upper zone nodule."
+    assert "denies effusion (left) that the caption states" in post_check(contradiction, CAPTION, PATIENT)[2]
+    assert trim_sections("FINDINGS: a.\nIMPRESSION: b.\nIMPRESSION: b.\nmore") == "FINDINGS: a.\nIMPRESSION: b."
+    assert trim_sections("FINDINGS: a.\nIMPRESSION:\nb.\nc") == "FINDINGS: a.\nIMPRESSION:\nb."
+    assert trim_sections("FINDINGS: a.") == "FINDINGS: a."
 
 
 @pytest.fixture()
@@ -121,10 +135,11 @@ def test_local_llm_writes_a_report_that_passes_or_falls_back() -> None:
     assert report.requested_backend == "local-llm" and report.draft.strip()
     checked = set(positive_findings(report.draft))
     if report.fell_back:  # the post-check found a problem: the template text replaced the draft
-        assert report.missing or report.invented
+        assert report.problems
         assert report.text == compose_report(caption, {"age": 70, "sex": "female"}).text
     else:
         assert checked == {("cardiomegaly", None), ("effusion", "left")} and report.draft in report.text
+        assert report.draft.startswith("FINDINGS:") and "IMPRESSION:" in report.draft
     assert load_smollm2() is load_smollm2()  # loaded once per process
     again = compose_report(caption, {"age": 70, "sex": "female"}, backend=backend)
     assert again.draft == report.draft  # greedy decoding is deterministic

@@ -41,16 +41,18 @@ class CaptionEvaluation:
         return run_dir / "metrics.json"
 
 
-def localisation_table(decoded: list[DecodedCaption], phantoms: PhantomSet, tolerance: int = 0) -> pd.DataFrame:
+def localisation_table(decoded: list[DecodedCaption], phantoms: PhantomSet, tolerance: int = 0,
+                       words: str = "phrase") -> pd.DataFrame:
     """One row per ground-truth finding whose pathology the generated caption asserts.
 
     Columns: ``image, pathology, side, hit, iou, chance_image, chance_chest`` where the two chance
     columns are the hit probability of a uniformly random point over the image / the chest (lungs+heart).
+    ``words`` picks which words' attention makes a heatmap (see ``pathology_heatmaps``).
     """
     rows = []
     shape = phantoms.images.shape[-2:]
     for i, (dec, truth) in enumerate(zip(decoded, phantoms.findings, strict=True)):
-        maps = pathology_heatmaps(dec, shape)
+        maps = pathology_heatmaps(dec, shape, words)
         for f in truth:
             if f.pathology not in maps:
                 continue
@@ -63,13 +65,14 @@ def localisation_table(decoded: list[DecodedCaption], phantoms: PhantomSet, tole
 
 
 def evaluate_captioner(trained: TrainedCaptioner, phantoms: PhantomSet, beam_size: int = 3,
-                       max_len: int = 40, meteor: bool | None = None, tolerance: int = 0) -> CaptionEvaluation:
+                       max_len: int = 40, meteor: bool | None = None, tolerance: int = 0,
+                       words: str = "phrase") -> CaptionEvaluation:
     """Beam-decode every phantom and score captions against the reference captions and masks."""
     decoded = caption_images(trained.model, trained.vocab, phantoms.images, beam_size, max_len)
     texts = [d.text for d in decoded]
     metrics = caption_metrics(texts, phantoms.captions, meteor=meteor)
     metrics.update(finding_scores(texts, phantoms.captions))
-    loc = localisation_table(decoded, phantoms, tolerance)
+    loc = localisation_table(decoded, phantoms, tolerance, words)
     n_truth = sum(len(f) for f in phantoms.findings)
     metrics.update({
         "findings_localised": float(len(loc)),

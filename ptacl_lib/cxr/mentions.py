@@ -26,6 +26,8 @@ TERMS: dict[str, frozenset[str]] = {
 _HEART = frozenset({"heart", "cardiac"})
 _ENLARGED = frozenset({"enlarged", "enlargement"})
 _NEGATIONS = frozenset({"no", "without", "not", "negative", "free", "absent"})
+_FUNCTION_WORDS = frozenset({"the", "a", "an", "there", "is", "are", "in", "at", "of", "with", "and", "or", ",", ":",
+                             "present", "seen", "noted"})
 _CLAUSE_END = frozenset({".", ";", "but", "however", "although"})
 _SIDES = {"left": "left", "right": "right"}
 _ZONES = {"upper": "upper", "apical": "upper", "apex": "upper", "lower": "lower", "basal": "lower", "base": "lower",
@@ -34,13 +36,18 @@ _ZONES = {"upper": "upper", "apical": "upper", "apex": "upper", "lower": "lower"
 
 @dataclass(frozen=True)
 class Mention:
-    """A pathology named in a text: side/zone when stated, whether negated, and the naming word indices."""
+    """A pathology named in a text: side/zone when stated, whether negated, and where it is worded.
+
+    ``word_indices`` are the words naming the pathology ("effusion"; "heart" + "enlarged");
+    ``phrase_indices`` all content words of its clause part ("small left pleural effusion").
+    """
 
     pathology: str
     side: str | None
     zone: str | None
     negated: bool
     word_indices: tuple[int, ...]
+    phrase_indices: tuple[int, ...]
 
 
 def _clauses(words: list[str]) -> list[list[int]]:
@@ -74,7 +81,8 @@ def find_mentions(text_or_words: str | list[str]) -> list[Mention]:
             segment = _segment(words, clause, first)
             side = None if pathology == "cardiomegaly" else _nearest(words, segment, first, _SIDES)
             zone = None if pathology == "cardiomegaly" else _nearest(words, segment, first, _ZONES)
-            mentions.append(Mention(pathology, side, zone, negated, tuple(hits)))
+            phrase = tuple(i for i in segment if words[i] not in _FUNCTION_WORDS)
+            mentions.append(Mention(pathology, side, zone, negated, tuple(hits), phrase))
     return mentions
 
 

@@ -36,12 +36,12 @@ class CaptionerConfig:
 
     vocab_size: int
     image_size: int = 128
-    encoder_channels: tuple[int, ...] = (32, 64, 96)
-    feature_dim: int = 128
-    embed_dim: int = 64
-    hidden_dim: int = 256
-    attention_dim: int = 128
-    dropout: float = 0.3
+    encoder_channels: tuple[int, ...] = (16, 32, 64)
+    feature_dim: int = 64
+    embed_dim: int = 48
+    hidden_dim: int = 128
+    attention_dim: int = 64
+    dropout: float = 0.2
 
     @property
     def grid_size(self) -> int:

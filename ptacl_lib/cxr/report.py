@@ -9,7 +9,9 @@ patient fields (never paraphrased), then FINDINGS and IMPRESSION sections writte
 - ``OpenAICompatibleBackend``: any server speaking ``POST {base_url}/chat/completions``.
 
 Every backend's text goes through the same post-check: each asserted ``(pathology, side)`` of the
-caption must be asserted in the written sections, and no other finding may be asserted. A failed
+caption must be asserted in the written sections, no other finding may be asserted, both section
+headings must be there, no stated finding may also be denied, and no number may appear that the
+caption and patient fields lack. A failed
 check either falls back to the template (``on_failure="fallback"``, the default; the result records
 what was missing/invented) or raises ``ReportCheckError`` (``on_failure="raise"``).
 """
@@ -20,6 +22,7 @@ import functools
 import importlib.util
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -30,6 +33,8 @@ from .mentions import find_mentions, positive_findings
 from .vocab import tokenize
 
 PATIENT_FIELDS: tuple[str, ...] = ("age", "sex", "view", "indication", "comparison")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_LIST_NUMBER = re.compile(r"^\s*\d+[.)]\s", re.MULTILINE)  # "1. Cardiomegaly." numbering
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -55,7 +60,8 @@ class ComposedReport:
     fell_back: bool
     missing: tuple[tuple[str, str | None], ...]  # caption findings the requested backend dropped
     invented: tuple[tuple[str, str | None], ...]  # findings it asserted that the caption does not
-    draft: str  # the requested backend's raw sections
+    problems: tuple[str, ...]  # every post-check failure, in words
+    draft: str  # the requested backend's sections as written
 
     def __str__(self) -> str:
         return self.text
@@ -127,18 +133,36 @@ class TemplateBackend:
 
 SYSTEM_PROMPT = (
     "You are a radiologist writing a chest X-ray report. Use only the findings given. "
-    "Keep every finding with its side (left or right). Do not add any finding that is not given. "
-    "Write two sections, FINDINGS: and IMPRESSION:."
+    "Keep every finding with its side (left or right). Do not add any finding, size or measurement "
+    "that is not given. Answer with two sections, FINDINGS: and IMPRESSION:, and nothing else."
 )
+# One worked example (few-shot): small instruction models follow a shown format far better than a described one.
+_EXAMPLE_USER = ("Patient: age: 58; sex: male; view: PA; indication: cough.\n"
+                 "Findings: The heart size is normal. There is consolidation in the right lower zone. "
+                 "No pleural effusion or pneumothorax.")
+_EXAMPLE_REPLY = ("FINDINGS: The heart size is normal. There is consolidation in the right lower zone. "
+                  "There is no pleural effusion or pneumothorax.\n"
+                  "IMPRESSION: Right lower zone consolidation in a 58-year-old man with cough.")
 
 
 def build_messages(caption: str, patient: dict[str, Any]) -> list[dict[str, str]]:
-    """Chat messages asking for FINDINGS and IMPRESSION from the caption and the patient fields."""
+    """Chat messages (system rules, one worked example, then this case) asking for FINDINGS and IMPRESSION."""
     context = "; ".join(f"{k}: {patient[k]}" for k in PATIENT_FIELDS if patient.get(k) not in (None, ""))
-    user = (f"Patient: {context or 'not stated'}.\n"
-            f"Findings: {' '.join(caption_sentences(caption))}\n"
-            "Write the FINDINGS and IMPRESSION sections.")
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    user = f"Patient: {context or 'not stated'}.\nFindings: {' '.join(caption_sentences(caption))}"
+    return [{"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": _EXAMPLE_USER}, {"role": "assistant", "content": _EXAMPLE_REPLY},
+            {"role": "user", "content": user}]
+
+
+def trim_sections(draft: str) -> str:
+    """Keep a draft up to the end of its IMPRESSION paragraph (drops run-on or repeated text after it)."""
+    at = draft.upper().find("IMPRESSION:")
+    if at < 0:
+        return draft.strip()
+    end = draft.find("\n", at + len("IMPRESSION:") + 1)
+    while end >= 0 and not draft[at + len("IMPRESSION:"):end].strip():  # heading on its own line
+        end = draft.find("\n", end + 1)
+    return (draft if end < 0 else draft[:end]).strip()
 
 
 def smollm2_folder() -> Path:
@@ -177,15 +201,18 @@ class LocalLLMBackend:
         self.max_new_tokens = max_new_tokens
 
     def write(self, caption: str, patient: dict[str, Any]) -> str:
+        """Greedy continuation of the chat prompt, started at ``FINDINGS:`` and trimmed after IMPRESSION."""
         import torch
 
         tokenizer, model = load_smollm2()
-        inputs = tokenizer.apply_chat_template(build_messages(caption, patient), add_generation_prompt=True,
-                                               return_tensors="pt", return_dict=True)
+        prompt = tokenizer.apply_chat_template(build_messages(caption, patient), add_generation_prompt=True,
+                                               tokenize=False) + "FINDINGS:"
+        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         with torch.no_grad():
             out = model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
                                  pad_token_id=tokenizer.eos_token_id)
-        return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        text = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        return trim_sections("FINDINGS:" + text)
 
 
 class OpenAICompatibleBackend:
@@ -211,7 +238,7 @@ class OpenAICompatibleBackend:
         except (urllib.error.URLError, TimeoutError) as err:
             raise ConnectionError(f"report server {self.url} failed: {err}") from err
         try:
-            return str(reply["choices"][0]["message"]["content"]).strip()
+            return trim_sections(str(reply["choices"][0]["message"]["content"]))
         except (KeyError, IndexError, TypeError) as err:
             raise ValueError(f"report server {self.url} sent no choices[0].message.content: {reply!r}") from err
 
@@ -230,13 +257,36 @@ def compose_report(caption: str, patient: dict[str, Any], backend: str | ReportB
             raise ValueError(f"unknown backend {backend!r}; choose one of {sorted(_BACKENDS)} or pass an instance")
         backend = _BACKENDS[backend]()
     draft = backend.write(caption, patient)
-    wanted, written = positive_findings(caption), positive_findings(draft)
-    missing, invented = tuple(sorted(wanted - written, key=str)), tuple(sorted(written - wanted, key=str))
+    missing, invented, problems = post_check(draft, caption, patient)
     sections, used, fell_back = draft, backend.name, False
-    if missing or invented:
-        problem = f"{backend.name} report dropped {list(missing)} and invented {list(invented)}"
+    if problems:
         if on_failure == "raise":
-            raise ReportCheckError(f"{problem}\n--- draft ---\n{draft}")
+            raise ReportCheckError(f"{backend.name} report failed the post-check: {'; '.join(problems)}"
+                                   f"\n--- draft ---\n{draft}")
         sections, used, fell_back = TemplateBackend().write(caption, patient), TemplateBackend.name, True
     return ComposedReport(f"{report_header(patient)}\n\n{sections}", used, backend.name, fell_back,
-                          missing, invented, draft)
+                          missing, invented, problems, draft)
+
+
+def post_check(draft: str, caption: str, patient: dict[str, Any]
+               ) -> tuple[tuple[tuple[str, str | None], ...], tuple[tuple[str, str | None], ...], tuple[str, ...]]:
+    """(missing findings, invented findings, all problems) of a drafted FINDINGS/IMPRESSION text.
+
+    Besides the findings, a draft may not deny a stated finding anywhere ("no pleural effusion" next to
+    "left pleural effusion"), must have both section headings and may quote no number that is not in the
+    caption or the patient fields (a made-up size or measurement).
+    """
+    wanted, written = positive_findings(caption), positive_findings(draft)
+    missing = tuple(sorted(wanted - written, key=str))
+    invented = tuple(sorted(written - wanted, key=str))
+    problems = [f"dropped {p}{f' ({side})' if side else ''}" for p, side in missing]
+    problems += [f"invented {p}{f' ({side})' if side else ''}" for p, side in invented]
+    denied = {(m.pathology, m.side) for m in find_mentions(draft) if m.negated}
+    problems += [f"denies {p}{f' ({side})' if side else ''} that the caption states"
+                 for p, side in sorted(wanted, key=str) if (p, side) in denied or (p, None) in denied]
+    upper = draft.upper()
+    problems += [f"no {h} section" for h in ("FINDINGS:", "IMPRESSION:") if h not in upper]
+    allowed = set(_NUMBER.findall(caption)) | set(_NUMBER.findall(" ".join(str(v) for v in patient.values())))
+    quoted = _NUMBER.findall(_LIST_NUMBER.sub("", draft))
+    problems += [f"number {n} is not in the caption or patient fields" for n in dict.fromkeys(quoted) if n not in allowed]
+    return missing, invented, tuple(problems)
