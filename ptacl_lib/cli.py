@@ -57,6 +57,16 @@ def _cmd_train(args: argparse.Namespace) -> None:
     print(f"run directory: {fit(dataclass_from_args(TrainConfig, args))}")
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from .evaluate import discover_runs, evaluate_runs, format_table
+
+    runs = [args.run_dir] if args.run_dir else discover_runs(args.run_root)
+    out = args.out or (args.run_dir if args.run_dir else args.run_root)
+    _, summary = evaluate_runs(runs, args.manifest, out, device=args.device)
+    print(format_table(summary, task="regression", metric="r2").to_string())
+    print(f"comparison.csv and summary.csv written to {out}")
+
+
 def _cmd_run_notebooks(args: argparse.Namespace) -> None:
     from .notebook_runner import execute_notebook, find_notebook, list_notebooks
 
@@ -127,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="pretrain one arm (ptacl, global, ecg_ssl, supervised, none); torchrun-ready")
     add_dataclass_arguments(p, TrainConfig)
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="retrieval + regression probes for trained runs, compared with CIs")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--run-root", type=Path, help="a demo layout: evaluates every <root>/arms/<arm>/seed<k>")
+    where.add_argument("--run-dir", type=Path, help="one run directory")
+    p.add_argument("--manifest", type=Path, required=True, help="the cohort the runs were trained on")
+    p.add_argument("--out", type=Path, default=None, help="where comparison.csv/summary.csv go")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("run-notebooks", help="execute the ordered notebooks headlessly (papermill)")
     p.add_argument("--out", type=Path, default=Path("runs/notebooks"), help="folder for executed copies")

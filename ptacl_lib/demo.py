@@ -55,7 +55,7 @@ class DemoConfig:
 def run_demo(config: DemoConfig) -> Path:
     """Run every stage (each one resumable) and return the path of ``report.md``."""
     from .data.synthetic import generate_cohort
-    from .evaluate import compare, evaluate_run, summarise
+    from .evaluate import evaluate_runs
     from .train import TrainConfig, arm_run_dir, fit
 
     out = Path(config.out)
@@ -82,13 +82,7 @@ def run_demo(config: DemoConfig) -> Path:
     timings["train"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    for run_dir in runs:
-        print(f"[demo] evaluate {run_dir}", flush=True)
-        evaluate_run(run_dir, manifest, device=config.device)
-    table = with_mean_r2(compare(runs))
-    summary = summarise(table)
-    table.to_csv(out / "comparison.csv", index=False)
-    summary.to_csv(out / "summary.csv", index=False)
+    table, summary = evaluate_runs(runs, manifest, out, device=config.device)
     timings["evaluate"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -113,14 +107,6 @@ def _notebook_parameters(name: str, manifest: Path, config: DemoConfig) -> dict[
                 "epochs": config.epochs, "batch_size": config.batch_size, "model": config.model,
                 "device": config.device, "seed": list(config.seeds)}
     return {"manifest": str(manifest), "run_root": str(out)}
-
-
-def with_mean_r2(table: pd.DataFrame) -> pd.DataFrame:
-    """Add, per arm and seed, the mean test R² over the nine targets (target ``mean``)."""
-    r2 = table[(table["task"] == "regression") & (table["metric"] == "r2")]
-    mean = r2.groupby(["arm", "seed"], as_index=False)["value"].mean()
-    mean = mean.assign(task="regression", target="mean", metric="r2")[list(table.columns)]
-    return pd.concat([table, mean], ignore_index=True)
 
 
 def render_report(config: DemoConfig, summary: pd.DataFrame, table: pd.DataFrame,

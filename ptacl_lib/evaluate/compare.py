@@ -68,6 +68,14 @@ def compare(runs: Iterable[str | Path]) -> pd.DataFrame:
     return _order_arms(df).reset_index(drop=True)
 
 
+def with_mean_r2(table: pd.DataFrame) -> pd.DataFrame:
+    """Add, per arm and seed, the mean test R² over the nine targets (target ``mean``)."""
+    r2 = table[(table["task"] == "regression") & (table["metric"] == "r2")]
+    mean = r2.groupby(["arm", "seed"], as_index=False)["value"].mean()
+    mean = mean.assign(task="regression", target="mean", metric="r2")[list(table.columns)]
+    return pd.concat([table, mean], ignore_index=True)
+
+
 def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, n_resamples: int = 2000,
                  seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean (NaNs dropped).

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..data import Cohort, open_cohort
 from ..train import read_config
-from .compare import ARMS, CMR_PROBE_SOURCE, METRICS_FILE
+from .compare import ARMS, CMR_PROBE_SOURCE, METRICS_FILE, compare, summarise, with_mean_r2
 from .embeddings import EMBEDDINGS_FILE, Embeddings, embed
 from .finetune import FinetuneConfig, finetune
 from .regression import ProbeResult, fit_linear_probe
@@ -113,6 +113,24 @@ def evaluate_run(run_dir: str | Path, cohort: Cohort | str | Path, ks: Sequence[
     tmp.write_text(json.dumps(payload, indent=1, allow_nan=True))
     os.replace(tmp, path)
     return payload
+
+
+def evaluate_runs(run_dirs: Iterable[str | Path], cohort: Cohort | str | Path, out_dir: str | Path,
+                  device: str = "auto") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Evaluate every run, then write ``comparison.csv`` (tidy, with the mean R²) and ``summary.csv`` (CIs)."""
+    from tqdm.auto import tqdm
+
+    run_dirs = [Path(r) for r in run_dirs]
+    cohort = cohort if isinstance(cohort, Cohort) else open_cohort(cohort)
+    for run_dir in tqdm(run_dirs, desc="evaluating runs", unit="run"):
+        evaluate_run(run_dir, cohort, device=device)
+    table = with_mean_r2(compare(run_dirs))
+    summary = summarise(table)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_dir / "comparison.csv", index=False)
+    summary.to_csv(out_dir / "summary.csv", index=False)
+    return table, summary
 
 
 def read_run_info(run_dir: str | Path) -> tuple[str, int]:
