@@ -2,7 +2,9 @@
 
 Both losses L2-normalise their inputs and are computed in float32, whatever the autocast dtype.
 Under ``torch.distributed`` the global loss draws its negatives from every rank (see
-``gather_with_grad``); the local loss is per patient and needs no communication.
+``gather_with_grad``); the local loss is per patient and needs no communication: each rank averages
+over its own valid (patient, phase) pairs, and DDP's gradient averaging makes that the
+single-process loss whenever the ranks hold equally many valid pairs (approximately otherwise).
 """
 
 from __future__ import annotations

@@ -348,7 +348,7 @@ def _fit(config: TrainConfig, device: torch.device, dist_info: DistInfo) -> Path
     seed_everything(config.seed)
     model_config = ModelConfig.preset(config.model)
     model = PTACLModel(model_config)  # identical initial weights for every arm of one seed
-    need_data = config.objective != "none"
+    need_data = config.objective != "none" and config.epochs > 0  # else: only the initial weights are saved
     train_set, val_set = _datasets(config, dist_info) if need_data else (None, None)
     objective = build_objective(model, config, train_set).to(device)
 

@@ -19,7 +19,7 @@ class CMREncoderOutput:
 
 
 class FrameCNN(nn.Module):
-    """Strided 3x3 conv blocks (GroupNorm, GELU), global average pool, linear to ``dim``.
+    """One strided 3x3 conv per stage (GroupNorm, GELU), global average pool, linear to ``dim``.
 
     GroupNorm instead of BatchNorm keeps every sample independent of its batch, so a loss is
     invariant to batch order and identical across data-parallel ranks.
@@ -30,10 +30,7 @@ class FrameCNN(nn.Module):
         blocks: list[nn.Module] = []
         in_ch = 1
         for out_ch in channels:
-            blocks += [nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1),
-                       nn.GroupNorm(min(8, out_ch), out_ch), nn.GELU(),
-                       nn.Conv2d(out_ch, out_ch, 3, padding=1),
-                       nn.GroupNorm(min(8, out_ch), out_ch), nn.GELU()]
+            blocks += [nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1), nn.GroupNorm(min(8, out_ch), out_ch), nn.GELU()]
             in_ch = out_ch
         self.features = nn.Sequential(*blocks)
         self.proj = nn.Linear(in_ch, dim)
