@@ -65,7 +65,8 @@ def test_read_openi(tmp_path: Path) -> None:
     first = samples[0]
     assert (first.source, first.study_id, first.view) == ("openi", "CXR1", None)
     assert first.findings == "The heart is normal in size. The lungs are clear."  # whitespace normalised
-    assert (first.impression, first.indication, first.comparison) == ("Normal chest x-XXXX.", "Positive TB test", "None.")
+    assert (first.impression, first.indication, first.comparison) == (
+        "Normal chest x-XXXX.", "Positive TB test", "None.")
     assert len(read_openi(reports, images, require_findings=False)) == 4
     proj = tmp_path / "indiana_projections.csv"
     proj.write_text("uid,filename,projection\n1,CXR1_1_IM-0001-3001.dcm.png,Frontal\n1,CXR1_1_IM-0001-4001.dcm.png,"

@@ -28,7 +28,7 @@ def test_template_report_is_deterministic_and_complete() -> None:
         assert line in text, line
     assert "The heart is enlarged. Small left pleural effusion." in text
     assert positive_findings(text) == positive_findings(CAPTION)
-    normal = compose_report("the heart size is normal . the lungs are clear . no pleural effusion or pneumothorax .", {})
+    normal = compose_report("the heart size is normal . the lungs are clear . no effusion or pneumothorax .", {})
     assert "No acute cardiopulmonary abnormality." in normal.text and "PATIENT" not in normal.text
     with pytest.raises(ValueError, match="unknown patient fields"):
         compose_report(CAPTION, {"agee": 3})

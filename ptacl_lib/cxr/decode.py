@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .model import ShowAttendTell, flush_denormals
+from .model import ShowAttendTell
 from .vocab import Vocabulary
 
 
@@ -83,5 +83,4 @@ def beam_search(model: ShowAttendTell, vocab: Vocabulary, image: np.ndarray | to
 def caption_images(model: ShowAttendTell, vocab: Vocabulary, images: np.ndarray, beam_size: int = 3,
                    max_len: int = 40) -> list[DecodedCaption]:
     """Beam-search every image of ``images`` [N, H, W]."""
-    with flush_denormals():
-        return [beam_search(model, vocab, img, beam_size, max_len) for img in images]
+    return [beam_search(model, vocab, img, beam_size, max_len) for img in images]

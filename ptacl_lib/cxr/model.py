@@ -3,31 +3,16 @@
 At every step the decoder scores each grid cell against its hidden state (additive attention),
 takes the attention-weighted context, scales it by a learned gate ``beta = sigmoid(f(h))`` and
 feeds it with the previous word to an LSTM cell. Training adds the doubly stochastic penalty
-``sum_cells (1 - sum_steps alpha)^2``, which asks every cell to be looked at about once over a caption.
+``mean_cells (1 - sum_steps alpha)^2``, which asks every cell to be looked at about once over a caption.
+(The paper sums over cells; the mean keeps the weight ``alpha_c`` independent of the grid size.)
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import nn
-
-
-@contextlib.contextmanager
-def flush_denormals() -> Iterator[None]:
-    """Treat denormal floats as zero on CPU while the block runs.
-
-    Peaked attention softmaxes underflow into denormals, which makes CPU arithmetic tens of times slower.
-    """
-    previous = torch.set_flush_denormal(True)  # returns whether the CPU supports it
-    try:
-        yield
-    finally:
-        if previous:
-            torch.set_flush_denormal(False)
 
 
 @dataclass(frozen=True)

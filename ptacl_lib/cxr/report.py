@@ -288,5 +288,6 @@ def post_check(draft: str, caption: str, patient: dict[str, Any]
     problems += [f"no {h} section" for h in ("FINDINGS:", "IMPRESSION:") if h not in upper]
     allowed = set(_NUMBER.findall(caption)) | set(_NUMBER.findall(" ".join(str(v) for v in patient.values())))
     quoted = _NUMBER.findall(_LIST_NUMBER.sub("", draft))
-    problems += [f"number {n} is not in the caption or patient fields" for n in dict.fromkeys(quoted) if n not in allowed]
+    problems += [f"number {n} is not in the caption or patient fields"
+                 for n in dict.fromkeys(quoted) if n not in allowed]
     return missing, invented, tuple(problems)

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..runtime import autocast, load_checkpoint, resolve_device, save_checkpoint, seed_everything, to_device
-from .model import CaptionerConfig, ShowAttendTell, caption_loss, flush_denormals
+from .model import CaptionerConfig, ShowAttendTell, caption_loss
 from .vocab import Vocabulary
 
 CHECKPOINT_NAME = "captioner.pt"
@@ -69,15 +69,15 @@ def train_captioner(images: np.ndarray, captions: Sequence[str], config: Caption
     if model_config.vocab_size != len(vocab):
         raise ValueError(f"model_config.vocab_size={model_config.vocab_size} but the vocabulary has {len(vocab)}")
     model = ShowAttendTell(model_config).to(device)
-    data = TensorDataset(torch.from_numpy(np.asarray(images, np.float32)), encode_captions(captions, vocab, config.max_len))
+    data = TensorDataset(torch.from_numpy(np.asarray(images, np.float32)),
+                         encode_captions(captions, vocab, config.max_len))
     loader = DataLoader(data, batch_size=config.batch_size, shuffle=True, pin_memory=device.type == "cuda",
                         generator=torch.Generator().manual_seed(config.seed))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * len(loader),
                                                    pct_start=0.15)
     result = TrainedCaptioner(model, vocab)
-    with flush_denormals():
-        _fit(result, loader, optimizer, schedule, config, device, run_dir, log)
+    _fit(result, loader, optimizer, schedule, config, device, run_dir, log)
     model.eval()
     return result
 
