@@ -66,7 +66,7 @@ def main() -> None:
         start = time.perf_counter()
         dataset = PTACLDataset(cohort, "train", progress=False)  # builds the preprocessing cache once
         print(f"{len(dataset)} training subjects; dataset ready in {time.perf_counter() - start:.1f} s "
-              f"(includes a first-use preprocessing cache build); torch threads={torch.get_num_threads()}")
+              f"(its first use builds the preprocessing cache); torch threads={torch.get_num_threads()}")
         for workers in (0, 2):
             config = TrainConfig(manifest=str(manifest), run_dir="unused", batch_size=args.batch_size,
                                  num_workers=workers)
