@@ -27,6 +27,9 @@ class CaptionerConfig:
     hidden_dim: int = 128
     attention_dim: int = 64
     dropout: float = 0.2
+    # The paper starts the LSTM from the mean feature. That hands the decoder the whole image without
+    # attending, so attention need not localise; False starts from a learned constant instead.
+    init_from_features: bool = True
 
     @property
     def grid_size(self) -> int:
@@ -111,9 +114,9 @@ class ShowAttendTell(nn.Module):
         self.out = nn.Linear(config.hidden_dim, config.vocab_size)
 
     def start(self, images: torch.Tensor) -> DecoderState:
-        """Encode images and initialise the LSTM from the mean feature."""
+        """Encode images and initialise the LSTM (from the mean feature, or a learned constant)."""
         features = self.encoder(images)
-        mean = features.mean(1)
+        mean = features.mean(1) if self.config.init_from_features else features.new_zeros(features[:, 0].shape)
         return DecoderState(torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean)),
                             features, self.attention.feature(features))
 
