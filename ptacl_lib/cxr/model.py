@@ -22,14 +22,17 @@ class CaptionerConfig:
     vocab_size: int
     image_size: int = 128
     encoder_channels: tuple[int, ...] = (16, 32, 64)
+    convs_per_stage: int = 1  # 3x3 convs per stage (the last one strided); fewer = more local features
     feature_dim: int = 64
     embed_dim: int = 48
     hidden_dim: int = 128
     attention_dim: int = 64
     dropout: float = 0.2
     # The paper starts the LSTM from the mean feature. That hands the decoder the whole image without
-    # attending, so attention need not localise; False starts from a learned constant instead.
-    init_from_features: bool = True
+    # attending, so attention need not localise; False (default) starts from a learned constant instead.
+    # Measured on 64 px phantoms (2000, 10-12 epochs): pointing game 0.14 with the paper's start and two
+    # convs per stage, 0.33 with one conv per stage and the constant start (chest-region chance ~0.13).
+    init_from_features: bool = False
 
     @property
     def grid_size(self) -> int:
@@ -47,9 +50,10 @@ class GridEncoder(nn.Module):
         layers: list[nn.Module] = []
         c_in = 1
         for c in config.encoder_channels:
-            layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
-                       nn.Conv2d(c, c, 3, padding=1, stride=2), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
-            c_in = c
+            for k in range(config.convs_per_stage):
+                stride = 2 if k == config.convs_per_stage - 1 else 1
+                layers += [nn.Conv2d(c_in, c, 3, padding=1, stride=stride), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+                c_in = c
         self.stages = nn.Sequential(*layers)
         self.project = nn.Conv2d(c_in, config.feature_dim, 1)
         self.position = nn.Parameter(torch.zeros(1, config.grid_size**2, config.feature_dim))

@@ -28,7 +28,7 @@ class CaptionTrainConfig:
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 1e-5
-    alpha_c: float = 1.0  # weight of the doubly stochastic attention penalty
+    alpha_c: float = 0.1  # weight of the doubly stochastic attention penalty (mean over cells)
     grad_clip: float = 5.0
     max_len: int = 40  # tokens per caption including <start> and <end>
     device: str = "auto"
