@@ -223,8 +223,14 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[P
     config = read_config(run_dir)
     record = json.loads((run_dir / "config.json").read_text())
     model = PTACLModel(_model_config_of(record, config.model))
-    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    model.load_state_dict(state["model"])
+    path = run_dir / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:  # weights written by other model code than this version's
+        first = str(err).strip().splitlines()[1:2] or [str(err)]
+        raise ValueError(f"{path} does not fit this version's {config.model!r} model (written by different "
+                         f"model code?): {first[0].strip()}") from err
     return model.to(device).eval(), config
 
 

@@ -129,3 +129,16 @@ def test_notebook_02_executes(tiny_cohort: Path, tmp_path: Path, monkeypatch: py
     for objective in ("ptacl", "global", "none"):
         assert (tmp_path / "runs" / "arms" / objective / "seed0" / "checkpoints" / "last.pt").exists()
     assert (tmp_path / "runs" / "figures" / "02_pretraining" / "loss_curves.png").exists()
+
+
+def test_load_run_names_a_mismatched_checkpoint(tmp_path: Path) -> None:
+    """A checkpoint from other model code is a clear error naming the file, not a raw state_dict dump."""
+    from ptacl_lib.train import TrainConfig, fit, load_run
+
+    run = fit(TrainConfig(manifest="unused", run_dir=str(tmp_path / "run"), objective="none", progress=False))
+    ckpt = run / "checkpoints" / "last.pt"
+    state = torch.load(ckpt, weights_only=False)
+    state["model"] = {k: v for k, v in list(state["model"].items())[1:]}  # one weight missing
+    torch.save(state, ckpt)
+    with pytest.raises(ValueError, match=r"last.pt does not fit this version's 'small' model"):
+        load_run(run)
