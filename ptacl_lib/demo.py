@@ -40,7 +40,7 @@ class DemoConfig:
     cohort_seed: int = 0
     arms: tuple[str, ...] = ("none", "ecg_ssl", "global", "ptacl", "supervised")
     seeds: tuple[int, ...] = (0, 1, 2)
-    epochs: int = 15
+    epochs: int = 30
     batch_size: int = 64
     model: str = "small"
     device: str = "auto"
