@@ -9,6 +9,8 @@ import typing
 from pathlib import Path
 from typing import Any, Sequence
 
+from .data.schema import DEFAULT_IMAGE_SIZE, DEFAULT_N_FRAMES
+
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """Expose every field of a config dataclass as ``--field-name`` (booleans as on/off flags)."""
@@ -108,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=2000, help="number of subjects")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="cohort directory")
-    p.add_argument("--n-frames", type=int, default=50, help="cine frames per cardiac cycle")
-    p.add_argument("--image-size", type=int, default=64, help="cine frame side in pixels")
+    p.add_argument("--n-frames", type=int, default=DEFAULT_N_FRAMES, help="cine frames per cardiac cycle")
+    p.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE, help="cine frame side in pixels")
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("prepare-ukb", argument_default=argparse.SUPPRESS,

@@ -13,15 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .schema import (ARRAY_PREFIX, LEADS, PHENOTYPES, REQUIRED_COLUMNS, SPLITS,
-                     SPLITS_NEEDING_PHENOTYPES)
+from .schema import (ARRAY_PREFIX, DEFAULT_IMAGE_SIZE, DEFAULT_N_FRAMES, DEFAULT_SAMPLING_RATE, LEADS,
+                     PHENOTYPES, REQUIRED_COLUMNS, SPLITS, SPLITS_NEEDING_PHENOTYPES)
 from .store import ArrayStore
 
 STORE_DIR = "arrays"
-#: Defaults for manifests of plain files (an array store records its own).
-DEFAULT_SAMPLING_RATE = 500.0
-DEFAULT_N_FRAMES = 50
-DEFAULT_IMAGE_SIZE = 64
 
 
 class ManifestError(ValueError):
@@ -92,8 +88,8 @@ class Cohort:
         if store is not None:
             self.sampling_rate = float(store.meta.sampling_rate)
             self.n_frames, self.image_size = store.meta.n_frames, int(store.meta.image_size[0])
-        else:
-            self.sampling_rate = DEFAULT_SAMPLING_RATE
+        else:  # a manifest of plain files is read on the default geometry (schema.py)
+            self.sampling_rate = float(DEFAULT_SAMPLING_RATE)
             self.n_frames, self.image_size = DEFAULT_N_FRAMES, DEFAULT_IMAGE_SIZE
 
     def __len__(self) -> int:

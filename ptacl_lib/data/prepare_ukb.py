@@ -52,8 +52,9 @@ from tqdm.auto import tqdm
 
 from .cohort import STORE_DIR
 from .readers import ECG_SUFFIXES, ReaderError, read_cine, read_ecg, read_idp_csv, standardise_cine
-from .schema import ARRAY_PREFIX, PHENOTYPES
-from .splits import check_fractions, split_of
+from .schema import (ARRAY_PREFIX, DEFAULT_DURATION_S, DEFAULT_IMAGE_SIZE, DEFAULT_N_FRAMES, DEFAULT_SAMPLING_RATE,
+                     PHENOTYPES)
+from .splits import DEFAULT_FRACTIONS, check_fractions, split_of
 from .store import ECG_FILE, ArrayStoreWriter, StoreMeta
 
 MANIFEST = "manifest.csv"
@@ -70,11 +71,11 @@ _CINE_SUFFIXES = (".zip", ".nii.gz", ".nii")
 class PrepareSettings:
     """Everything that shapes the output; a resumed run must use the same values."""
 
-    n_frames: int = 50
-    image_size: int = 64
-    duration_s: float = 10.0
-    sampling_rate: float = 500.0
-    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    n_frames: int = DEFAULT_N_FRAMES
+    image_size: int = DEFAULT_IMAGE_SIZE
+    duration_s: float = DEFAULT_DURATION_S
+    sampling_rate: float = float(DEFAULT_SAMPLING_RATE)
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
     min_frames: int = 10
     crop_mm: float = 140.0
     slice_index: int | None = None
@@ -369,8 +370,9 @@ def _phenotype_failures(tasks: list[SubjectTask], idp: pd.DataFrame,
 
 
 def prepare_ukb(ecg_dir: str | Path, cmr_dir: str | Path, idp_csv: str | Path, out_dir: str | Path, *,
-                workers: int = 1, n_frames: int = 50, image_size: int = 64, duration_s: float = 10.0,
-                sampling_rate: float = 500.0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                workers: int = 1, n_frames: int = DEFAULT_N_FRAMES, image_size: int = DEFAULT_IMAGE_SIZE,
+                duration_s: float = DEFAULT_DURATION_S, sampling_rate: float = DEFAULT_SAMPLING_RATE,
+                fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
                 min_frames: int = 10, crop_mm: float = 140.0, slice_index: int | None = None, instance: int = 2,
                 commit_every: int = 16, progress: bool = True) -> PrepareSummary:
     """Turn UK Biobank ECG/CMR/IDP downloads into ``out_dir/manifest.csv`` + ``out_dir/arrays`` (module doc)."""

@@ -19,7 +19,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from ..schema import ARRAY_PREFIX, PHENOTYPES
+from ..schema import (ARRAY_PREFIX, DEFAULT_DURATION_S, DEFAULT_IMAGE_SIZE, DEFAULT_N_FRAMES, DEFAULT_SAMPLING_RATE,
+                      PHENOTYPES)
 from ..splits import split_of
 from ..store import ArrayStoreWriter, StoreMeta
 from .cine import CineFrames, CineGeometry, cine_geometry, drawn_lv_mass, render_cine
@@ -52,10 +53,10 @@ EXTRA_DESCRIPTIONS: dict[str, str] = {
 class SyntheticOptions:
     """Everything that shapes a synthetic cohort besides its size and seed."""
 
-    n_frames: int = 50
-    image_size: int = 64
-    duration_s: float = 10.0
-    sampling_rate: int = 500
+    n_frames: int = DEFAULT_N_FRAMES
+    image_size: int = DEFAULT_IMAGE_SIZE
+    duration_s: float = DEFAULT_DURATION_S
+    sampling_rate: int = DEFAULT_SAMPLING_RATE
     ecg_noise_scale: float = 1.0
     image_noise_scale: float = 1.0
     p_dilated: float = 0.07
@@ -211,8 +212,9 @@ def _records(n_subjects: int, seed: int, options: SyntheticOptions) -> Iterator[
         yield from pool.map(make, range(n_subjects), chunksize=chunk)
 
 
-def generate_cohort(out_dir: str | Path, n_subjects: int, seed: int = 0, *, n_frames: int = 50, image_size: int = 64,
-                    duration_s: float = 10.0, sampling_rate: int = 500, progress: bool = True,
+def generate_cohort(out_dir: str | Path, n_subjects: int, seed: int = 0, *, n_frames: int = DEFAULT_N_FRAMES,
+                    image_size: int = DEFAULT_IMAGE_SIZE, duration_s: float = DEFAULT_DURATION_S,
+                    sampling_rate: int = DEFAULT_SAMPLING_RATE, progress: bool = True,
                     **options: Any) -> Path:
     """Write ``n_subjects`` synthetic subjects to ``out_dir``; returns the manifest path.
 
