@@ -11,6 +11,8 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+
+from .atomic import replacing
 import torch.distributed as dist
 
 
@@ -47,9 +49,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write atomically: a crash mid-write never leaves a truncated checkpoint behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as temporary:
+        torch.save(state, temporary)
     return path
 
 

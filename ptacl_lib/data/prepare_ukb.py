@@ -41,7 +41,6 @@ import os
 import re
 import time
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -52,6 +51,7 @@ from tqdm.auto import tqdm
 
 from .cohort import STORE_DIR
 from .readers import ECG_SUFFIXES, ReaderError, read_cine, read_ecg, read_idp_csv, standardise_cine
+from ..atomic import replacing
 from .schema import (ARRAY_PREFIX, DEFAULT_DURATION_S, DEFAULT_IMAGE_SIZE, DEFAULT_N_FRAMES, DEFAULT_SAMPLING_RATE,
                      PHENOTYPES)
 from .splits import DEFAULT_FRACTIONS, check_fractions, split_of
@@ -280,7 +280,7 @@ class _Progress:
     def write_manifest(self, plan: list[SubjectTask], done: dict[str, int], path: Path) -> int:
         """Write the finished rows in store order to ``path`` atomically, streaming from done.jsonl."""
         count = 0
-        with _replacing(path) as temporary, self.done_path.open("rb") as source, \
+        with replacing(path) as temporary, self.done_path.open("rb") as source, \
                 temporary.open("w", newline="") as target:
             writer: csv.DictWriter | None = None
             for task in plan:
@@ -298,20 +298,9 @@ class _Progress:
         return count
 
 
-@contextmanager
-def _replacing(path: Path) -> Iterator[Path]:
-    """A temporary sibling of ``path`` to write; once written it is fsynced and ``os.replace``d over ``path``,
-    so readers only ever see the old or the complete new file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    yield temporary
-    with temporary.open("rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 def _write_atomic_csv(table: pd.DataFrame, path: Path) -> None:
     """``table`` as CSV at ``path``, atomically."""
-    with _replacing(path) as temporary:
+    with replacing(path) as temporary:
         table.to_csv(temporary, index=False)
 
 

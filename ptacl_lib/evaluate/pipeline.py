@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from ..atomic import replacing
 from ..data import Cohort, open_cohort
 from ..train import read_config
 from .compare import ARMS, CMR_PROBE_SOURCE, METRICS_FILE, compare, summarise, with_mean_r2
@@ -109,9 +109,8 @@ def evaluate_run(run_dir: str | Path, cohort: Cohort | str | Path, ks: Sequence[
         "records": records,
     }
     path = run_dir / METRICS_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, allow_nan=True))
-    os.replace(tmp, path)
+    with replacing(path) as temporary:
+        temporary.write_text(json.dumps(payload, indent=1, allow_nan=True))
     return payload
 
 
