@@ -210,6 +210,15 @@ def read_config(run_dir: str | Path) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in record.items() if k in names})
 
 
+def run_preprocess_config(run_dir: str | Path) -> PreprocessConfig:
+    """The ``PreprocessConfig`` a run was trained with (the ``preprocess`` entry of its ``config.json``)."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no config.json in run directory {run_dir}")
+    saved = json.loads(path.read_text()).get("preprocess")
+    return PreprocessConfig(**saved) if saved is not None else PreprocessConfig()
+
+
 def _model_config_of(record: dict[str, Any], preset: str) -> ModelConfig:
     saved = record.get("model_config")
     if saved is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Sequence
@@ -14,7 +13,7 @@ from torch.utils.data import DataLoader
 from ..data import Cohort, PreprocessConfig, PTACLDataset, collate, open_cohort
 from ..data.schema import PHENOTYPES
 from ..runtime import autocast, resolve_device, to_device
-from ..train import load_run
+from ..train import load_run, run_preprocess_config
 
 EMBEDDINGS_FILE = "embeddings.npz"
 #: The splits ``embed`` covers by default: training rows are the retrieval database and the
@@ -109,15 +108,6 @@ def embed(source: str | Path | torch.nn.Module, cohort: Cohort | str | Path,
     if run_dir is not None:
         result.save(run_dir / EMBEDDINGS_FILE)
     return result
-
-
-def run_preprocess_config(run_dir: str | Path) -> PreprocessConfig:
-    """The ``PreprocessConfig`` a run was trained with (the ``preprocess`` entry of its ``config.json``)."""
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"no config.json in run directory {run_dir}")
-    saved = json.loads(path.read_text()).get("preprocess")
-    return PreprocessConfig(**saved) if saved is not None else PreprocessConfig()
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ from ..data import Cohort, PTACLDataset, collate, open_cohort
 from ..data.schema import PHENOTYPES
 from ..runtime import autocast, resolve_device, seed_everything, to_device
 from ..train import PhenotypeObjective, load_run, train_phenotype_stats, warmup_cosine
-from .embeddings import run_preprocess_config
+from ..train import run_preprocess_config
 from .regression import ProbeResult
 
 

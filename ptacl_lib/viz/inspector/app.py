@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from ...data import Cohort, PreprocessConfig, PTACLDataset, open_cohort
 from ...evaluate.compare import ARM_LABELS
-from ...evaluate.embeddings import run_preprocess_config
+from ...train import run_preprocess_config
 from ...models import PTACLModel
 from ...runtime import resolve_device
 from ...train import load_run
