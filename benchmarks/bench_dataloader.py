@@ -39,7 +39,7 @@ def step_rate(dataset: PTACLDataset, config: TrainConfig, steps: int) -> float:
     """Samples per second of PTACL training steps (forward, backward, AdamW) on real batches."""
     seed_everything(0)
     model = PTACLModel(ModelConfig.preset(config.model))
-    objective = ContrastiveObjective(model, config)
+    objective = ContrastiveObjective(model, with_local=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loader = make_loader(dataset, config, DistInfo(), resolve_device("cpu"), train=True)
     batches = [b for _, b in zip(range(steps + 2), itertools.chain.from_iterable(itertools.repeat(loader)))]

@@ -52,7 +52,7 @@ def main() -> None:
     seed_everything(0)
     model = PTACLModel(ModelConfig.preset(args.model)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    arms = {name: ContrastiveObjective(model, TrainConfig(objective=name, run_dir="unused")) for name in ("global", "ptacl")}
+    arms = {name: ContrastiveObjective(model, with_local=name == "ptacl") for name in ("global", "ptacl")}
 
     def sync() -> None:
         if device.type == "cuda":

@@ -13,20 +13,28 @@ from .data.schema import DEFAULT_IMAGE_SIZE, DEFAULT_N_FRAMES
 
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Expose every field of a config dataclass as ``--field-name`` (booleans as on/off flags)."""
+    """Expose every field of a config dataclass as ``--field-name`` (booleans as on/off flags).
+
+    A field's metadata may carry ``help``, ``choices`` and ``required``.
+    """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else None
+        extra: dict[str, Any] = {"help": f.metadata.get("help")}
+        if f.metadata.get("required"):
+            extra["required"] = True
+        if "choices" in f.metadata:
+            extra["choices"] = f.metadata["choices"]
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, **extra)
         elif typing.get_origin(kind) in (tuple, list):
             inner = typing.get_args(kind)[0]
-            parser.add_argument(flag, nargs="+", type=inner, default=default)
+            parser.add_argument(flag, nargs="+", type=inner, default=default, **extra)
         else:
             base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
-            parser.add_argument(flag, type=base if base in (int, float, str) else str, default=default)
+            parser.add_argument(flag, type=base if base in (int, float, str) else str, default=default, **extra)
 
 
 def dataclass_from_args(cls: type, args: argparse.Namespace) -> Any:
@@ -54,7 +62,8 @@ def _cmd_prepare_ukb(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from .train import TrainConfig, fit
+    from .train import fit
+    from .train_config import TrainConfig
 
     print(f"run directory: {fit(dataclass_from_args(TrainConfig, args))}")
 
@@ -134,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, help="progress bar")
     p.set_defaults(func=_cmd_prepare_ukb)
 
-    from .train import TrainConfig
+    from .train_config import TrainConfig
 
     p = sub.add_parser("train", help="pretrain one arm (ptacl, global, ecg_ssl, supervised, none); torchrun-ready")
     add_dataclass_arguments(p, TrainConfig)

@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from .train_config import LOCAL_NEGATIVES
+
 #: Logit given to masked phases: finite (so fully masked rows stay NaN-free) and far below any cosine / tau.
 _MASKED_LOGIT = -1e4
 
@@ -86,25 +88,52 @@ def local_similarity(ecg_tokens: torch.Tensor, cmr_tokens: torch.Tensor) -> torc
 
 
 def local_temporal_loss(ecg_tokens: torch.Tensor, cmr_tokens: torch.Tensor, temperature: float,
-                        mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Within-patient phase contrast: for each patient a ``T x T`` similarity / temperature, diagonal targets.
+                        mask: torch.Tensor | None = None, negatives: str = "within") -> torch.Tensor:
+    """Phase contrast: ECG phase ``k`` of patient ``b`` is the positive of CMR frame ``k`` of patient ``b``.
 
-    Symmetric cross-entropy (ECG phase -> frames and frame -> ECG phases), averaged over valid
-    (patient, phase) pairs. A masked phase (``mask[b, k]`` False) is neither a query nor a key, so
-    its token values affect neither the loss nor any gradient. Returns 0 when nothing is valid.
+    ``negatives`` says which keys compete with that positive (the paper's exact formulation is not
+    public, so all three readings are offered; ``docs/design.md`` §1 says why ``within`` is the default):
+
+    * ``within``: the patient's other frames (a ``T x T`` contrast per patient; no communication);
+    * ``cross``:  the other patients' frames at the same phase (a ``B x B`` contrast per phase);
+    * ``both``:   the union of the two key sets.
+
+    Symmetric cross-entropy (ECG -> CMR and CMR -> ECG), averaged over valid (patient, phase) pairs.
+    A masked phase (``mask[b, k]`` False) is neither a query nor a key, so its token values affect
+    neither the loss nor any gradient. Returns 0 when nothing is valid. Cross-patient negatives come
+    from the local batch only (no gather under DDP).
     """
+    if negatives not in LOCAL_NEGATIVES:
+        raise ValueError(f"negatives must be one of {LOCAL_NEGATIVES}, got {negatives!r}")
+    if ecg_tokens.ndim != 3 or ecg_tokens.shape != cmr_tokens.shape:
+        raise ValueError(f"expected two [B, T, D] tensors of one shape, got {tuple(ecg_tokens.shape)} "
+                         f"and {tuple(cmr_tokens.shape)}")
     b, t, _ = ecg_tokens.shape
     if mask is None:
         mask = torch.ones(b, t, dtype=torch.bool, device=ecg_tokens.device)
     if mask.shape != (b, t):
         raise ValueError(f"mask must be [{b}, {t}], got {tuple(mask.shape)}")
     mask = mask.bool()
-    logits = local_similarity(ecg_tokens, cmr_tokens) / temperature
-    pair = mask[:, :, None] & mask[:, None, :]
-    logits = logits.masked_fill(~pair, _MASKED_LOGIT)
-    diagonal = logits.diagonal(dim1=1, dim2=2)  # [B, T]
-    ecg_to_cmr = torch.logsumexp(logits, dim=2) - diagonal
-    cmr_to_ecg = torch.logsumexp(logits, dim=1) - diagonal
+    ecg = F.normalize(ecg_tokens.float(), dim=-1)
+    cmr = F.normalize(cmr_tokens.float(), dim=-1)
+    positive = (ecg * cmr).sum(-1) / temperature  # [B, T]
+    parts_e2c: list[torch.Tensor] = []  # log-sum-exp over each key set, per query [B, T]
+    parts_c2e: list[torch.Tensor] = []
+    if negatives in ("within", "both"):
+        within = local_similarity(ecg, cmr) / temperature  # [B, T(ecg), T(cmr)]
+        within = within.masked_fill(~(mask[:, :, None] & mask[:, None, :]), _MASKED_LOGIT)
+        parts_e2c.append(torch.logsumexp(within, dim=2))
+        parts_c2e.append(torch.logsumexp(within, dim=1))
+    if negatives in ("cross", "both"):
+        cross = torch.einsum("btd,ctd->tbc", ecg, cmr) / temperature  # [T, B(ecg), B(cmr)] per phase
+        valid = mask.T[:, :, None] & mask.T[:, None, :]
+        if negatives == "both":  # the positive is already among the within keys: count it once
+            valid = valid & ~torch.eye(b, dtype=torch.bool, device=mask.device)
+        cross = cross.masked_fill(~valid, _MASKED_LOGIT)
+        parts_e2c.append(torch.logsumexp(cross, dim=2).T)
+        parts_c2e.append(torch.logsumexp(cross, dim=1).T)
+    ecg_to_cmr = torch.logsumexp(torch.stack(parts_e2c), dim=0) - positive
+    cmr_to_ecg = torch.logsumexp(torch.stack(parts_c2e), dim=0) - positive
     per_phase = torch.where(mask, (ecg_to_cmr + cmr_to_ecg) / 2, 0.0)
     return per_phase.sum() / mask.sum().clamp_min(1)
 
@@ -119,8 +148,9 @@ class PTACLLoss(NamedTuple):
 
 def ptacl_loss(ecg_global: torch.Tensor, cmr_global: torch.Tensor, ecg_tokens: torch.Tensor,
                cmr_tokens: torch.Tensor, mask: torch.Tensor | None = None, *, temperature_global: float = 0.1,
-               temperature_local: float = 0.1, lambda_local: float = 1.0) -> PTACLLoss:
+               temperature_local: float = 0.1, lambda_local: float = 1.0,
+               local_negatives: str = "within") -> PTACLLoss:
     """``global_contrastive_loss + lambda_local * local_temporal_loss``, with both parts."""
     loss_global = global_contrastive_loss(ecg_global, cmr_global, temperature_global)
-    loss_local = local_temporal_loss(ecg_tokens, cmr_tokens, temperature_local, mask)
+    loss_local = local_temporal_loss(ecg_tokens, cmr_tokens, temperature_local, mask, local_negatives)
     return PTACLLoss(loss_global + lambda_local * loss_local, loss_global, loss_local)

@@ -3,9 +3,10 @@
     ptacl train --manifest runs/cohort --run-dir runs/ptacl_s0 --objective ptacl
     torchrun --nproc_per_node 4 -m ptacl_lib.cli train --manifest ... --run-dir ... --model base
 
-Objectives (every arm uses the same encoders, data and budget):
+Objectives (every arm uses the same encoders, data and budget; the registry is ``ptacl_lib.arms``):
 
-* ``ptacl``      global InfoNCE + ``lambda_local`` x within-patient phase contrast (DESIGN §1)
+* ``ptacl``      ``losses.ptacl_loss``: global InfoNCE + ``lambda_local`` x local phase contrast
+                 (``docs/design.md`` §1)
 * ``global``     the global (CLIP-style) term only
 * ``ecg_ssl``    ECG-only masked time-patch reconstruction (mask token + linear decoder on the
                  projected tokens; MSE on the masked patches)
@@ -13,28 +14,30 @@ Objectives (every arm uses the same encoders, data and budget):
                  the projected ECG embedding; MSE over the phenotypes that are present)
 * ``none``       random initialisation, written as the only checkpoint (an evaluation baseline)
 
-A run directory holds ``config.json``, ``checkpoints/last.pt`` and ``checkpoints/epoch_NNN.pt``,
-``metrics/steps.csv`` and ``metrics/epochs.csv``. ``resume=True`` continues from ``last.pt`` with
-the model, optimiser, scheduler and RNG state; the sampler is re-seeded per epoch, so a resumed
-run repeats an uninterrupted one's numbers exactly (on CPU).
+The run directory's layout is ``ptacl_lib.runs``. Checkpoints: ``last.pt`` every epoch, ``best.pt``
+at the lowest validation loss, and ``epoch_NNN.pt`` every ``keep_every`` epochs when asked.
+``resume=True`` continues from ``last.pt`` with the model, optimiser, scheduler and RNG state; the
+sampler is re-seeded per epoch, so a resumed run repeats an uninterrupted one's numbers exactly (on CPU).
 
 Under DDP ``batch_size`` is per process; the global loss draws negatives from every rank.
+``accumulate`` > 1 sums gradients over that many batches per optimiser step: a larger effective batch
+for the optimiser, but *not* more InfoNCE negatives (each batch's loss sees only its own batch; only
+the DDP gather adds negatives).
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
+import os
 import time
-from dataclasses import dataclass
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,96 +47,58 @@ from tqdm.auto import tqdm
 
 from .data import PreprocessConfig, PTACLDataset, collate, open_cohort
 from .data.schema import PHENOTYPES
-from .losses import global_contrastive_loss, local_temporal_loss
+from .losses import global_contrastive_loss, ptacl_loss
 from .models import ModelConfig, PTACLModel
-from .runtime import (DistInfo, autocast, barrier, capture_rng_state, cleanup_distributed, init_distributed,
-                      load_checkpoint, mean_over_ranks, resolve_device, restore_rng_state, rng_state_preserved,
-                      save_checkpoint, seed_everything, to_device)
+from .runs import (BEST_CHECKPOINT, LAST_CHECKPOINT, METRICS_DIR, checkpoint_path, config_record, read_config,
+                   run_model_config, write_config)
+from .runtime import (DistInfo, autocast, barrier, capture_rng_state, cleanup_distributed, configure_threads,
+                      init_distributed, load_checkpoint, mean_over_ranks, resolve_device, restore_rng_state,
+                      rng_state_preserved, save_checkpoint, seed_everything, to_device)
+from .train_config import RESUMABLE_CHANGES, TrainConfig
 
-OBJECTIVES: tuple[str, ...] = ("ptacl", "global", "ecg_ssl", "supervised", "none")
+__all__ = ["TrainConfig", "build_objective", "fit", "make_loader", "warmup_cosine", "ContrastiveObjective",
+           "MaskedECGObjective", "PhenotypeObjective", "train_phenotype_stats"]
+
 LOSS_PARTS: tuple[str, ...] = ("loss", "loss_global", "loss_local")
 STEP_COLUMNS: tuple[str, ...] = ("epoch", "step", *LOSS_PARTS, "lr", "samples_per_s")
 EPOCH_COLUMNS: tuple[str, ...] = ("epoch", "step", *LOSS_PARTS, *(f"val_{k}" for k in LOSS_PARTS),
                                   "lr", "samples_per_s", "seconds")
-#: Fields that may differ between a run and its resumption (they do not change the numbers).
-RESUMABLE_CHANGES: frozenset[str] = frozenset({"run_dir", "resume", "device", "num_workers", "progress", "log_every"})
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a pretraining run (saved as ``config.json``)."""
-
-    manifest: str = "runs/demo/cohort/manifest.csv"  # manifest file or cohort directory
-    run_dir: str = ""  # empty: arm_run_dir("runs/demo", objective, seed)
-    objective: str = "ptacl"  # one of OBJECTIVES
-    model: str = "small"  # ModelConfig preset: small (CPU) or base (GPU, paper-like)
-    epochs: int = 15
-    batch_size: int = 64  # per process
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
-    temperature_global: float = 0.1
-    temperature_local: float = 0.1
-    lambda_local: float = 1.0
-    mask_ratio: float = 0.5  # ecg_ssl: fraction of time patches masked
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True  # bf16 autocast on CUDA (no-op on CPU)
-    num_workers: int = 0
-    log_every: int = 10  # steps between metric flushes (one device sync each)
-    keep_epoch_checkpoints: bool = True
-    resume: bool = False
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; choose from {OBJECTIVES}")
-        if self.epochs < 0 or self.batch_size < 1:
-            raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got {self.epochs} and {self.batch_size}")
-        if not 0.0 < self.mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must lie in (0, 1), got {self.mask_ratio}")
-        if not self.run_dir:
-            self.run_dir = str(arm_run_dir("runs/demo", self.objective, self.seed))
-
-
-def arm_run_dir(run_root: str | Path, objective: str, seed: int) -> Path:
-    """Where one arm and seed lives in a demo layout: ``<run_root>/arms/<objective>/seed<seed>``."""
-    return Path(run_root) / "arms" / objective / f"seed{seed}"
 
 
 # ----------------------------------------------------------------------------- objectives
 
 class ContrastiveObjective(nn.Module):
-    """``ptacl`` (global + lambda x local) or ``global`` (global only) on a PTACL model."""
+    """``ptacl`` (``losses.ptacl_loss``) or, with ``with_local=False``, the global term alone."""
 
-    def __init__(self, model: PTACLModel, config: TrainConfig) -> None:
+    def __init__(self, model: PTACLModel, with_local: bool = True, temperature_global: float = 0.1,
+                 temperature_local: float = 0.1, lambda_local: float = 1.0, local_negatives: str = "within") -> None:
         super().__init__()
         self.model = model
-        self.with_local = config.objective == "ptacl"
-        self.tau_g, self.tau_l, self.lam = config.temperature_global, config.temperature_local, config.lambda_local
+        self.with_local = with_local
+        self.loss_options = {"temperature_global": temperature_global, "temperature_local": temperature_local,
+                             "lambda_local": lambda_local, "local_negatives": local_negatives}
 
     def forward(self, batch: dict[str, Any], monitor_local: bool = False) -> dict[str, torch.Tensor]:
         if not (self.with_local or monitor_local):
-            loss_global = global_contrastive_loss(self.model.embed_ecg(batch["ecg"]),
-                                                  self.model.embed_cmr(batch["cmr"]), self.tau_g)
+            loss_global = global_contrastive_loss(self.model.embed_ecg(batch["ecg"]), self.model.embed_cmr(batch["cmr"]),
+                                                  self.loss_options["temperature_global"])
             return {"loss": loss_global, "loss_global": loss_global, "loss_local": _nan_like(loss_global)}
         out = self.model(batch)
-        loss_global = global_contrastive_loss(out["ecg_global"], out["cmr_global"], self.tau_g)
-        loss_local = local_temporal_loss(out["ecg_phase"], out["cmr_frames"], self.tau_l, out["phase_mask"])
-        total = loss_global + self.lam * loss_local if self.with_local else loss_global
-        return {"loss": total, "loss_global": loss_global, "loss_local": loss_local}
+        parts = ptacl_loss(out["ecg_global"], out["cmr_global"], out["ecg_phase"], out["cmr_frames"],
+                           out["phase_mask"], **self.loss_options)
+        return {"loss": parts.total if self.with_local else parts.global_, "loss_global": parts.global_,
+                "loss_local": parts.local}
 
 
 class MaskedECGObjective(nn.Module):
     """ECG-only self-supervision: replace a random ``mask_ratio`` of time patches by a learned token and
     reconstruct their raw samples from the projected output tokens."""
 
-    def __init__(self, model: PTACLModel, config: TrainConfig) -> None:
+    def __init__(self, model: PTACLModel, mask_ratio: float = 0.5) -> None:
         super().__init__()
         self.model = model
         enc = model.ecg_encoder
-        self.mask_ratio = config.mask_ratio
+        self.mask_ratio = mask_ratio
         self.mask_token = nn.Parameter(torch.zeros(enc.dim))
         self.decoder = nn.Linear(model.config.embed_dim, enc.leads * enc.patch)
 
@@ -184,77 +149,18 @@ def train_phenotype_stats(dataset: PTACLDataset) -> tuple[np.ndarray, np.ndarray
 def build_objective(model: PTACLModel, config: TrainConfig, train_set: PTACLDataset | None) -> nn.Module:
     """The training module of ``config.objective``; it owns ``model`` plus any objective-only head."""
     if config.objective in ("ptacl", "global", "none"):
-        return ContrastiveObjective(model, config)
+        return ContrastiveObjective(model, with_local=config.objective == "ptacl",
+                                    temperature_global=config.temperature_global,
+                                    temperature_local=config.temperature_local, lambda_local=config.lambda_local,
+                                    local_negatives=config.local_negatives)
     if config.objective == "ecg_ssl":
-        return MaskedECGObjective(model, config)
+        return MaskedECGObjective(model, config.mask_ratio)
     if train_set is None:
         raise ValueError("the supervised objective needs the train split for its phenotype standardisation")
     return PhenotypeObjective(model, *train_phenotype_stats(train_set))
 
 
-# ----------------------------------------------------------------------------- run directory
-
-def _config_record(config: TrainConfig, model_config: ModelConfig, world_size: int) -> dict[str, Any]:
-    """``config.json``: the TrainConfig fields, plus the resolved model and preprocessing settings."""
-    return {**dataclasses.asdict(config), "model_config": dataclasses.asdict(model_config),
-            "preprocess": PreprocessConfig().to_dict(), "world_size": world_size}
-
-
-def read_config(run_dir: str | Path) -> TrainConfig:
-    """The TrainConfig saved in a run directory."""
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"no config.json in run directory {run_dir}")
-    record = json.loads(path.read_text())
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in record.items() if k in names})
-
-
-def run_preprocess_config(run_dir: str | Path) -> PreprocessConfig:
-    """The ``PreprocessConfig`` a run was trained with (the ``preprocess`` entry of its ``config.json``)."""
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"no config.json in run directory {run_dir}")
-    saved = json.loads(path.read_text()).get("preprocess")
-    return PreprocessConfig(**saved) if saved is not None else PreprocessConfig()
-
-
-def _model_config_of(record: dict[str, Any], preset: str) -> ModelConfig:
-    saved = record.get("model_config")
-    if saved is None:
-        return ModelConfig.preset(preset)
-    return ModelConfig(**{**saved, "cmr_channels": tuple(saved["cmr_channels"])})
-
-
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[PTACLModel, TrainConfig]:
-    """The trained model of a run (``checkpoints/last.pt``), in eval mode on ``device``, and its config."""
-    run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    record = json.loads((run_dir / "config.json").read_text())
-    model = PTACLModel(_model_config_of(record, config.model))
-    path = run_dir / "checkpoints" / "last.pt"
-    state = load_checkpoint(path)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:  # weights written by other model code than this version's
-        first = str(err).strip().splitlines()[1:2] or [str(err)]
-        raise ValueError(f"{path} does not fit this version's {config.model!r} model (written by different "
-                         f"model code?): {first[0].strip()}") from err
-    return model.to(device).eval(), config
-
-
-def read_metrics(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A run's ``(steps, epochs)`` metric tables, each with ``objective`` and ``seed`` columns added."""
-    run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    tables = []
-    for name in ("steps", "epochs"):
-        path = run_dir / "metrics" / f"{name}.csv"
-        if not path.exists():
-            raise FileNotFoundError(f"no metrics/{name}.csv in run directory {run_dir}")
-        tables.append(pd.read_csv(path).assign(objective=config.objective, seed=config.seed))
-    return tables[0], tables[1]
-
+# ----------------------------------------------------------------------------- metrics
 
 class MetricsLog:
     """Append-only CSV files; on resume the rows past the checkpoint's epoch are dropped first."""
@@ -286,14 +192,26 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def loader_workers(config: TrainConfig, device: torch.device) -> int:
+    """``num_workers``, with -1 resolved: none on CPU (decoding is cheap next to a CPU step), else up to 8."""
+    if config.num_workers >= 0:
+        return config.num_workers
+    if device.type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cores // max(1, torch.cuda.device_count()) - 1))
+
+
 def make_loader(dataset: PTACLDataset, config: TrainConfig, dist_info: DistInfo, device: torch.device,
                 train: bool) -> DataLoader:
-    """A DataLoader over a DistributedSampler (also for one process: one seeded shuffle per epoch)."""
+    """A DataLoader over a DistributedSampler (also for one process: one seeded shuffle per epoch);
+    pinned memory and persistent workers on CUDA."""
     sampler = DistributedSampler(dataset, num_replicas=dist_info.world_size, rank=dist_info.rank,
                                  shuffle=train, seed=config.seed, drop_last=False)
+    workers = loader_workers(config, device)
     return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
-                      num_workers=config.num_workers, pin_memory=device.type == "cuda", drop_last=train,
-                      persistent_workers=config.num_workers > 0)
+                      num_workers=workers, pin_memory=device.type == "cuda", drop_last=train,
+                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
 
 
 def _datasets(config: TrainConfig, dist_info: DistInfo) -> tuple[PTACLDataset, PTACLDataset | None]:
@@ -342,7 +260,8 @@ def evaluate_loss(objective: nn.Module, loader: DataLoader, config: TrainConfig,
 
 
 def fit(config: TrainConfig) -> Path:
-    """Train ``config.objective`` and return the run directory (see the module docstring for its layout)."""
+    """Train ``config.objective`` and return the run directory (``ptacl_lib.runs`` has its layout)."""
+    configure_threads(config.threads or None)
     device = resolve_device(config.device)
     dist_info = init_distributed(device)
     try:
@@ -351,65 +270,85 @@ def fit(config: TrainConfig) -> Path:
         cleanup_distributed()
 
 
+def _initial_model(config: TrainConfig) -> tuple[PTACLModel, ModelConfig]:
+    """The seeded initial model (identical for every arm of one seed), or ``init_from``'s trained weights."""
+    model_config = ModelConfig.preset(config.model)
+    if config.init_from and run_model_config(config.init_from) != model_config:
+        raise ValueError(f"init_from={config.init_from} was trained with another model "
+                         f"({run_model_config(config.init_from)}), not the {config.model!r} preset")
+    seed_everything(config.seed)
+    model = PTACLModel(model_config)
+    if config.init_from:
+        model.load_state_dict(load_checkpoint(checkpoint_path(config.init_from))["model"])
+    return model, model_config
+
+
+def _optimizer_steps(n_batches: int, accumulate: int) -> list[int]:
+    """How many batches each optimiser step of one epoch sums (the last step takes the remainder)."""
+    full, rest = divmod(n_batches, accumulate)
+    return [accumulate] * full + ([rest] if rest else [])
+
+
 def _fit(config: TrainConfig, device: torch.device, dist_info: DistInfo) -> Path:
     run_dir = Path(config.run_dir)
-    ckpt_dir, last = run_dir / "checkpoints", run_dir / "checkpoints" / "last.pt"
+    last = checkpoint_path(run_dir, LAST_CHECKPOINT)
     resuming = config.resume and last.exists()
     if resuming:
         _check_resumable(config, read_config(run_dir))
     elif last.exists():
         raise ValueError(f"{run_dir} already holds a run; pass resume=True (--resume) or choose another run_dir")
 
-    seed_everything(config.seed)
-    model_config = ModelConfig.preset(config.model)
-    model = PTACLModel(model_config)  # identical initial weights for every arm of one seed
+    model, model_config = _initial_model(config)
     need_data = config.objective != "none" and config.epochs > 0  # else: only the initial weights are saved
-    train_set, val_set = _datasets(config, dist_info) if need_data else (None, None)
-    objective = build_objective(model, config, train_set).to(device)
-
     if dist_info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(_config_record(config, model_config, dist_info.world_size),
-                                                        indent=2))
+        write_config(run_dir, config_record(config, model_config, PreprocessConfig(), dist_info.world_size))
     if not need_data:
         if dist_info.is_main:
-            MetricsLog(run_dir / "metrics" / "steps.csv", STEP_COLUMNS, None)
-            MetricsLog(run_dir / "metrics" / "epochs.csv", EPOCH_COLUMNS, None)
+            MetricsLog(run_dir / METRICS_DIR / "steps.csv", STEP_COLUMNS, None)
+            MetricsLog(run_dir / METRICS_DIR / "epochs.csv", EPOCH_COLUMNS, None)
             save_checkpoint(last, {"model": model.state_dict(), "epoch": 0, "step": 0})
         return run_dir
-    assert train_set is not None
+
+    train_set, val_set = _datasets(config, dist_info)
+    objective = build_objective(model, config, train_set).to(device)
+    if device.type == "cuda":
+        model.cmr_encoder.frame_encoder.use_channels_last()
 
     train_loader = make_loader(train_set, config, dist_info, device, train=True)
     val_loader = make_loader(val_set, config, dist_info, device, train=False) if val_set is not None else None
-    steps_per_epoch = len(train_loader)
+    groups = _optimizer_steps(len(train_loader), config.accumulate)
+    steps_per_epoch = len(groups)
     total_steps = steps_per_epoch * config.epochs
-    optimizer = torch.optim.AdamW(_param_groups(objective, config.weight_decay), lr=config.lr,
+    optimizer = torch.optim.AdamW(param_groups(objective, config.weight_decay), lr=config.lr,
                                   betas=(0.9, 0.95), fused=device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(
         warmup_cosine, warmup_steps=max(1, round(config.warmup_epochs * steps_per_epoch)), total_steps=total_steps))
 
-    start_epoch, step = 1, 0
+    start_epoch, step, best_val = 1, 0, math.inf
     if resuming:
         state = load_checkpoint(last, map_location=device)
         model.load_state_dict(state["model"])
         objective.load_state_dict({**objective.state_dict(), **state["objective_extra"]})
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        start_epoch, step = state["epoch"] + 1, state["step"]
+        start_epoch, step, best_val = state["epoch"] + 1, state["step"], state.get("best_val", math.inf)
     torch.manual_seed(config.seed + dist_info.rank)  # per-rank stream for masks and dropout
     if resuming:
         rng = state["rng"]
         restore_rng_state(rng[dist_info.rank] if len(rng) == dist_info.world_size else rng[0])
 
     done_epochs = start_epoch - 1 if resuming else None
-    steps_log = MetricsLog(run_dir / "metrics" / "steps.csv", STEP_COLUMNS, done_epochs) if dist_info.is_main else None
-    epochs_log = MetricsLog(run_dir / "metrics" / "epochs.csv", EPOCH_COLUMNS, done_epochs) if dist_info.is_main else None
+    logs = ((MetricsLog(run_dir / METRICS_DIR / "steps.csv", STEP_COLUMNS, done_epochs),
+             MetricsLog(run_dir / METRICS_DIR / "epochs.csv", EPOCH_COLUMNS, done_epochs))
+            if dist_info.is_main else None)
 
-    trainer: nn.Module = objective
-    if dist_info.distributed:
-        trainer = DistributedDataParallel(
-            objective, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=config.objective in ("ecg_ssl", "supervised"))  # the CMR side idles there
+    ddp = DistributedDataParallel(
+        objective, device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=config.objective in ("ecg_ssl", "supervised")  # the CMR side idles there
+    ) if dist_info.distributed else None
+    trainer: nn.Module = ddp if ddp is not None else objective
+    if config.compile:
+        trainer = torch.compile(trainer)  # weights stay shared with ``model``, whose state_dict is saved
     trainer.train()
     batch_samples = config.batch_size * dist_info.world_size
 
@@ -418,14 +357,19 @@ def _fit(config: TrainConfig, device: torch.device, dist_info: DistInfo) -> Path
         epoch_start = time.perf_counter()
         pending: list[torch.Tensor] = []
         pending_lr: list[float] = []
-        chunk_start, epoch_sums = time.perf_counter(), torch.zeros(len(LOSS_PARTS), device=device)
-        bar = tqdm(train_loader, desc=f"{config.objective} epoch {epoch}/{config.epochs}", leave=False,
-                   disable=not (config.progress and dist_info.is_main))
-        for i, batch in enumerate(bar):
-            batch = to_device(batch, device)
-            with autocast(device, config.amp):
-                out = trainer(batch)
-            out["loss"].backward()
+        chunk_start, chunk_samples = time.perf_counter(), 0
+        epoch_sums = torch.zeros(len(LOSS_PARTS), device=device)
+        batches = iter(tqdm(train_loader, desc=f"{config.objective} epoch {epoch}/{config.epochs}", leave=False,
+                            disable=not (config.progress and dist_info.is_main)))
+        for i, n_micro in enumerate(groups):
+            step_losses = torch.zeros(len(LOSS_PARTS), device=device)
+            for j in range(n_micro):
+                batch = to_device(next(batches), device)
+                defer_sync = ddp is not None and j < n_micro - 1  # all-reduce once per optimiser step
+                with (ddp.no_sync() if defer_sync else nullcontext()), autocast(device, config.amp):
+                    out = trainer(batch)
+                (out["loss"] / n_micro).backward()
+                step_losses += _stack_losses(out) / n_micro
             if config.grad_clip > 0:
                 nn.utils.clip_grad_norm_(objective.parameters(), config.grad_clip)
             pending_lr.append(optimizer.param_groups[0]["lr"])
@@ -433,36 +377,37 @@ def _fit(config: TrainConfig, device: torch.device, dist_info: DistInfo) -> Path
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             step += 1
-            pending.append(_stack_losses(out))
+            chunk_samples += batch_samples * n_micro
+            pending.append(step_losses)
             if len(pending) == config.log_every or i == steps_per_epoch - 1:
                 losses = mean_over_ranks(torch.stack(pending)).cpu()  # one sync per flush
                 epoch_sums += losses.sum(dim=0).to(device)
-                rate = batch_samples * len(pending) / (time.perf_counter() - chunk_start)
-                if steps_log is not None:
-                    steps_log.write({"epoch": epoch, "step": step - len(pending) + j + 1,
-                                     **dict(zip(LOSS_PARTS, row.tolist())), "lr": lr, "samples_per_s": rate}
-                                    for j, (row, lr) in enumerate(zip(losses, pending_lr)))
-                bar.set_postfix(loss=f"{losses[-1, 0]:.3f}", refresh=False)
-                pending, pending_lr, chunk_start = [], [], time.perf_counter()
+                rate = chunk_samples / (time.perf_counter() - chunk_start)
+                if logs is not None:
+                    logs[0].write({"epoch": epoch, "step": step - len(pending) + k + 1,
+                                   **dict(zip(LOSS_PARTS, row.tolist())), "lr": lr, "samples_per_s": rate}
+                                  for k, (row, lr) in enumerate(zip(losses, pending_lr)))
+                pending, pending_lr, chunk_start, chunk_samples = [], [], time.perf_counter(), 0
+        for _ in batches:  # already drained: this only closes the progress bar
+            pass
         train_seconds = time.perf_counter() - epoch_start
         val = evaluate_loss(objective, val_loader, config, device).cpu() if val_loader is not None else None
 
         rng_states = _rng_states_of_all_ranks(dist_info)
-        if dist_info.is_main:
-            assert epochs_log is not None
+        if logs is not None:
             means = (epoch_sums / steps_per_epoch).cpu().tolist()
             val_values = val.tolist() if val is not None else [float("nan")] * len(LOSS_PARTS)
-            epochs_log.write([{"epoch": epoch, "step": step, **dict(zip(LOSS_PARTS, means)),
-                               **{f"val_{k}": v for k, v in zip(LOSS_PARTS, val_values)},
-                               "lr": optimizer.param_groups[0]["lr"],
-                               "samples_per_s": batch_samples * steps_per_epoch / train_seconds,
-                               "seconds": time.perf_counter() - epoch_start}])
+            logs[1].write([{"epoch": epoch, "step": step, **dict(zip(LOSS_PARTS, means)),
+                            **{f"val_{k}": v for k, v in zip(LOSS_PARTS, val_values)},
+                            "lr": optimizer.param_groups[0]["lr"],
+                            "samples_per_s": batch_samples * len(train_loader) / train_seconds,
+                            "seconds": time.perf_counter() - epoch_start}])
+            improved = val is not None and val_values[0] < best_val
+            best_val = val_values[0] if improved else best_val
             state = {"model": model.state_dict(), "objective_extra": _extra_state(objective),
                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                     "epoch": epoch, "step": step, "rng": rng_states}
-            if config.keep_epoch_checkpoints:
-                save_checkpoint(ckpt_dir / f"epoch_{epoch:03d}.pt", state)
-            save_checkpoint(last, state)
+                     "epoch": epoch, "step": step, "rng": rng_states, "best_val": best_val}
+            _save_epoch(run_dir, state, epoch, config, improved)
             if config.progress:
                 tqdm.write(f"[{config.objective}] epoch {epoch}/{config.epochs}  loss {means[0]:.4f}"
                            + (f"  val {val_values[0]:.4f}" if val is not None else ""))
@@ -470,7 +415,19 @@ def _fit(config: TrainConfig, device: torch.device, dist_info: DistInfo) -> Path
     return run_dir
 
 
-def _param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def _save_epoch(run_dir: Path, state: dict[str, Any], epoch: int, config: TrainConfig, improved: bool) -> None:
+    """The checkpoint policy: ``last.pt`` always, ``best.pt`` when validation improved, ``epoch_NNN.pt``
+    every ``keep_every`` epochs. Only ``last.pt`` carries the optimiser state (resume needs it);
+    ``best.pt`` and the kept epochs hold the weights alone."""
+    weights = {k: state[k] for k in ("model", "objective_extra", "epoch", "step", "best_val")}
+    if improved:
+        save_checkpoint(checkpoint_path(run_dir, BEST_CHECKPOINT), weights)
+    if config.keep_every and epoch % config.keep_every == 0:
+        save_checkpoint(checkpoint_path(run_dir, f"epoch_{epoch:03d}.pt"), weights)
+    save_checkpoint(checkpoint_path(run_dir, LAST_CHECKPOINT), state)
+
+
+def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on matrices and kernels only (not on biases, norms or the mask token)."""
     params = [p for p in module.parameters() if p.requires_grad]
     return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},

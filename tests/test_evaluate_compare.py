@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ptacl_lib.evaluate.compare import (COLUMNS, bootstrap_ci, compare, discover_runs, format_table,
-                                        paired_difference, summarise)
+from ptacl_lib.evaluate.compare import COLUMNS, bootstrap_ci, compare, format_table, paired_difference, summarise
+from ptacl_lib.runs import discover_runs
 
 
 def _write_run(root: Path, arm: str, seed: int, r2_ecg: float, r2_cmr: float) -> Path:

@@ -74,7 +74,7 @@ def random_init_run(tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory)
 
 def test_embed_run_dir_saves_and_matches_the_model(random_init_run: Path, tiny_cohort: Path) -> None:
     from ptacl_lib.data import open_cohort
-    from ptacl_lib.train import load_run
+    from ptacl_lib.runs import load_run
 
     cohort = open_cohort(tiny_cohort)
     emb = embed(random_init_run, cohort, device="cpu")

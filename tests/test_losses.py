@@ -147,3 +147,52 @@ def test_bad_shapes_are_rejected() -> None:
         global_contrastive_loss(torch.randn(4, 8), torch.randn(5, 8), 0.1)
     with pytest.raises(ValueError, match="mask"):
         local_temporal_loss(torch.randn(2, 3, 4), torch.randn(2, 3, 4), 0.1, torch.ones(2, 4, dtype=torch.bool))
+
+
+def _reference_local_loss(ecg: torch.Tensor, cmr: torch.Tensor, tau: float, mask: torch.Tensor,
+                          negatives: str) -> torch.Tensor:
+    """Loop over every valid (patient, phase) query and write its key set out by hand."""
+    e, c = torch.nn.functional.normalize(ecg, dim=-1), torch.nn.functional.normalize(cmr, dim=-1)
+    b, t, _ = ecg.shape
+    terms = []
+    for i in range(b):
+        for k in range(t):
+            if not mask[i, k]:
+                continue
+            keys = set()
+            if negatives in ("within", "both"):
+                keys |= {(i, m) for m in range(t) if mask[i, m]}
+            if negatives in ("cross", "both"):
+                keys |= {(j, k) for j in range(b) if mask[j, k]}
+            keys = sorted(keys)
+            e2c = torch.stack([e[i, k] @ c[j, m] for j, m in keys]) / tau
+            c2e = torch.stack([c[i, k] @ e[j, m] for j, m in keys]) / tau
+            pos = keys.index((i, k))
+            terms.append((torch.logsumexp(e2c, 0) - e2c[pos] + torch.logsumexp(c2e, 0) - c2e[pos]) / 2)
+    return torch.stack(terms).mean()
+
+
+@pytest.mark.parametrize("negatives", ["within", "cross", "both"])
+def test_local_negatives_match_a_hand_written_reference(negatives: str) -> None:
+    g = torch.Generator().manual_seed(3)
+    ecg, cmr = torch.randn(4, 5, 8, generator=g), torch.randn(4, 5, 8, generator=g)
+    mask = torch.ones(4, 5, dtype=torch.bool)
+    mask[1, 2] = mask[3, 0] = mask[0, 4] = False
+    got = local_temporal_loss(ecg, cmr, 0.3, mask, negatives)
+    assert torch.allclose(got, _reference_local_loss(ecg, cmr, 0.3, mask, negatives), atol=1e-5)
+
+
+def test_local_negatives_differ_and_masked_tokens_stay_inert() -> None:
+    g = torch.Generator().manual_seed(4)
+    ecg, cmr = torch.randn(3, 6, 8, generator=g), torch.randn(3, 6, 8, generator=g)
+    values = {n: float(local_temporal_loss(ecg, cmr, 0.1, None, n)) for n in ("within", "cross", "both")}
+    assert values["both"] > max(values["within"], values["cross"])  # more keys, harder contrast
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    mask[2, 1] = False
+    poked = ecg.clone()
+    poked[2, 1] = 100.0
+    for negatives in ("cross", "both"):
+        assert torch.equal(local_temporal_loss(ecg, cmr, 0.1, mask, negatives),
+                           local_temporal_loss(poked, cmr, 0.1, mask, negatives))
+    with pytest.raises(ValueError, match="negatives"):
+        local_temporal_loss(ecg, cmr, 0.1, None, "everyone")

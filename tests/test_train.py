@@ -14,9 +14,12 @@ import pytest
 import torch
 
 from conftest import REPO, run_notebook
+from ptacl_lib.losses import ptacl_loss
 from ptacl_lib.models import ModelConfig, PTACLModel
+from ptacl_lib.runs import load_run, read_metrics
 from ptacl_lib.runtime import load_checkpoint, seed_everything
-from ptacl_lib.train import OBJECTIVES, EPOCH_COLUMNS, STEP_COLUMNS, TrainConfig, fit, load_run, read_metrics
+import ptacl_lib.train as train_module
+from ptacl_lib.train import EPOCH_COLUMNS, STEP_COLUMNS, ContrastiveObjective, TrainConfig, fit
 
 LOSS_COLUMNS = ["loss", "loss_global", "loss_local"]
 
@@ -49,15 +52,37 @@ def test_tiny_ptacl_run_lowers_its_loss(tiny_cohort: Path, tmp_path: Path) -> No
     assert epochs["val_loss"].notna().all()
     lr = steps["lr"].to_numpy()
     assert lr.argmax() > 0 and lr[-1] < 0.05 * lr.max()  # warm-up, then cosine decay
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        *(f"epoch_{e:03d}.pt" for e in range(1, 7)), "last.pt"]
+    # default checkpoint policy: last + best (by validation loss), no per-epoch copies
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best["epoch"] == int(epochs["val_loss"].idxmin()) + 1 and "optimizer" not in best
+    assert best["best_val"] == pytest.approx(epochs["val_loss"].min())
 
 
-def test_resume_continues_with_identical_numbers(tiny_cohort: Path, tmp_path: Path) -> None:
+def _interrupted_in_epoch_two(config: TrainConfig, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run ``config`` but kill it in epoch 2, after its steps ran and were logged, before its checkpoint."""
+    calls = {"n": 0}
+    real_evaluate = train_module.evaluate_loss
+
+    def killed_in_epoch_two(*args: object, **kwargs: object) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module, "evaluate_loss", killed_in_epoch_two)
+        with pytest.raises(KeyboardInterrupt):
+            fit(config)
+    run = Path(config.run_dir)
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 1
+    return run
+
+
+def test_resume_continues_with_identical_numbers(tiny_cohort: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     straight = fit(tiny_config(tiny_cohort, tmp_path / "straight"))
-    interrupted = Path(shutil.copytree(straight, tmp_path / "interrupted"))
-    shutil.copy(interrupted / "checkpoints" / "epoch_001.pt", interrupted / "checkpoints" / "last.pt")
-    (interrupted / "checkpoints" / "epoch_002.pt").unlink()  # as if killed during epoch 2
+    interrupted = _interrupted_in_epoch_two(tiny_config(tiny_cohort, tmp_path / "interrupted"), monkeypatch)
     fit(tiny_config(tiny_cohort, interrupted, resume=True))
     for a, b in zip(read_metrics(straight), read_metrics(interrupted)):
         assert len(a) == len(b)
@@ -73,6 +98,71 @@ def test_resume_continues_with_identical_numbers(tiny_cohort: Path, tmp_path: Pa
         fit(tiny_config(tiny_cohort, interrupted, resume=True, lr=1.0))
     with pytest.raises(ValueError, match="already holds a run"):
         fit(tiny_config(tiny_cohort, straight))
+
+
+def test_keep_every_keeps_weight_only_epochs(tiny_cohort: Path, tmp_path: Path) -> None:
+    run = fit(tiny_config(tiny_cohort, tmp_path / "run", objective="supervised", epochs=4, keep_every=2))
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert [n for n in names if n.startswith("epoch_")] == ["epoch_002.pt", "epoch_004.pt"]
+    kept, last = (load_checkpoint(run / "checkpoints" / n) for n in ("epoch_004.pt", "last.pt"))
+    assert "optimizer" not in kept and "optimizer" in last
+    assert all(torch.equal(kept["model"][k], last["model"][k]) for k in last["model"])
+
+
+def test_accumulation_matches_one_large_batch(tiny_cohort: Path, tmp_path: Path) -> None:
+    """2 x 8 accumulated = 1 x 16 for a per-sample loss (supervised): same losses, same weights."""
+    common = dict(objective="supervised", epochs=2, lr=3e-3, warmup_epochs=1.0)
+    big = fit(tiny_config(tiny_cohort, tmp_path / "big", batch_size=16, **common))
+    acc = fit(tiny_config(tiny_cohort, tmp_path / "acc", batch_size=8, accumulate=2, **common))
+    steps_big, steps_acc = read_metrics(big)[0], read_metrics(acc)[0]
+    assert len(steps_big) == len(steps_acc) >= 2
+    assert (steps_big["loss"] - steps_acc["loss"]).abs().max() < 1e-4
+    a, b = (load_checkpoint(r / "checkpoints" / "last.pt")["model"] for r in (big, acc))
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
+
+
+@pytest.mark.slow
+def test_compile_gives_the_same_losses_and_resumes_exactly(tiny_cohort: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    common = dict(objective="supervised", epochs=2)
+    eager = fit(tiny_config(tiny_cohort, tmp_path / "eager", **common))
+    compiled = fit(tiny_config(tiny_cohort, tmp_path / "compiled", compile=True, **common))
+    a, b = read_metrics(eager)[0], read_metrics(compiled)[0]
+    assert len(a) == len(b) and (a["loss"] - b["loss"]).abs().max() < 1e-4
+    resumed = _interrupted_in_epoch_two(tiny_config(tiny_cohort, tmp_path / "resumed", compile=True, **common),
+                                        monkeypatch)
+    fit(tiny_config(tiny_cohort, resumed, compile=True, resume=True, **common))
+    pd.testing.assert_frame_equal(read_metrics(compiled)[0][LOSS_COLUMNS + ["lr"]],
+                                  read_metrics(resumed)[0][LOSS_COLUMNS + ["lr"]], check_exact=True)
+
+
+def test_training_goes_through_ptacl_loss(tiny_cohort: Path) -> None:
+    """The objective's numbers are ``losses.ptacl_loss`` on the model's outputs, for every negatives reading."""
+    from ptacl_lib.data import PTACLDataset, collate, open_cohort
+
+    batch = collate([PTACLDataset(open_cohort(tiny_cohort), "train", progress=False)[i] for i in range(6)])
+    seed_everything(0)
+    model = PTACLModel(ModelConfig()).eval()
+    out = model(batch)
+    for negatives in ("within", "cross", "both"):
+        objective = ContrastiveObjective(model, with_local=True, temperature_local=0.2, lambda_local=0.5,
+                                         local_negatives=negatives)
+        got = objective(batch)
+        want = ptacl_loss(out["ecg_global"], out["cmr_global"], out["ecg_phase"], out["cmr_frames"],
+                          out["phase_mask"], temperature_local=0.2, lambda_local=0.5, local_negatives=negatives)
+        assert torch.allclose(got["loss"], want.total) and torch.allclose(got["loss_local"], want.local)
+    global_only = ContrastiveObjective(model, with_local=False)(batch)
+    assert torch.allclose(global_only["loss"], want.global_) and torch.isnan(global_only["loss_local"])
+
+
+def test_init_from_starts_at_another_runs_weights(tiny_cohort: Path, tmp_path: Path) -> None:
+    source = fit(tiny_config(tiny_cohort, tmp_path / "source", objective="global", epochs=1))
+    tuned = fit(tiny_config(tiny_cohort, tmp_path / "tuned", objective="supervised", epochs=0, init_from=str(source)))
+    a, b = load_run(source)[0].state_dict(), load_run(tuned)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="another model"):
+        fit(tiny_config(tiny_cohort, tmp_path / "bad", objective="supervised", epochs=0, model="base",
+                        init_from=str(source)))
 
 
 @pytest.mark.parametrize("objective", ["global", "ecg_ssl", "supervised", "none"])
@@ -96,10 +186,15 @@ def test_every_objective_trains_and_loads(objective: str, tiny_cohort: Path, tmp
 
 
 def test_config_is_validated() -> None:
+    paths = {"manifest": "m.csv", "run_dir": "run"}
     with pytest.raises(ValueError, match="objective"):
-        TrainConfig(objective="clip")
-    assert set(OBJECTIVES) == {"ptacl", "global", "ecg_ssl", "supervised", "none"}
-    assert TrainConfig(objective="global", seed=3).run_dir == str(Path("runs/demo/arms/global/seed3"))
+        TrainConfig(objective="clip", **paths)
+    with pytest.raises(ValueError, match="local_negatives"):
+        TrainConfig(local_negatives="all", **paths)
+    with pytest.raises(ValueError, match="accumulate"):
+        TrainConfig(accumulate=0, **paths)
+    with pytest.raises(ValueError, match="manifest and a run_dir"):
+        TrainConfig(objective="global")  # no demo paths hide behind the defaults
 
 
 def test_two_gloo_processes_equal_one(tiny_cohort: Path, tmp_path: Path) -> None:
@@ -133,8 +228,6 @@ def test_notebook_02_executes(tiny_cohort: Path, tmp_path: Path, monkeypatch: py
 
 def test_load_run_names_a_mismatched_checkpoint(tmp_path: Path) -> None:
     """A checkpoint from other model code is a clear error naming the file, not a raw state_dict dump."""
-    from ptacl_lib.train import TrainConfig, fit, load_run
-
     run = fit(TrainConfig(manifest="unused", run_dir=str(tmp_path / "run"), objective="none", progress=False))
     ckpt = run / "checkpoints" / "last.pt"
     state = torch.load(ckpt, weights_only=False)
@@ -142,3 +235,4 @@ def test_load_run_names_a_mismatched_checkpoint(tmp_path: Path) -> None:
     torch.save(state, ckpt)
     with pytest.raises(ValueError, match=r"last.pt does not fit this version's 'small' model"):
         load_run(run)
+

@@ -1,7 +1,7 @@
 """Evaluation of trained runs: embeddings, phenotype retrieval, regression probes and the multi-seed comparison."""
 
-from .compare import (ARM_LABELS, ARMS, compare, discover_runs, format_table, paired_difference, summarise,
-                      with_mean_r2)
+from ..runs import discover_runs
+from .compare import compare, format_table, paired_difference, summarise, with_mean_r2
 from .embeddings import Embeddings, embed
 from .finetune import FinetuneConfig, finetune
 from .pipeline import embeddings_by_arm, evaluate_embeddings, evaluate_run, evaluate_runs, probe
@@ -10,7 +10,7 @@ from .retrieval import (RELEVANCE_RADIUS, RETRIEVAL_PHENOTYPES, cross_modal_reca
                         retrieval_metrics)
 
 __all__ = [
-    "ARMS", "ARM_LABELS", "RELEVANCE_RADIUS", "RETRIEVAL_PHENOTYPES", "Embeddings", "FinetuneConfig", "ProbeResult",
+    "RELEVANCE_RADIUS", "RETRIEVAL_PHENOTYPES", "Embeddings", "FinetuneConfig", "ProbeResult",
     "compare", "cross_modal_recall", "discover_runs", "embed", "embeddings_by_arm", "evaluate_embeddings",
     "evaluate_run", "evaluate_runs", "finetune", "fit_linear_probe", "format_table", "mean_predictor", "nearest_neighbours",
     "paired_difference", "probe", "regression_metrics", "retrieval_metrics", "summarise", "with_mean_r2",

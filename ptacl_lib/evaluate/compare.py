@@ -9,7 +9,6 @@ it held everything the aligned CMR embedding holds (the upper reference).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -17,44 +16,23 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-#: The arms of the comparison, in reporting order.
-ARMS: tuple[str, ...] = ("none", "ecg_ssl", "global", "ptacl", "supervised", "cmr_probe")
-#: Human-readable arm names for tables and figures.
-ARM_LABELS: dict[str, str] = {
-    "none": "random init", "ecg_ssl": "ECG-only SSL", "global": "global-only (CLIP)",
-    "ptacl": "PTACL", "supervised": "supervised ECG", "cmr_probe": "CMR probe (upper ref.)",
-}
-#: Objective whose CMR embedding provides the ``cmr_probe`` reference.
-CMR_PROBE_SOURCE = "ptacl"
-METRICS_FILE = "metrics.json"
+from ..arms import CMR_PROBE_ARM, CMR_PROBE_SOURCE, arm_label, arm_rank, order_arms
+from ..runs import read_evaluation
+
 COLUMNS: tuple[str, ...] = ("arm", "seed", "task", "target", "metric", "value")
 SUMMARY_COLUMNS: tuple[str, ...] = ("arm", "task", "target", "metric", "n", "mean", "ci_low", "ci_high")
-
-
-def discover_runs(run_root: str | Path) -> list[Path]:
-    """Run directories of a demo layout ``<run_root>/arms/<arm>/seed<k>/`` that hold a ``config.json``."""
-    root = Path(run_root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"run root not found: {root}")
-    runs = sorted(p.parent for p in root.glob("arms/*/seed*/config.json"))
-    if not runs:
-        raise FileNotFoundError(f"no run directories under {root}/arms/<arm>/seed<k>/ (with config.json)")
-    return runs
 
 
 def compare(runs: Iterable[str | Path]) -> pd.DataFrame:
     """Read ``metrics.json`` of every run into one tidy DataFrame (``COLUMNS``)."""
     rows: list[dict[str, object]] = []
     for run_dir in runs:
-        path = Path(run_dir) / METRICS_FILE
-        if not path.exists():
-            raise FileNotFoundError(f"{path} missing: evaluate the run first (ptacl_lib.evaluate.evaluate_run)")
-        payload = json.loads(path.read_text())
+        payload = read_evaluation(run_dir)
         for rec in payload["records"]:
             if rec["embedding"] == "cmr":
                 if payload["arm"] != CMR_PROBE_SOURCE:
                     continue
-                arm = "cmr_probe"
+                arm = CMR_PROBE_ARM
             else:
                 arm = payload["arm"]
             rows.append({"arm": arm, "seed": int(payload["seed"]), **{k: rec[k] for k in COLUMNS[2:]}})
@@ -142,14 +120,12 @@ def format_table(summary: pd.DataFrame, task: str, metric: str | Sequence[str], 
     if len(metrics) > 1 and sub["target"].nunique() > 1:
         raise ValueError("several metrics need a single target per task; filter the summary first")
     table = sub.pivot(index="arm", columns=column, values="cell")
-    order = [a for a in ARMS if a in table.index] + [a for a in table.index if a not in ARMS]
     columns = [c for c in (metrics if column == "metric" else sub[column].drop_duplicates())]
-    table = table.loc[order, columns]
-    table.index = [ARM_LABELS.get(a, a) for a in table.index]
+    table = table.loc[order_arms(table.index), columns]
+    table.index = [arm_label(a) for a in table.index]
     table.index.name = "arm"
     return table
 
 
 def _order_arms(df: pd.DataFrame) -> pd.DataFrame:
-    rank = {a: i for i, a in enumerate(ARMS)}
-    return df.sort_values("arm", key=lambda s: s.map(lambda a: rank.get(a, len(ARMS))), kind="stable")
+    return df.sort_values("arm", key=lambda s: s.map(arm_rank), kind="stable")

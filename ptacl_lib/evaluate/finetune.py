@@ -1,15 +1,14 @@
 """Fine-tuning evaluation: start from a run's ECG encoder, train it with a linear phenotype head, score on test.
 
 The linear probe measures what a frozen embedding holds; fine-tuning measures how good a
-starting point the pretrained encoder is. The head and loss are the training module's
-``supervised`` objective (``PhenotypeObjective``: MSE on phenotypes standardised with the
-train split's statistics), so the fine-tuned arm and the supervised arm optimise the same thing.
+starting point the pretrained encoder is. It is the training loop's own ``supervised`` objective
+started from the run's weights (``TrainConfig.init_from``): the same parameter groups, clipping,
+schedule, checkpoints and resume as every arm, written to ``<run_dir>/finetune/``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +17,12 @@ from torch.utils.data import DataLoader
 
 from ..data import Cohort, PTACLDataset, collate, open_cohort
 from ..data.schema import PHENOTYPES
-from ..runtime import autocast, resolve_device, seed_everything, to_device
-from ..train import PhenotypeObjective, load_run, train_phenotype_stats, warmup_cosine
-from ..train import run_preprocess_config
+from ..runs import checkpoint_path, load_run, read_config, run_preprocess_config
+from ..runtime import autocast, load_checkpoint, resolve_device
+from ..train import PhenotypeObjective, TrainConfig, fit, train_phenotype_stats
 from .regression import ProbeResult
+
+FINETUNE_DIR = "finetune"
 
 
 @dataclass(frozen=True)
@@ -32,41 +33,30 @@ class FinetuneConfig:
     batch_size: int = 32
     lr: float = 5e-4
     weight_decay: float = 0.01
-    warmup_fraction: float = 0.1
+    warmup_epochs: float = 0.5
     seed: int = 0
     device: str = "auto"
 
 
 def finetune(run_dir: str | Path, cohort: Cohort | str | Path,
              config: FinetuneConfig = FinetuneConfig()) -> ProbeResult:
-    """Fine-tune the run's ECG encoder and projection head plus a new linear head on the train split;
-    return test predictions in physical units (``ProbeResult`` without alphas)."""
-    device = resolve_device(config.device)
+    """Fine-tune the run's model plus a new linear head on the train split (resumably, in
+    ``<run_dir>/finetune``); return test predictions in physical units (``ProbeResult`` without alphas)."""
     cohort = cohort if isinstance(cohort, Cohort) else open_cohort(cohort)
+    source = read_config(run_dir)
+    tuned_dir = fit(TrainConfig(
+        manifest=str(cohort.manifest_path), run_dir=str(Path(run_dir) / FINETUNE_DIR), objective="supervised",
+        model=source.model, init_from=str(run_dir), epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+        weight_decay=config.weight_decay, warmup_epochs=config.warmup_epochs, seed=config.seed, device=config.device,
+        resume=True, progress=False))
+    device = resolve_device(config.device)
     preprocess = run_preprocess_config(run_dir)
     train_set = PTACLDataset(cohort, "train", config=preprocess, progress=False)
     test_set = PTACLDataset(cohort, "test", config=preprocess, progress=False)
-    seed_everything(config.seed)
-    model, _ = load_run(run_dir, device=str(device))
+    model, _ = load_run(tuned_dir, device=str(device))
     objective = PhenotypeObjective(model, *train_phenotype_stats(train_set)).to(device)
-    trained = (model.ecg_encoder, model.ecg_head, objective.head)  # the CMR side stays as it is
-    optimizer = torch.optim.AdamW([p for m in trained for p in m.parameters()], lr=config.lr,
-                                  weight_decay=config.weight_decay)
-    loader = DataLoader(train_set, batch_size=min(config.batch_size, len(train_set)), shuffle=True,
-                        drop_last=True, collate_fn=collate, generator=torch.Generator().manual_seed(config.seed))
-    total = max(1, config.epochs * len(loader))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(
-        warmup_cosine, warmup_steps=max(1, round(config.warmup_fraction * total)), total_steps=total))
-    objective.train()
-    for _ in range(config.epochs):
-        for batch in loader:
-            batch = to_device(batch, device)
-            with autocast(device):
-                loss = objective(batch)["loss"]
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
+    extra = load_checkpoint(checkpoint_path(tuned_dir), map_location=device)["objective_extra"]
+    objective.load_state_dict({**objective.state_dict(), **extra})
     return ProbeResult(targets=PHENOTYPES, predictions=_predict(objective, test_set, config.batch_size, device),
                        truth=np.asarray(test_set.phenotypes, dtype=np.float64), alphas=None)
 

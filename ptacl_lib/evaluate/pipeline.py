@@ -18,9 +18,10 @@ import pandas as pd
 
 from ..atomic import replacing
 from ..data import Cohort, open_cohort
-from ..train import read_config
-from .compare import ARMS, CMR_PROBE_SOURCE, METRICS_FILE, compare, summarise, with_mean_r2
-from .embeddings import EMBEDDINGS_FILE, Embeddings, embed
+from ..arms import CMR_PROBE_SOURCE, order_arms
+from ..runs import EMBEDDINGS_FILE, METRICS_FILE, read_config, read_evaluation
+from .compare import compare, summarise, with_mean_r2
+from .embeddings import Embeddings, embed
 from .finetune import FinetuneConfig, finetune
 from .regression import ProbeResult, fit_linear_probe
 from .retrieval import (DEFAULT_KS, RELEVANCE_RADIUS, MetricRecord, Neighbours, nearest_neighbours,
@@ -134,10 +135,7 @@ def evaluate_runs(run_dirs: Iterable[str | Path], cohort: Cohort | str | Path, o
 
 def read_run_info(run_dir: str | Path) -> tuple[str, int]:
     """``(arm, seed)`` of an evaluated run, from its ``metrics.json``."""
-    path = Path(run_dir) / METRICS_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path} missing: evaluate the run first (ptacl_lib.evaluate.evaluate_run)")
-    payload = json.loads(path.read_text())
+    payload = read_evaluation(run_dir)
     return str(payload["arm"]), int(payload["seed"])
 
 
@@ -152,5 +150,4 @@ def embeddings_by_arm(run_dirs: Iterable[str | Path], seed: int | None = None) -
             chosen[arm] = (run_seed, Path(run_dir))
     if not chosen:
         raise ValueError(f"no evaluated run with seed {seed}" if seed is not None else "no evaluated runs")
-    order = sorted(chosen, key=lambda a: ARMS.index(a) if a in ARMS else len(ARMS))
-    return {arm: Embeddings.load(chosen[arm][1]) for arm in order}
+    return {arm: Embeddings.load(chosen[arm][1]) for arm in order_arms(chosen)}

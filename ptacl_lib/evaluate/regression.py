@@ -42,6 +42,11 @@ class ProbeResult:
         """R², MAE and Pearson r per target as tidy records."""
         return regression_metrics(self.predictions, self.truth, self.targets, task=task)
 
+    def metric_array(self, metric: str = "r2") -> np.ndarray:
+        """One metric per target, in ``targets`` order."""
+        records = {r["target"]: r["value"] for r in self.metrics() if r["metric"] == metric}
+        return np.array([records[t] for t in self.targets], dtype=np.float64)
+
 
 def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
                      targets: Sequence[str] = PHENOTYPES,

@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..data.schema import PHENOTYPE_UNITS
-from ..evaluate.compare import ARM_LABELS, ARMS
+from ..arms import ARMS, arm_label, order_arms
 from ..evaluate.regression import ProbeResult
 
 
@@ -38,7 +38,7 @@ def predicted_vs_true(results: Mapping[str, ProbeResult], targets: Sequence[str]
             res = results[arm]
             j = res.targets.index(target)
             ax.scatter(res.truth[:, j], res.predictions[:, j], s=8, alpha=0.6, color=colours[arm],
-                       label=ARM_LABELS.get(arm, arm), linewidths=0)
+                       label=arm_label(arm), linewidths=0)
             lows.append(min(res.truth[:, j].min(), res.predictions[:, j].min()))
             highs.append(max(res.truth[:, j].max(), res.predictions[:, j].max()))
         lo, hi = min(lows), max(highs)
@@ -69,7 +69,7 @@ def bland_altman(results: Mapping[str, ProbeResult], target: str = "lvef", panel
         ax.scatter(mean, diff, s=8, alpha=0.6, color=colours[arm], linewidths=0)
         for level, style in ((bias, "-"), (bias - spread, "--"), (bias + spread, "--")):
             ax.axhline(level, color="black", lw=0.8, ls=style)
-        ax.set_title(f"{ARM_LABELS.get(arm, arm)}\nbias {bias:+.1f}, LoA ±{spread:.1f} {unit}", fontsize=9)
+        ax.set_title(f"{arm_label(arm)}\nbias {bias:+.1f}, LoA ±{spread:.1f} {unit}", fontsize=9)
         ax.set_xlabel(f"mean of predicted and true {target} ({unit})")
     axes[0, 0].set_ylabel(f"predicted − true ({unit})")
     return fig
@@ -85,7 +85,7 @@ def metric_bars(summary: pd.DataFrame, metric: str = "r2", task: str = "regressi
     if sub.empty:
         raise ValueError(f"no summary rows for task={task!r}, metric={metric!r}")
     targets = list(targets or sub["target"].drop_duplicates())
-    arms = [a for a in ARMS if a in set(sub["arm"])] + [a for a in sub["arm"].unique() if a not in ARMS]
+    arms = order_arms(sub["arm"])
     colours = _arm_colours(arms)
     if ax is None:
         _, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(targets) * max(1, len(arms)) / 3), 3.6),
@@ -97,7 +97,7 @@ def metric_bars(summary: pd.DataFrame, metric: str = "r2", task: str = "regressi
         mean = rows["mean"].to_numpy(dtype=float)
         err = np.vstack([mean - rows["ci_low"].to_numpy(dtype=float), rows["ci_high"].to_numpy(dtype=float) - mean])
         ax.bar(x + (i - (len(arms) - 1) / 2) * width, mean, width, yerr=err, capsize=2,
-               color=colours[arm], label=ARM_LABELS.get(arm, arm), error_kw={"lw": 0.8})
+               color=colours[arm], label=arm_label(arm), error_kw={"lw": 0.8})
     ax.axhline(0, color="black", lw=0.6)
     ax.set_xticks(x, targets)
     ax.set_ylabel(f"{metric} (mean over seeds, 95 % bootstrap CI)")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..evaluate.compare import ARM_LABELS
+from ..arms import ARM_LABELS
 
 #: Colourings of the grid: label -> cohort table column. Columns absent from a table are skipped.
 DEFAULT_COLOURINGS: dict[str, str] = {"LVEF (%)": "lvef", "LV mass (g)": "lvm", "sex": "sex",

@@ -22,12 +22,11 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
+from ...arms import arm_label
 from ...data import Cohort, PreprocessConfig, PTACLDataset, open_cohort
-from ...evaluate.compare import ARM_LABELS
-from ...train import run_preprocess_config
 from ...models import PTACLModel
+from ...runs import load_run, run_preprocess_config
 from ...runtime import resolve_device
-from ...train import load_run
 from .alignment import SubjectAlignment, subject_alignments
 from .views import ALL_LEADS, SubjectViews, draw_inspector
 
@@ -56,7 +55,7 @@ def load_inspected(source: str | Path | PTACLModel, device: torch.device,
         return InspectedModel(label or "model", source.to(device), preprocess or PreprocessConfig())
     run_dir = Path(source)
     model, config = load_run(run_dir, device=device)
-    return InspectedModel(label or f"{ARM_LABELS.get(config.objective, config.objective)} (seed {config.seed})",
+    return InspectedModel(label or f"{arm_label(config.objective)} (seed {config.seed})",
                           model, run_preprocess_config(run_dir))
 
 

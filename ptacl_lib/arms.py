@@ -1,0 +1,74 @@
+"""The arms of the comparison: one registry of names, labels, order and roles (torch-free).
+
+Every trained arm is one training objective (``ptacl_lib.train``); ``cmr_probe`` is not trained: it
+is the ridge probe on the CMR embedding of the ``ptacl`` runs, the upper reference of what an ECG
+embedding could reach if it held everything the aligned CMR embedding holds. Reference rows from
+the information ceiling (``ptacl_lib.evaluate.ceiling``) are listed here too, so that every table
+and figure orders and names them the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One row of the comparison."""
+
+    name: str
+    label: str
+    trained: bool  # a training objective of ``ptacl train``
+    description: str
+
+
+REGISTRY: tuple[Arm, ...] = (
+    Arm("none", "random init", True, "random initialisation, no training (an evaluation baseline)"),
+    Arm("ecg_ssl", "ECG-only SSL", True, "ECG-only masked time-patch reconstruction"),
+    Arm("global", "global-only (CLIP)", True, "the global patient-level InfoNCE term only"),
+    Arm("ptacl", "PTACL", True, "global InfoNCE + lambda x local phase contrast"),
+    Arm("supervised", "supervised ECG", True, "ECG -> standardised phenotypes (linear head)"),
+    Arm("cmr_probe", "CMR probe (upper ref.)", False, "ridge probe on the PTACL run's CMR embedding"),
+    Arm("median_beat", "median-beat ridge (ref.)", False, "ridge on 12-lead median beats + RR (ceiling)"),
+    Arm("latent_oracle", "latent oracle (ref.)", False, "probe on the generator's ECG-side latents (ceiling)"),
+)
+
+#: Every arm, in reporting order.
+ARMS: tuple[str, ...] = tuple(a.name for a in REGISTRY)
+#: Human-readable names for tables and figures.
+ARM_LABELS: dict[str, str] = {a.name: a.label for a in REGISTRY}
+#: The training objectives (``ptacl train --objective``), in reporting order.
+OBJECTIVES: tuple[str, ...] = tuple(a.name for a in REGISTRY if a.trained)
+#: The arm whose CMR embedding gives the ``cmr_probe`` reference, and that reference's name.
+CMR_PROBE_SOURCE = "ptacl"
+CMR_PROBE_ARM = "cmr_probe"
+#: The baseline every arm's gain is measured from (the share of the window it closes).
+BASELINE_ARM = "none"
+#: Reference rows that are not ECG-embedding arms (they need no training and have no seeds of their own).
+REFERENCE_ARMS: tuple[str, ...] = tuple(a.name for a in REGISTRY if not a.trained)
+
+
+def arm_label(name: str) -> str:
+    """The display label of an arm (the name itself when it is not registered)."""
+    return ARM_LABELS.get(name, name)
+
+
+def arm_rank(name: str) -> int:
+    """Position in the reporting order; unregistered arms sort last."""
+    return ARMS.index(name) if name in ARMS else len(ARMS)
+
+
+def order_arms(names: Iterable[str]) -> list[str]:
+    """``names`` without duplicates, in reporting order (unregistered names last, in their given order)."""
+    unique = list(dict.fromkeys(names))
+    return sorted(unique, key=arm_rank)
+
+
+def check_objectives(names: Iterable[str]) -> tuple[str, ...]:
+    """``names`` as a tuple, or a ValueError naming the first that is not a training objective."""
+    names = tuple(names)
+    for name in names:
+        if name not in OBJECTIVES:
+            raise ValueError(f"unknown arm {name!r}; choose from {OBJECTIVES}")
+    return names
