@@ -1,4 +1,4 @@
-"""The ``ptacl`` command: generate, prepare-ukb, train, evaluate, run-notebooks, demo."""
+"""The ``ptacl`` command: generate, prepare-ukb, train, evaluate, run-notebooks, study, demo."""
 
 from __future__ import annotations
 
@@ -79,22 +79,35 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_run_notebooks(args: argparse.Namespace) -> None:
-    from .notebook_runner import execute_notebook, find_notebook, list_notebooks
+    from .notebook_runner import execute_notebooks, find_notebook, list_notebooks
 
     names = [find_notebook(k) for k in args.only] if args.only else list_notebooks()
-    params = dict(args.param or [])
-    for name in names:
-        print(f"running {name} ...")
-        print(f"  -> {execute_notebook(name, args.out, progress=True, **params)}")
+    results = execute_notebooks(names, args.out, common=dict(args.param or []))
+    failed = [r for r in results if not r.ok]
+    for r in results:
+        print(f"  {'ok    ' if r.ok else 'FAILED'} {r.name} -> {r.output}" + (f"  ({r.error})" if r.error else ""))
+    if failed:
+        raise ValueError(f"{len(failed)} of {len(results)} notebook(s) failed: {', '.join(r.name for r in failed)}")
+
+
+def _cmd_study(args: argparse.Namespace) -> None:
+    from .study import StudyConfig, run_study
+
+    _report_study(run_study(dataclass_from_args(StudyConfig, args)))
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    from .demo import DemoConfig, run_demo
+    from .demo import DEFAULT_OUT, DemoConfig, default_scale, run_demo
 
-    config = DemoConfig.fast_variant() if args.fast else DemoConfig()
-    if args.out is not None:
-        config.out = str(args.out)
-    print(f"demo report: {run_demo(config)}")
+    scale = "fast" if args.fast else (args.scale if args.scale != "auto" else default_scale())
+    _report_study(run_demo(DemoConfig(out=str(args.out or DEFAULT_OUT), scale=scale)))
+
+
+def _report_study(result: object) -> None:
+    print(f"report: {result.report}")  # type: ignore[attr-defined]
+    if result.failed_notebooks:  # type: ignore[attr-defined]
+        raise ValueError(f"the study finished, but notebook(s) failed: {', '.join(result.failed_notebooks)}"  # type: ignore[attr-defined]
+                         " (executed copies with the error are in the study's notebooks/ folder)")
 
 
 def _parse_param(text: str) -> tuple[str, object]:
@@ -165,8 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="notebook parameter (repeatable); values are parsed as JSON when possible")
     p.set_defaults(func=_cmd_run_notebooks)
 
-    p = sub.add_parser("demo", help="the whole story on the synthetic cohort (make demo)")
-    p.add_argument("--fast", action="store_true", help="tiny settings, for tests (DEMO_FAST=1)")
+    from .study import StudyConfig
+
+    p = sub.add_parser("study", help="every arm x seed on your cohort: train, evaluate, notebooks, report.md")
+    add_dataclass_arguments(p, StudyConfig)
+    p.set_defaults(func=_cmd_study)
+
+    p = sub.add_parser("demo", help="the whole study on the synthetic cohort (make demo)")
+    p.add_argument("--scale", choices=("auto", "cpu", "gpu", "fast"), default="auto",
+                   help="auto: gpu when CUDA is present, else cpu")
+    p.add_argument("--fast", action="store_true", help="same as --scale fast (tests, DEMO_FAST=1)")
     p.add_argument("--out", type=Path, default=None, help="demo folder (default runs/demo)")
     p.set_defaults(func=_cmd_demo)
     return parser

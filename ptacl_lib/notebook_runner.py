@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -31,3 +32,38 @@ def execute_notebook(name: str, out_dir: str | Path, progress: bool = False, **p
     pm.execute_notebook(str(NOTEBOOKS_DIR / name), str(output), parameters=parameters,
                         kernel_name="python3", cwd=str(NOTEBOOKS_DIR.parent), progress_bar=progress)
     return output
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """The outcome of one notebook: where its executed copy is, and the error if it failed."""
+
+    name: str
+    output: Path
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def execute_notebooks(names: Sequence[str], out_dir: str | Path,
+                      parameters: Mapping[str, Mapping[str, Any]] | None = None,
+                      common: Mapping[str, Any] | None = None) -> list[NotebookRun]:
+    """Run every notebook in order, even when one fails; each gets ``common`` plus its own ``parameters``.
+
+    A failed notebook's executed copy (with the failing cell's traceback) is still written, and its
+    error is returned, not raised: the caller decides what a failure means.
+    """
+    results = []
+    for name in names:
+        params = {**(common or {}), **((parameters or {}).get(name, {}))}
+        print(f"[notebooks] {name}", flush=True)
+        try:
+            output = execute_notebook(name, out_dir, progress=True, **params)
+            results.append(NotebookRun(name, output))
+        except Exception as err:  # papermill's PapermillExecutionError, a kernel death, a bad parameter
+            reason = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"
+            results.append(NotebookRun(name, Path(out_dir) / name, reason))
+            print(f"[notebooks] {name} FAILED: {results[-1].error}", flush=True)
+    return results

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from conftest import REPO
-from ptacl_lib.evaluate import ARMS
+from ptacl_lib.arms import CMR_PROBE_ARM, OBJECTIVES
 
 
 def test_make_demo_fast(tmp_path: Path) -> None:
@@ -17,18 +17,23 @@ def test_make_demo_fast(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = (out / "report.md").read_text()
-    for heading in ("Regression from the frozen ECG embedding", "Retrieval of patients", "PTACL against global-only"):
+    for heading in ("Regression from the frozen ECG embedding", "Retrieval of patients", "Paired contrasts",
+                    "What the local loss visibly learns"):
         assert heading in report
+    assert "PTACL − global-only (CLIP), mean test R²" in report
     table = pd.read_csv(out / "comparison.csv")
-    assert set(table["arm"]) == set(ARMS)  # five trained/initialised arms plus the CMR reference
+    assert set(table["arm"]) == {*OBJECTIVES, CMR_PROBE_ARM}  # five trained/initialised arms plus the CMR reference
     assert set(table["seed"]) == {0, 1}
     r2 = table[(table["task"] == "regression") & (table["metric"] == "r2") & (table["target"] != "mean")]
     assert r2.groupby(["arm", "seed"]).size().eq(9).all()
+    paired = pd.read_csv(out / "paired.csv")
+    assert {("ptacl", "global"), ("ptacl", "none")} <= set(zip(paired["arm"], paired["reference"]))
+    assert (paired["ci_low"] <= paired["mean_difference"] + 1e-12).all() and (paired["mdd"] > 0).all()
     summary = pd.read_csv(out / "summary.csv").dropna(subset=["ci_low", "ci_high"])
     assert len(summary) > 100
     assert (summary["ci_low"] <= summary["mean"] + 1e-12).all() and (summary["mean"] <= summary["ci_high"] + 1e-12).all()
     for name in ("01_data_exploration", "02_pretraining", "03_embeddings_umap", "04_retrieval_case_studies",
-                 "05_regression"):
+                 "05_regression", "06_alignment_inspector"):
         assert (out / "notebooks" / f"{name}.ipynb").exists()
     assert (out / "figures" / "03_umap_by_arm.png").exists()
     assert "![05_r2_bars.png](figures/05_r2_bars.png)" in report

@@ -4,7 +4,7 @@ from ..runs import discover_runs
 from .compare import compare, format_table, paired_difference, summarise, with_mean_r2
 from .embeddings import Embeddings, embed
 from .finetune import FinetuneConfig, finetune
-from .pipeline import embeddings_by_arm, evaluate_embeddings, evaluate_run, evaluate_runs, probe
+from .pipeline import embeddings_by_arm, evaluate_embeddings, evaluate_run, evaluate_runs, probe, probe_by_arm
 from .regression import ProbeResult, fit_linear_probe, mean_predictor, regression_metrics
 from .retrieval import (RELEVANCE_RADIUS, RETRIEVAL_PHENOTYPES, cross_modal_recall, nearest_neighbours,
                         retrieval_metrics)
@@ -13,5 +13,5 @@ __all__ = [
     "RELEVANCE_RADIUS", "RETRIEVAL_PHENOTYPES", "Embeddings", "FinetuneConfig", "ProbeResult",
     "compare", "cross_modal_recall", "discover_runs", "embed", "embeddings_by_arm", "evaluate_embeddings",
     "evaluate_run", "evaluate_runs", "finetune", "fit_linear_probe", "format_table", "mean_predictor", "nearest_neighbours",
-    "paired_difference", "probe", "regression_metrics", "retrieval_metrics", "summarise", "with_mean_r2",
+    "paired_difference", "probe", "probe_by_arm", "regression_metrics", "retrieval_metrics", "summarise", "with_mean_r2",
 ]

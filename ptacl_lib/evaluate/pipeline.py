@@ -18,8 +18,9 @@ import pandas as pd
 
 from ..atomic import replacing
 from ..data import Cohort, open_cohort
-from ..arms import CMR_PROBE_SOURCE, order_arms
+from ..arms import CMR_PROBE_ARM, CMR_PROBE_SOURCE, order_arms
 from ..runs import EMBEDDINGS_FILE, METRICS_FILE, read_config, read_evaluation
+from .alignment import alignment_records
 from .compare import compare, summarise, with_mean_r2
 from .embeddings import Embeddings, embed
 from .finetune import FinetuneConfig, finetune
@@ -35,6 +36,19 @@ def probe(embeddings: Embeddings, modality: str = "ecg") -> ProbeResult:
     train, test = embeddings.subset("train"), embeddings.subset("test")
     return fit_linear_probe(getattr(train, modality), train.require_phenotypes(),
                             getattr(test, modality), test.require_phenotypes())
+
+
+def probes_of(arm: str, embeddings: Embeddings) -> dict[str, ProbeResult]:
+    """The ECG probe of one arm's run, plus the ``cmr_probe`` reference when the arm is its source."""
+    results = {arm: probe(embeddings, "ecg")}
+    if arm == CMR_PROBE_SOURCE:
+        results[CMR_PROBE_ARM] = probe(embeddings, "cmr")
+    return results
+
+
+def probe_by_arm(per_arm: dict[str, Embeddings]) -> dict[str, ProbeResult]:
+    """``probes_of`` every arm's embeddings (one seed each), in one dict."""
+    return {name: result for arm, emb in per_arm.items() for name, result in probes_of(arm, emb).items()}
 
 
 def query_neighbours(embeddings: Embeddings, k: int) -> Neighbours:
@@ -96,6 +110,7 @@ def evaluate_run(run_dir: str | Path, cohort: Cohort | str | Path, ks: Sequence[
     embeddings = embed(run_dir, cohort, batch_size=batch_size, device=device)
     with_cmr = config.objective == CMR_PROBE_SOURCE if cmr_probe is None else cmr_probe
     records = evaluate_embeddings(embeddings, cmr_probe=with_cmr, ks=ks, radius=radius)
+    records += [{"embedding": "ecg", **r} for r in alignment_records(run_dir, cohort, device=device)]
     if finetune_config is not None:
         tuned = finetune(run_dir, cohort, dataclasses.replace(finetune_config, device=device, seed=config.seed))
         records += [{"embedding": "ecg", **r} for r in tuned.metrics(task="finetune")]

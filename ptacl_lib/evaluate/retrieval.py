@@ -203,3 +203,24 @@ def retrieval_metrics(train_ecg: np.ndarray, train_phenotypes: np.ndarray, test_
 def _check_k(neighbours: Neighbours, k: int) -> None:
     if not 1 <= k <= neighbours.indices.shape[1]:
         raise ValueError(f"k={k} exceeds the {neighbours.indices.shape[1]} neighbours computed")
+
+
+def metric_k(name: str) -> int | None:
+    """The ``k`` of a metric named ``<kind>@<k>`` (None for metrics without one)."""
+    _, sep, k = name.partition("@")
+    return int(k) if sep and k.isdigit() else None
+
+
+def metrics_of_kind(names: Sequence[str], kind: str) -> list[str]:
+    """The metric names of one kind (``precision``, ``mae_z``, ``recall`` …), in ``k`` order, without duplicates;
+    the chance-level entry (``<kind>_random…``) last."""
+    unique = list(dict.fromkeys(n for n in names if n == kind or n.startswith(kind + "@") or n.startswith(kind + "_")))
+    return sorted(unique, key=lambda n: (n.startswith(kind + "_random"), metric_k(n) or 0))
+
+
+def largest_k(names: Sequence[str]) -> int:
+    """The largest ``k`` among metric names (a ValueError when none has one)."""
+    ks = [k for k in (metric_k(n) for n in names) if k is not None]
+    if not ks:
+        raise ValueError(f"no metric with an @k among {sorted(set(names))}")
+    return max(ks)

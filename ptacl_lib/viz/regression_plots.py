@@ -103,3 +103,24 @@ def metric_bars(summary: pd.DataFrame, metric: str = "r2", task: str = "regressi
     ax.set_ylabel(f"{metric} (mean over seeds, 95 % bootstrap CI)")
     ax.legend(fontsize=7, frameon=False, ncols=len(arms), loc="lower center", bbox_to_anchor=(0.5, 1.0))
     return ax.figure
+
+
+def plot_paired_differences(paired: pd.DataFrame) -> Figure:
+    """Forest plot of paired R² differences (``evaluate.bootstrap``): one panel per contrast, one row per
+    target, the point estimate with its subject-and-seed CI, and the zero line."""
+    contrasts = list(dict.fromkeys(zip(paired["arm"], paired["reference"])))
+    fig, axes = plt.subplots(1, len(contrasts), figsize=(4.2 * len(contrasts), 0.35 * paired["target"].nunique() + 1.5),
+                             sharey=True, squeeze=False)
+    for ax, (arm, reference) in zip(axes[0], contrasts):
+        rows = paired[(paired["arm"] == arm) & (paired["reference"] == reference)].reset_index(drop=True)
+        y = np.arange(len(rows))[::-1]
+        for yi, row in zip(y, rows.itertuples()):
+            colour = "crimson" if row.target == "mean" else "0.25"
+            ax.errorbar([row.mean_difference], [yi], xerr=[[row.mean_difference - row.ci_low],
+                                                          [row.ci_high - row.mean_difference]],
+                        fmt="o", color=colour, markersize=4, elinewidth=1.2, capsize=2)
+        ax.axvline(0, color="0.5", lw=0.8, ls="--")
+        ax.set_yticks(y, rows["target"])
+        ax.set(title=f"{arm_label(arm)} − {arm_label(reference)}", xlabel="Δ test R²")
+    fig.tight_layout()
+    return fig

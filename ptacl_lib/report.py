@@ -1,0 +1,218 @@
+"""The study's tables and its Markdown report (``<out>/report.md``).
+
+``study_tables`` gathers everything the report states: the per-run comparison (``comparison.csv``),
+the information-ceiling reference rows (``ceiling.csv``), summaries with CIs, the paired
+subject-and-seed bootstrap of each arm against its references (``paired.csv``), and the share of
+the ceiling window each arm closes. ``render_report`` turns them into plain sentences and tables.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from .arms import BASELINE_ARM, REFERENCE_ARMS, arm_label
+
+if TYPE_CHECKING:
+    from .study import StudyConfig
+
+CEILING_FILE = "ceiling.csv"
+PAIRED_FILE = "paired.csv"
+#: Figures the report embeds (paths under ``<out>/figures``), written by the notebooks.
+KEY_FIGURES = ("02_pretraining/loss_curves.png", "03_umap_by_arm.png", "05_r2_bars.png",
+               "05_predicted_vs_true.png", "05_bland_altman_lvef.png", "04_card_ptacl_0.png")
+#: The contrasts the report tests: (arm, reference).
+CONTRASTS: tuple[tuple[str, str], ...] = (("ptacl", "global"), ("ptacl", "none"), ("global", "none"),
+                                          ("supervised", "none"), ("ecg_ssl", "none"))
+
+
+@dataclass
+class StudyTables:
+    """Every table the report is written from."""
+
+    table: pd.DataFrame  # tidy: arm, seed, task, target, metric, value (ceiling rows included)
+    summary: pd.DataFrame  # mean and percentile-bootstrap CI over seeds
+    paired: pd.DataFrame  # subject-and-seed bootstrap of R² differences (CONTRASTS)
+    window: pd.DataFrame  # per arm: mean R², ceiling, share of the window closed
+
+
+def read_comparison(run_root: str | Path) -> pd.DataFrame:
+    """Every evaluated run's records under ``run_root`` (with the mean R²), plus its ``ceiling.csv`` rows."""
+    from .evaluate import compare, with_mean_r2
+    from .runs import discover_runs
+
+    root = Path(run_root)
+    tables = [with_mean_r2(compare(discover_runs(root)))]
+    if (root / CEILING_FILE).exists():
+        tables.append(pd.read_csv(root / CEILING_FILE))
+    return pd.concat(tables, ignore_index=True)
+
+
+def ceiling_rows(manifest: str | Path, out: str | Path) -> pd.DataFrame | None:
+    """The information-ceiling reference rows (cached in ``<out>/ceiling.csv``); None if it cannot be computed."""
+    path = Path(out) / CEILING_FILE
+    if path.exists():
+        return pd.read_csv(path)
+    try:
+        from .evaluate.ceiling import ceiling_table
+    except ImportError:
+        return None
+    rows = ceiling_table(manifest)
+    rows.to_csv(path, index=False)
+    return rows
+
+
+def probe_results(run_root: str | Path) -> dict[str, dict[int, Any]]:
+    """Per arm and seed, the ridge probe's test predictions (the CMR probe from the ``ptacl`` runs)."""
+    from .evaluate.embeddings import Embeddings
+    from .evaluate.pipeline import probes_of
+    from .runs import discover_runs, read_config
+
+    results: dict[str, dict[int, Any]] = {}
+    for run in discover_runs(run_root):
+        config = read_config(run)
+        for arm, result in probes_of(config.objective, Embeddings.load(run)).items():
+            results.setdefault(arm, {})[config.seed] = result
+    return results
+
+
+def paired_table(run_root: str | Path, n_resamples: int = 2000) -> pd.DataFrame:
+    """``CONTRASTS`` by the paired subject-and-seed bootstrap (``evaluate.bootstrap``), one row per target."""
+    from .evaluate.bootstrap import paired_r2_difference
+
+    results = probe_results(run_root)
+    frames = [paired_r2_difference(results[a], results[b], n_resamples=n_resamples).assign(arm=a, reference=b)
+              for a, b in CONTRASTS if a in results and b in results]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def window_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per arm: mean test R², the ceiling (best of the reference rows and the supervised arm), and the
+    share of the window ``(arm − random init) / (ceiling − random init)`` that it closes."""
+    r2 = summary[(summary["task"] == "regression") & (summary["target"] == "mean") & (summary["metric"] == "r2")]
+    means = r2.set_index("arm")["mean"]
+    if BASELINE_ARM not in means:
+        return pd.DataFrame()
+    candidates = [a for a in ("median_beat", "latent_oracle", "supervised") if a in means]
+    ceiling = float(means[candidates].max()) if candidates else float("nan")
+    base = float(means[BASELINE_ARM])
+    rows = [{"arm": arm, "mean_r2": float(v), "ceiling": ceiling, "window": ceiling - base,
+             "share_closed": (float(v) - base) / (ceiling - base) if ceiling > base else float("nan")}
+            for arm, v in means.items() if arm not in REFERENCE_ARMS or arm in ("median_beat", "latent_oracle")]
+    return pd.DataFrame(rows)
+
+
+def study_tables(out: str | Path, manifest: str | Path, ceiling: bool = True) -> StudyTables:
+    """Gather (and write) ``ceiling.csv``, ``summary.csv`` and ``paired.csv`` of an evaluated study."""
+    from .evaluate import summarise, with_mean_r2
+
+    out = Path(out)
+    if ceiling:
+        rows = ceiling_rows(manifest, out)
+        if rows is not None and not rows.empty:
+            rows = with_mean_r2(rows)
+            rows.to_csv(out / CEILING_FILE, index=False)
+    table = read_comparison(out)
+    summary = summarise(table)
+    summary.to_csv(out / "summary.csv", index=False)
+    paired = paired_table(out)
+    paired.to_csv(out / PAIRED_FILE, index=False)
+    return StudyTables(table, summary, paired, window_table(summary))
+
+
+def _cell(mean: float, low: float, high: float, digits: int = 3) -> str:
+    return f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
+def verdict_lines(paired: pd.DataFrame) -> list[str]:
+    """Plain sentences from the paired bootstrap: one per contrast, on the mean R² and LVEF."""
+    lines = []
+    for (arm, reference), rows in paired.groupby(["arm", "reference"], sort=False):
+        keyed = rows.set_index("target")
+        for target, label in (("mean", "mean test R²"), ("lvef", "LVEF test R²")):
+            if target not in keyed.index:
+                continue
+            row = keyed.loc[target]
+            word = ("higher" if row["ci_low"] > 0 else "lower" if row["ci_high"] < 0
+                    else "no difference the study can resolve")
+            lines.append(f"- {arm_label(arm)} − {arm_label(reference)}, {label}: "
+                         f"{_cell(row['mean_difference'], row['ci_low'], row['ci_high'])}: {word}"
+                         + (f" (smallest detectable difference ≈ {row['mdd']:.3f})" if target == "mean" else "") + ".")
+    return lines
+
+
+def render_report(config: StudyConfig, tables: StudyTables, timings: dict[str, float],
+                  failed_notebooks: list[str] | None = None) -> str:
+    """The Markdown report."""
+    from .evaluate import format_table
+
+    out = Path(config.out)
+    summary = tables.summary
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    machine = _machine()
+    lines = [
+        "# PTACL study report", "",
+        f"Measured {when} on {machine}. Cohort `{config.manifest}`; arms {list(config.arms)}; model preset "
+        f"`{config.model}`, {config.epochs} epochs, batch {config.batch_size}, seeds 0–{config.seeds - 1}, "
+        f"local negatives `{config.local_negatives}`.", "",
+        "Cells are the mean over seeds [95 % percentile-bootstrap CI over seeds]. The paired contrasts "
+        "below resample seeds *and* test subjects (`ptacl_lib.evaluate.bootstrap`), so their intervals "
+        "say how large a difference this study could have seen.", "",
+        "## Regression from the frozen ECG embedding (test R², ridge probe)", "",
+        format_table(summary, task="regression", metric="r2").to_markdown(), "",
+    ]
+    if not tables.window.empty:
+        window = tables.window.assign(arm=[arm_label(a) for a in tables.window["arm"]]).round(3)
+        lines += ["## The information window", "",
+                  "Reference rows: `median-beat ridge` (a ridge on 12-lead median beats + RR, built with the "
+                  "library's R-peak detector) and, for synthetic cohorts, `latent oracle` (a probe on the "
+                  "generator's ECG-side latent variables). The ceiling is the best of these and the "
+                  "supervised arm; `share_closed` = (arm − random init) / (ceiling − random init).", "",
+                  window.to_markdown(index=False), ""]
+    lines += ["## Paired contrasts (subject-and-seed bootstrap)", "", *verdict_lines(tables.paired), ""]
+    if not tables.paired.empty:
+        shown = tables.paired[tables.paired["target"].isin(["mean", "lvef", "lvm", "lvedv"])]
+        lines += [shown[["arm", "reference", "target", "n_seeds", "n_subjects", "mean_difference", "ci_low",
+                         "ci_high", "mdd"]].round(4).to_markdown(index=False), ""]
+    if (summary["task"] == "alignment").any():
+        lines += ["## What the local loss visibly learns (ECG phase ↔ CMR frame, test split)", "",
+                  "Diagonal accuracy: the share of ECG phases whose most similar CMR frame is their own "
+                  "(chance 1/T). Phase error: circular distance from that frame to their own.", "",
+                  format_table(summary, task="alignment",
+                               metric=["diagonal_accuracy", "phase_error_ms"]).to_markdown(), ""]
+        snapshot = next(iter(sorted((out / "figures" / "06_alignment_inspector").glob("inspector_*.png"))), None)
+        if snapshot is not None:
+            lines += [f"![alignment snapshot]({snapshot.relative_to(out).as_posix()})", ""]
+    lines += [
+        "## Retrieval of patients with similar phenotypes (ECG → ECG, precision@k)", "",
+        format_table(summary[summary["target"] == "all"], task="retrieval",
+                     metric=["precision@1", "precision@5", "precision@10", "precision_random"]).to_markdown(), "",
+        "## Cross-modal retrieval (test ECG → its own CMR among all test CMRs, recall@k)", "",
+        format_table(summary, task="cross_modal", metric=["recall@1", "recall@10", "recall_random@10"]).to_markdown(),
+        "", "## Figures", "",
+        *[f"![{name}](figures/{name})" for name in KEY_FIGURES if (out / "figures" / name).exists()],
+        "", "## Wall time", "",
+        *[f"- {stage}: {seconds:.0f} s" for stage, seconds in timings.items()],
+        f"- total: {sum(timings.values()):.0f} s", "",
+    ]
+    if failed_notebooks:
+        lines += [f"**Notebooks that failed** (executed copies in `notebooks/`): {', '.join(failed_notebooks)}", ""]
+    lines += ["Executed notebooks are in `notebooks/`; per-run metrics in `arms/<arm>/seed<k>/metrics.json`; "
+              "every number in tidy form in `comparison.csv`, `ceiling.csv`, `summary.csv` and `paired.csv`.", ""]
+    return "\n".join(lines)
+
+
+def _machine() -> str:
+    import os
+
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.machine()}, {cores} CPU cores, {gpu}, torch {torch.__version__}"
+

@@ -1,0 +1,240 @@
+"""``ptacl study``: the whole comparison on any cohort, one command, resumable.
+
+1. train every arm x seed (finished runs are skipped, interrupted ones resume; under ``torchrun``
+   every rank trains, and everything after training runs on rank 0);
+2. evaluate every run (retrieval, regression, alignment; ``metrics.json`` per run), compare the arms,
+   and add the information ceiling (``evaluate.ceiling``) as reference rows;
+3. execute the ordered notebooks into ``<out>/notebooks`` (all of them, even when one fails);
+4. write ``<out>/report.md``.
+
+``ptacl demo`` is "generate the synthetic cohort, then this".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .arms import OBJECTIVES, check_objectives
+from .runs import arm_run_dir, discover_runs
+from .train_config import LOCAL_NEGATIVES, MODEL_PRESET_NAMES, TrainConfig
+
+STUDY_CONFIG_FILE = "study_config.json"
+
+
+@dataclass
+class StudyConfig:
+    """Every setting of a study; saved as ``<out>/study_config.json`` so notebooks retrain it exactly."""
+
+    manifest: str = field(default="", metadata={"help": "the cohort's manifest (or cohort directory)",
+                                                "required": True})
+    out: str = field(default="", metadata={"help": "study folder: arms/, report.md, notebooks/, figures/",
+                                           "required": True})
+    arms: tuple[str, ...] = field(default=OBJECTIVES, metadata={"help": "arms to train", "choices": OBJECTIVES})
+    seeds: int = field(default=5, metadata={"help": "seeds per arm (0 .. N-1)"})
+    model: str = field(default="small", metadata={"help": "model preset", "choices": MODEL_PRESET_NAMES})
+    epochs: int = field(default=15, metadata={"help": "epochs per run"})
+    batch_size: int = field(default=64, metadata={"help": "samples per process and batch"})
+    lr: float = field(default=2e-3, metadata={"help": "peak learning rate"})
+    local_negatives: str = field(default="within", metadata={"help": "negatives of PTACL's local term",
+                                                             "choices": LOCAL_NEGATIVES})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
+    jobs: int = field(default=1, metadata={"help": "runs trained side by side (CPU: one thread each)"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads per run; 0: the runtime's policy"})
+    notebooks: bool = field(default=True, metadata={"help": "execute the notebooks into <out>/notebooks"})
+    ceiling: bool = field(default=True, metadata={"help": "add the information-ceiling reference rows"})
+
+    def __post_init__(self) -> None:
+        self.arms = check_objectives(self.arms)
+        if not self.manifest or not self.out:
+            raise ValueError("a study needs a manifest and an out folder")
+        if self.seeds < 1 or self.jobs < 1:
+            raise ValueError(f"seeds and jobs must be >= 1, got {self.seeds} and {self.jobs}")
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds))
+
+    def train_config(self, arm: str, seed: int, **overrides: Any) -> TrainConfig:
+        """The exact ``TrainConfig`` of one arm and seed of this study."""
+        settings: dict[str, Any] = dict(
+            manifest=str(self.manifest), run_dir=str(arm_run_dir(self.out, arm, seed)), objective=arm,
+            model=self.model, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+            local_negatives=self.local_negatives, seed=seed, device=self.device, threads=self.threads, resume=True)
+        settings.update(overrides)
+        return TrainConfig(**settings)
+
+
+def save_study_config(config: StudyConfig) -> Path:
+    """Write ``<out>/study_config.json``."""
+    path = Path(config.out) / STUDY_CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    return path
+
+
+def read_study_config(run_root: str | Path) -> StudyConfig | None:
+    """The study that made ``run_root`` (None when it was not made by ``ptacl study``)."""
+    path = Path(run_root) / STUDY_CONFIG_FILE
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    names = {f.name for f in dataclasses.fields(StudyConfig)}
+    values = {k: v for k, v in record.items() if k in names}
+    values["arms"] = tuple(values.get("arms", OBJECTIVES))
+    return StudyConfig(**values)
+
+
+def _fit_quietly(config: TrainConfig) -> str:
+    from .train import fit
+
+    return str(fit(config))
+
+
+def train_arms(config: StudyConfig) -> list[Path]:
+    """Train every arm x seed of the study (resumably) and return the run directories.
+
+    With ``jobs > 1`` on a CPU, that many runs train side by side in spawned processes with
+    ``max(1, cores // jobs)`` threads each (two 1-thread processes out-ran one 2-thread process on
+    a 2-core machine: ``benchmarks/RESULTS.md``). Under ``torchrun`` runs go one at a time, every
+    rank taking part.
+    """
+    from tqdm.auto import tqdm
+
+    from .data import PreprocessConfig, PreprocessedCohort, open_cohort
+    from .runtime import resolve_device
+
+    configs = [config.train_config(arm, seed) for seed in config.seed_list for arm in config.arms]
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    parallel = config.jobs > 1 and not distributed and resolve_device(config.device).type == "cpu"
+    if not parallel:
+        from .train import fit
+
+        for cfg in configs:
+            print(f"[study] train {cfg.objective} seed {cfg.seed} -> {cfg.run_dir}", flush=True)
+            fit(cfg)
+        return [Path(c.run_dir) for c in configs]
+    PreprocessedCohort.build_or_load(open_cohort(config.manifest), PreprocessConfig())  # once, before the workers
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = config.threads or max(1, cores // config.jobs)
+    quiet = [dataclasses.replace(c, threads=threads, progress=False) for c in configs]
+    with ProcessPoolExecutor(config.jobs, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(_fit_quietly, c): c for c in quiet}
+        for future in tqdm(as_completed(futures), total=len(futures), desc="training runs", unit="run"):
+            cfg = futures[future]
+            future.result()  # re-raises a run's error here, naming nothing lost: finished runs stay on disk
+            print(f"[study] done {cfg.objective} seed {cfg.seed}", flush=True)
+    return [Path(c.run_dir) for c in configs]
+
+
+def inspection_runs(run_root: str | Path, run_dir: str | Path | None = None,
+                    compare_run_dir: str | Path | None = None) -> tuple[Path, Path | None]:
+    """The runs the alignment inspector opens: ``run_dir`` or the study's PTACL seed 0, against
+    ``compare_run_dir`` or (when None) global-only seed 0 if present; ``""`` means no comparison."""
+    if run_dir:
+        run = Path(run_dir)
+    else:
+        run = arm_run_dir(run_root, "ptacl", 0)
+        run = run if run.exists() else discover_runs(run_root)[0]
+    if compare_run_dir is None:
+        other = arm_run_dir(run_root, "global", 0)
+        return run, (other if other.exists() and other != run else None)
+    return run, (Path(compare_run_dir) if compare_run_dir else None)
+
+
+def notebook_parameters(name: str, config: StudyConfig) -> dict[str, Any]:
+    """Each notebook's parameters: the common set (every notebook accepts it)."""
+    return {"manifest": str(config.manifest), "run_root": str(config.out), "device": config.device}
+
+
+@dataclass
+class StudyResult:
+    """What ``run_study`` produced."""
+
+    report: Path
+    failed_notebooks: list[str]
+
+
+def run_study(config: StudyConfig) -> StudyResult:
+    """Run every stage (each one resumable) and return the report's path and any failed notebook."""
+    from .evaluate import evaluate_runs
+    from .notebook_runner import execute_notebooks, list_notebooks
+    from .report import StudyTables, render_report, study_tables
+
+    out = Path(config.out)
+    save_study_config(config)
+    timings: dict[str, float] = {}
+
+    start = time.perf_counter()
+    runs = train_arms(config)
+    timings["train"] = time.perf_counter() - start
+    if int(os.environ.get("RANK", "0")) != 0:
+        return StudyResult(out / "report.md", [])
+
+    start = time.perf_counter()
+    evaluate_runs(runs, config.manifest, out, device=config.device)
+    tables: StudyTables = study_tables(out, config.manifest, ceiling=config.ceiling)
+    timings["evaluate"] = time.perf_counter() - start
+
+    failed: list[str] = []
+    if config.notebooks:
+        start = time.perf_counter()
+        names = [n for n in list_notebooks() if n[:2] <= "06"]
+        results = execute_notebooks(names, out / "notebooks",
+                                    parameters={n: notebook_parameters(n, config) for n in names})
+        failed = [r.name for r in results if not r.ok]
+        timings["notebooks"] = time.perf_counter() - start
+
+    report = out / "report.md"
+    report.write_text(render_report(config, tables, timings, failed))
+    return StudyResult(report, failed)
+
+
+@dataclass(frozen=True)
+class Study:
+    """A finished study as the notebooks read it: its runs, cohort, tables and one seed's embeddings per arm."""
+
+    run_root: Path
+    runs: list[Path]
+    cohort: Any
+    table: pd.DataFrame
+    summary: pd.DataFrame
+    per_arm: dict[str, Any]
+    figures: Path
+
+    def describe(self) -> str:
+        """One line: how many runs, which arms and seeds, and whose embeddings are shown."""
+        seeds = sorted(int(s) for s in self.table["seed"].dropna().unique())
+        return (f"{len(self.runs)} runs under {self.run_root}; arms {sorted(self.table['arm'].unique())}; "
+                f"seeds {seeds}; embeddings shown: {', '.join(self.per_arm)}")
+
+
+def load_study(run_root: str | Path, manifest: str | Path | None = None, seed: int | None = None) -> Study:
+    """Open an evaluated study: runs under ``run_root``, its cohort (``manifest`` or the study's own),
+    the comparison table and summary (with the ceiling rows when present), and the embeddings of
+    ``seed`` (each arm's lowest when None)."""
+    from .data import open_cohort
+    from .evaluate import embeddings_by_arm, summarise
+    from .report import read_comparison
+
+    root = Path(run_root)
+    runs = discover_runs(root)
+    if manifest is None:
+        saved = read_study_config(root)
+        if saved is None:
+            raise ValueError(f"{root} holds no {STUDY_CONFIG_FILE}: pass the cohort's manifest")
+        manifest = saved.manifest
+    table = read_comparison(root)
+    figures = root / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    return Study(root, runs, open_cohort(manifest), table, summarise(table), embeddings_by_arm(runs, seed=seed),
+                 figures)

@@ -1,0 +1,123 @@
+"""``ptacl study``: the README's own-data path end to end, notebooks that never retrain, a runner that keeps going."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from conftest import run_notebook
+from ptacl_lib.cli import main
+from ptacl_lib.study import StudyConfig, read_study_config, run_study
+
+NOTEBOOKS = ("01_data_exploration", "02_pretraining", "03_embeddings_umap", "04_retrieval_case_studies",
+             "05_regression", "06_alignment_inspector")
+
+
+def test_study_config_is_validated_and_saved_settings_come_back(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown arm"):
+        StudyConfig(manifest="m.csv", out=str(tmp_path), arms=("ptacl", "clip"))
+    with pytest.raises(ValueError, match="manifest and an out"):
+        StudyConfig(out=str(tmp_path))
+    config = StudyConfig(manifest="m.csv", out=str(tmp_path), arms=("global", "none"), seeds=2, epochs=3)
+    train = config.train_config("global", 1)
+    assert (train.objective, train.seed, train.epochs, train.resume) == ("global", 1, 3, True)
+    assert train.run_dir == str(tmp_path / "arms" / "global" / "seed1")
+
+
+@pytest.mark.slow
+def test_own_ukb_data_prepare_then_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's path, as written: prepare-ukb, then ptacl study, on a UKB-shaped cohort."""
+    from ptacl_lib.data.readers.writers import write_ukb_like_cohort
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    raw = write_ukb_like_cohort(tmp_path / "ukb", 60, n_slices=2, n_frames=16, size=48)
+    prepared = tmp_path / "data"
+    assert main(["prepare-ukb", "--ecg-dir", str(raw["ecg_dir"]), "--cmr-dir", str(raw["cmr_dir"]),
+                 "--idp-csv", str(raw["idp_csv"]), "--out", str(prepared), "--workers", "1", "--n-frames", "16",
+                 "--image-size", "32", "--no-progress"]) == 0
+    out = tmp_path / "study"
+    code = main(["study", "--manifest", str(prepared / "manifest.csv"), "--out", str(out), "--arms", "ptacl",
+                 "global", "none", "--seeds", "1", "--epochs", "1", "--batch-size", "8", "--device", "cpu"])
+    assert code == 0
+    report = (out / "report.md").read_text()
+    for heading in ("Regression from the frozen ECG embedding", "Paired contrasts",
+                    "What the local loss visibly learns", "Cross-modal retrieval"):
+        assert heading in report, heading
+    for name in NOTEBOOKS:
+        book = nbformat.read(out / "notebooks" / f"{name}.ipynb", as_version=4)
+        errors = [o for c in book.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+        assert not errors, (name, errors[:1])
+    table = pd.read_csv(out / "summary.csv")
+    alignment = table[(table["task"] == "alignment") & (table["metric"] == "diagonal_accuracy")]
+    assert set(alignment["arm"]) == {"ptacl", "global", "none"}
+    assert alignment["mean"].between(0, 1).all()
+    assert read_study_config(out).arms == ("ptacl", "global", "none")
+
+
+@pytest.mark.slow
+def test_notebook_02_loads_and_never_retrains(tiny_cohort: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "study"
+    config = StudyConfig(manifest=str(tiny_cohort), out=str(out), arms=("ptacl", "none"), seeds=1, epochs=1,
+                         batch_size=8, device="cpu", notebooks=False, ceiling=False)
+    run_study(config)
+    checkpoint = out / "arms" / "ptacl" / "seed0" / "checkpoints" / "last.pt"
+    stamp = checkpoint.stat().st_mtime_ns
+    # the user's own parameters differ from the study's: train=True must finish with the study's settings
+    run_notebook("02_pretraining.ipynb", tmp_path / "nb", manifest=str(tiny_cohort), run_root=str(out), train=True,
+                 epochs=7, batch_size=4, device="cpu")
+    assert checkpoint.stat().st_mtime_ns == stamp
+    assert (out / "figures" / "02_pretraining" / "loss_curves.png").exists()
+    assert json.loads((out / "arms" / "ptacl" / "seed0" / "config.json").read_text())["epochs"] == 1
+
+
+def test_run_notebooks_keeps_going_and_exits_nonzero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import ptacl_lib.notebook_runner as runner
+
+    seen = []
+
+    def fake_execute(name: str, out_dir: Path, progress: bool = False, **parameters: object) -> Path:
+        seen.append((name, parameters))
+        if name.startswith("02"):
+            raise RuntimeError("kernel died")
+        return Path(out_dir) / name
+
+    monkeypatch.setattr(runner, "execute_notebook", fake_execute)
+    assert main(["run-notebooks", "--out", str(tmp_path), "-p", "run_root=runs/x", "-p", "seed=3"]) == 2
+    printed = capsys.readouterr()
+    assert [n for n, _ in seen] == runner.list_notebooks()  # every notebook ran, 03 onwards too
+    assert all(p == {"run_root": "runs/x", "seed": 3} for _, p in seen)
+    assert "FAILED 02_pretraining.ipynb" in printed.out and "kernel died" in printed.out
+    assert "1 of" in printed.err
+
+
+def test_every_notebook_accepts_the_common_parameters() -> None:
+    from ptacl_lib.notebook_runner import NOTEBOOKS_DIR, list_notebooks
+
+    for name in list_notebooks():
+        book = nbformat.read(NOTEBOOKS_DIR / name, as_version=4)
+        cell = next(c for c in book.cells if "parameters" in c.metadata.get("tags", []))
+        names = {line.split("=")[0].strip() for line in cell.source.splitlines() if "=" in line and
+                 not line.lstrip().startswith("#")}
+        assert {"manifest", "run_root", "device"} <= names, name
+
+
+def test_parallel_training_matches_serial(tiny_cohort: Path, tmp_path: Path) -> None:
+    """``jobs=2`` trains in spawned processes; the numbers equal a serial run's (one thread each)."""
+    from ptacl_lib.runs import read_metrics
+    from ptacl_lib.study import train_arms
+
+    common = dict(manifest=str(tiny_cohort), arms=("global", "supervised"), seeds=1, epochs=1, batch_size=8,
+                  device="cpu", threads=1)
+    serial = train_arms(StudyConfig(out=str(tmp_path / "serial"), **common))
+    parallel = train_arms(StudyConfig(out=str(tmp_path / "parallel"), jobs=2, **common))
+    for a, b in zip(serial, parallel):
+        pd.testing.assert_frame_equal(read_metrics(a)[0][["loss"]], read_metrics(b)[0][["loss"]], check_exact=True)
+    assert os.environ.get("WORLD_SIZE") is None
