@@ -38,7 +38,7 @@ def test_own_ukb_data_prepare_then_study(tmp_path: Path, monkeypatch: pytest.Mon
     raw = write_ukb_like_cohort(tmp_path / "ukb", 60, n_slices=2, n_frames=16, size=48)
     prepared = tmp_path / "data"
     assert main(["prepare-ukb", "--ecg-dir", str(raw["ecg_dir"]), "--cmr-dir", str(raw["cmr_dir"]),
-                 "--idp-csv", str(raw["idp_csv"]), "--out", str(prepared), "--workers", "1", "--n-frames", "16",
+                 "--idp-csv", str(raw["idp_csv"]), "--out", str(prepared), "--workers", "1", "--n-frames", "25",
                  "--image-size", "32", "--no-progress"]) == 0
     out = tmp_path / "study"
     code = main(["study", "--manifest", str(prepared / "manifest.csv"), "--out", str(out), "--arms", "ptacl",
