@@ -62,6 +62,7 @@ def test_zero_means_the_default_and_negative_is_rejected(monkeypatch: pytest.Mon
         configure_threads(-1)
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch: 4-6 s on the shared 2-core machine
 def test_interop_threads_are_set_once_in_a_fresh_process() -> None:
     """torch takes the inter-op count only before parallel work; a second call must not fail."""
     code = ("import torch; from ptacl_lib.runtime import configure_threads as c; "
