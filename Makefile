@@ -40,10 +40,11 @@ test-fast: install
 lint: install
 	$(PY) -m ruff check .
 
-# A Jupyter kernel for this project's environment, registered for the current user.
+# A Jupyter kernel for this project's environment, registered for the current user. It starts in
+# the repository root, as the headless notebook runs do, so the notebooks' default paths resolve.
 KERNEL_NAME ?= ptacl
 kernel: install
-	$(PY) -m ipykernel install --user --name $(KERNEL_NAME) --display-name "PTACL ($(VENV))"
+	$(PY) -m ptacl_lib.jupyter_kernel --name $(KERNEL_NAME) --display-name "PTACL ($(VENV))" --workdir $(CURDIR)
 
 # JupyterLab on the notebooks; LAB_ARGS passes options, e.g. make lab LAB_ARGS="--no-browser --port 8899".
 LAB_ARGS ?=

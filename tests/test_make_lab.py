@@ -1,4 +1,4 @@
-"""``make lab``'s kernel registration: the kernel it installs runs this project's environment."""
+"""``make lab``'s kernel: it runs this project's environment and starts in the repository root."""
 
 from __future__ import annotations
 
@@ -8,24 +8,40 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO
 
 
-def test_make_kernel_registers_the_venv_python(tmp_path: Path) -> None:
+def test_make_kernel_registers_the_venv_python_starting_in_the_repo(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from jupyter_client.manager import start_new_kernel
+
     venv = Path(sys.prefix)  # the environment running the tests: .venv under make test
-    env = {**os.environ, "JUPYTER_DATA_DIR": str(tmp_path / "jupyter")}
+    data_dir = tmp_path / "jupyter"
+    env = {**os.environ, "JUPYTER_DATA_DIR": str(data_dir)}
     # -o: take the install stamp as up to date, so the test never reinstalls the environment it runs in.
     command = ["make", "-o", str(venv / ".installed"), "kernel", f"VENV={venv}", "KERNEL_NAME=ptacl-test"]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
-    spec = json.loads((tmp_path / "jupyter" / "kernels" / "ptacl-test" / "kernel.json").read_text())
+    spec = json.loads((data_dir / "kernels" / "ptacl-test" / "kernel.json").read_text())
     assert spec["language"] == "python" and spec["display_name"] == f"PTACL ({venv})"
-    python = Path(spec["argv"][0])
-    assert python.resolve() == (venv / "bin" / "python").resolve()
-    assert "ipykernel_launcher" in spec["argv"] and "{connection_file}" in spec["argv"]
-    # The registered interpreter really is this environment: it imports the project.
-    probe = subprocess.run([str(python), "-c", "import ptacl_lib, sys; print(sys.prefix)"],
-                           capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert probe.returncode == 0, probe.stderr
-    assert Path(probe.stdout.strip()).resolve() == venv.resolve()
+    assert Path(spec["argv"][0]).resolve() == (venv / "bin" / "python").resolve()
+
+    # Started the way JupyterLab starts it (in the notebook's folder), the kernel works in the repo root
+    # and imports the project.
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(data_dir))
+    manager, client = start_new_kernel(kernel_name="ptacl-test", cwd=str(REPO / "notebooks"),
+                                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    printed: list[str] = []
+    try:
+        reply = client.execute_interactive(
+            "import os, sys, ptacl_lib; print(os.getcwd()); print(sys.prefix)", timeout=60,
+            output_hook=lambda msg: printed.append(msg["content"].get("text", "")))
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert reply["content"]["status"] == "ok"
+    cwd, prefix = "".join(printed).split()
+    assert Path(cwd).resolve() == REPO.resolve() and Path(prefix).resolve() == venv.resolve()
