@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 # The CPU build of torch that lies on local disk on our machines; elsewhere pip resolves torch>=2.3.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install demo test browser clean
+.PHONY: install demo test test-fast lint kernel lab browser clean
 
 install: $(STAMP)
 
@@ -29,8 +29,27 @@ demo: install
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null)
 
-test: install browser
+# Everything, lint first: what CI runs.
+test: lint browser
 	$(PY) -m pytest -q
+
+# The inner loop: every test not marked slow (under a minute on 2 cores).
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+lint: install
+	$(PY) -m ruff check .
+
+# A Jupyter kernel for this project's environment, registered for the current user. It starts in
+# the repository root, as the headless notebook runs do, so the notebooks' default paths resolve.
+KERNEL_NAME ?= ptacl
+kernel: install
+	$(PY) -m ptacl_lib.jupyter_kernel --name $(KERNEL_NAME) --display-name "PTACL ($(VENV))" --workdir $(CURDIR)
+
+# JupyterLab on the notebooks; LAB_ARGS passes options, e.g. make lab LAB_ARGS="--no-browser --port 8899".
+LAB_ARGS ?=
+lab: kernel
+	$(VENV)/bin/jupyter lab notebooks/ $(LAB_ARGS)
 
 clean:
 	rm -rf $(VENV) runs

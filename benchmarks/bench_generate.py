@@ -1,7 +1,7 @@
 """Time the synthetic cohort generator: subjects per second, total seconds and disk size.
 
 Usage: python benchmarks/bench_generate.py [--n 2000] [--workers 1 2] [--seed 0]
-Target (DESIGN §2): 2,000 subjects in under a minute on 2 cores. CPU time is printed as well:
+Target (docs/design.md §2.4): 2,000 subjects in under a minute on 2 cores. CPU time is printed as well:
 on a machine shared with other jobs it is the steadier number.
 """
 

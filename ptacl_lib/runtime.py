@@ -1,19 +1,20 @@
-"""Device, precision, seeding and checkpoint conventions shared by every training loop."""
+"""Device, precision, threads, seeding and checkpoint conventions shared by every training loop."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from .atomic import replacing
-import torch.distributed as dist
 
 
 def configure_threads(threads: int | None = None) -> int:
@@ -41,6 +42,69 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return device
+
+
+#: Ceiling of the default intra-op thread count (a choice: more than 2 cores was not measured here).
+DEFAULT_MAX_THREADS = 4
+_interop_configured = False
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS reports one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """``min(available CPUs / processes on this node, DEFAULT_MAX_THREADS)``, at least 1.
+
+    The processes on this node are ``LOCAL_WORLD_SIZE`` (set by ``torchrun``), so data-parallel
+    ranks on one machine share its cores instead of each claiming all of them.
+    """
+    local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
+    return max(1, min(available_cpus() // local_processes, DEFAULT_MAX_THREADS))
+
+
+def _threads_from_environment() -> int | None:
+    raw = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if not raw:
+        return None
+    first = raw.split(",")[0].strip()  # OpenMP allows a per-nesting-level list: "4,2"
+    if not first.isdigit() or int(first) < 1:
+        raise ValueError(f"OMP_NUM_THREADS={raw!r} is not a positive number of threads")
+    return int(first)
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's CPU threads for this process and return the intra-op count.
+
+    The count is, in order: ``OMP_NUM_THREADS`` when set (a warning says so if ``threads`` differs);
+    else ``threads``; else (``None`` or 0) ``default_threads()``. Inter-op threads are set to the same count once per
+    process (torch accepts that only before its first parallel work; later calls leave it).
+
+    Why it matters: torch's threads spin while they wait, so more threads than free cores is costly.
+    On the project's 2-core CPU, busy with other jobs, a small-model step on a batch of 64 ran about
+    twice as fast with 1 thread as with 2, for a third of the CPU time; on an idle machine 2 threads
+    beat 1 (``benchmarks/RESULTS.md``, "CPU threads"). On a shared machine pass ``threads=1``
+    (``--threads 1``) or set ``OMP_NUM_THREADS=1``.
+    """
+    if threads is not None and threads < 0:
+        raise ValueError(f"threads must be >= 0 (0: the default policy), got {threads}")
+    from_environment = _threads_from_environment()
+    if from_environment is not None and threads and threads != from_environment:
+        warnings.warn(f"OMP_NUM_THREADS={from_environment} overrides threads={threads}", stacklevel=2)
+    count = from_environment or threads or default_threads()
+    torch.set_num_threads(count)
+    global _interop_configured
+    if not _interop_configured:
+        _interop_configured = True
+        try:
+            torch.set_num_interop_threads(count)
+        except RuntimeError:  # parallel work already started (or set elsewhere): torch keeps its pool
+            pass
+    return count
 
 
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager[Any]:

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from conftest import REPO
 
@@ -23,6 +24,7 @@ def test_generate_writes_a_cohort_with_a_progress_bar(tmp_path: Path) -> None:
     assert len(pd.read_csv(tmp_path / "c" / "manifest.csv")) == 6
 
 
+@pytest.mark.slow  # two CLI start-ups that import torch: about 10 s
 def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
     result = _ptacl("evaluate", "--run-dir", str(tmp_path / "nope"), "--manifest", str(tmp_path / "missing.csv"))
     assert result.returncode == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ptacl_lib.cxr.evaluation import evaluate_captioner
 from ptacl_lib.cxr.model import CaptionerConfig
 from ptacl_lib.cxr.phantoms import PhantomConfig, generate_phantoms
@@ -9,6 +11,7 @@ from ptacl_lib.cxr.train import CaptionTrainConfig, train_captioner
 from ptacl_lib.cxr.vocab import Vocabulary
 
 
+@pytest.mark.slow
 def test_trained_heatmaps_beat_the_random_point_baseline() -> None:
     config = PhantomConfig(image_size=48)
     train, test = generate_phantoms(800, seed=0, config=config), generate_phantoms(120, seed=10_000, config=config)

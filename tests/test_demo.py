@@ -6,11 +6,13 @@ import subprocess
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from conftest import REPO
 from ptacl_lib.arms import CMR_PROBE_ARM, OBJECTIVES
 
 
+@pytest.mark.slow
 def test_make_demo_fast(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     result = subprocess.run(["make", "demo", "DEMO_FAST=1", f"DEMO_OUT={out}"], cwd=REPO,

@@ -97,6 +97,7 @@ def test_evaluate_run_writes_metrics_that_compare_reads(random_init_run: Path, t
     assert len(df[(df["task"] == "regression")]) == 3 * len(PHENOTYPES)
 
 
+@pytest.mark.slow
 def test_finetune_is_seeded_and_scores_the_test_split(random_init_run: Path, tiny_cohort: Path) -> None:
     config = FinetuneConfig(epochs=1, batch_size=16, device="cpu")
     first, second = finetune(random_init_run, tiny_cohort, config), finetune(random_init_run, tiny_cohort, config)

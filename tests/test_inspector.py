@@ -83,6 +83,7 @@ def test_shaded_segments_follow_the_phase_bin_rule() -> None:
         alignment.segments(25)
 
 
+@pytest.mark.slow
 def test_shaded_segments_are_what_the_model_pooled(tiny_cohort: Path) -> None:
     """On a real subject (detected R peaks), the mean of the shaded samples' tokens is the model's phase token."""
     model = fresh_model(3)
@@ -207,6 +208,7 @@ def test_widget_controls_are_linked(inspector: AlignmentInspector) -> None:
 
 # ---------------------------------------------------------------------------- notebook
 
+@pytest.mark.slow
 def test_notebook_06_runs_on_trained_runs(tiny_cohort: Path, tmp_path: Path) -> None:
     ptacl = fit(TrainConfig(manifest=str(tiny_cohort), run_dir=str(tmp_path / "ptacl"), objective="ptacl",
                             epochs=1, batch_size=16, progress=False))

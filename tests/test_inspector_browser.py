@@ -126,6 +126,7 @@ IMAGE_BYTES_JS = """async (img) => {
 }"""
 
 
+@pytest.mark.slow
 def test_inspector_renders_and_follows_the_slider(lab: str, tmp_path: Path) -> None:
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from conftest import run_notebook
 
@@ -12,6 +13,7 @@ FIGURES = ("01_phenotypes_by_sex.png", "01_phenotype_correlations.png", "01_ecg_
            "01_cine_montage.png", "01_volume_timing.png")
 
 
+@pytest.mark.slow
 def test_notebook_01_executes(tiny_cohort: Path, tmp_path: Path) -> None:
     figures = tmp_path / "figures"
     executed = run_notebook("01_data_exploration.ipynb", tmp_path / "nb", manifest=str(tiny_cohort),

@@ -208,6 +208,7 @@ def test_hash_splits_are_reproducible_and_follow_the_fractions() -> None:
     assert hash_unit("42") != hash_unit("42", salt="other")
 
 
+@pytest.mark.slow
 def test_cli_prepare_ukb(ukb_inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["prepare-ukb", "--ecg-dir", str(ukb_inputs["ecg_dir"]), "--cmr-dir", str(ukb_inputs["cmr_dir"]),
                  "--idp-csv", str(ukb_inputs["idp_csv"]), "--out", str(tmp_path), "--n-frames", "16",

@@ -35,6 +35,7 @@ def cohort_200(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_cohort(tmp_path_factory.mktemp("rpeaks"), n_subjects=200, seed=7, progress=False)
 
 
+@pytest.mark.slow
 def test_rpeak_f1_on_synthetic_cohort(cohort_200: Path) -> None:
     cohort = open_cohort(cohort_200)
     fs = cohort.sampling_rate

@@ -94,6 +94,7 @@ def test_manifest_and_store_contract(tiny_cohort: Path) -> None:
     assert np.isfinite(store.ecg).all() and 0 < store.cmr.max() <= 255
 
 
+@pytest.mark.slow
 def test_splits_are_about_70_15_15_and_fixed_per_subject(cohort: tuple[pd.DataFrame, ArrayStore],
                                                          tiny_cohort: Path) -> None:
     table, _ = cohort
@@ -192,11 +193,13 @@ def test_ecg_carries_mains_hum_and_baseline_wander(tiny_cohort: Path) -> None:
     assert np.median(power[:, (freqs > 0) & (freqs < 0.5)].sum(axis=1)) > 0
 
 
+@pytest.mark.slow
 def test_qrs_voltage_rises_with_lv_mass(measured: pd.DataFrame) -> None:
     rho = stats.spearmanr(measured.qrs_amp, measured.lvm).statistic
     assert rho > 0.5, rho
 
 
+@pytest.mark.slow
 def test_qrs_width_follows_conduction_and_ejection_fraction(measured: pd.DataFrame) -> None:
     width = measured.groupby("conduction").qrs_width.median()
     assert width["LBBB"] > width["normal"] + 40 and width["RBBB"] > width["normal"] + 30, width
@@ -205,6 +208,7 @@ def test_qrs_width_follows_conduction_and_ejection_fraction(measured: pd.DataFra
     assert stats.spearmanr(measured.qrs_width, measured.lvef).statistic < -0.2
 
 
+@pytest.mark.slow
 def test_cine_lv_pool_follows_the_volume_curve(cohort: tuple[pd.DataFrame, ArrayStore]) -> None:
     table, store = cohort
     correlations = []
@@ -221,6 +225,7 @@ def test_cine_lv_pool_follows_the_volume_curve(cohort: tuple[pd.DataFrame, Array
     assert min(correlations) > 0.9 and np.median(correlations) > 0.97
 
 
+@pytest.mark.slow
 def test_end_systole_is_timed_by_the_ecg(cohort: tuple[pd.DataFrame, ArrayStore]) -> None:
     table, store = cohort
     fs = store.meta.sampling_rate
@@ -236,6 +241,7 @@ def test_end_systole_is_timed_by_the_ecg(cohort: tuple[pd.DataFrame, ArrayStore]
     assert stats.spearmanr(table.es_ms, table.qt_ms).statistic > 0.5
 
 
+@pytest.mark.slow
 def test_ejection_and_atrial_kick_follow_the_ecg(cohort: tuple[pd.DataFrame, ArrayStore]) -> None:
     table, store = cohort
     fs, trace_hz = store.meta.sampling_rate, store.meta.attrs["volume_trace_hz"]
@@ -251,6 +257,7 @@ def test_ejection_and_atrial_kick_follow_the_ecg(cohort: tuple[pd.DataFrame, Arr
             assert at(qrs_on + 0.8 * table.emd_ms[i] / 1000 * fs) >= table.lvedv[i] - 1e-3
 
 
+@pytest.mark.slow
 def test_marginals_follow_uk_biobank_reference_ranges(cohort: tuple[pd.DataFrame, ArrayStore]) -> None:
     table, _ = cohort
     normal = table[(table.phenotype_class == "normal") & (table.conduction == "normal")]

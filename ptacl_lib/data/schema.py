@@ -1,4 +1,4 @@
-"""The manifest contract (DESIGN §2): column names, lead order and phenotype units."""
+"""The manifest contract (docs/design.md §2.1): column names, lead order and phenotype units."""
 
 from __future__ import annotations
 

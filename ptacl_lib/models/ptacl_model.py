@@ -21,9 +21,8 @@ class ModelConfig:
 
     ``small`` (the default, CPU demo; ~0.2 M parameters): ECG patch 5 samples at 100 Hz, so a 10 s
     recording gives 200 tokens of width 64, 3 layers, 4 heads; CMR CNN with 16/32/64 channels on
-    32x32 frames, 2 temporal layers of width 64; shared space 64. A PTACL step on a batch of 64
-    costs about 0.5 CPU-seconds (ECG 0.3, CMR 0.2), so 15 epochs over the ~700 training subjects
-    of the 1,000-subject demo cohort take about 1-1.5 minutes on 2 cores.
+    32x32 frames, 2 temporal layers of width 64; shared space 64. Measured step times are in
+    ``benchmarks/RESULTS.md``.
 
     ``base`` (paper-like, for a GPU; ~116 M parameters): ViT-B-like ECG transformer (width 768,
     12 layers, 12 heads, patch 10 samples -> 100 tokens), CMR CNN with 64/128/256/512 channels and

@@ -1,4 +1,4 @@
-"""Synthetic paired ECG-cine cohort with known ground truth (DESIGN §2).
+"""Synthetic paired ECG-cine cohort with known ground truth (docs/design.md §2.4).
 
 One latent state per subject (``latent``) drives a 12-lead ECG built from a cardiac dipole
 (``ecg``), ventricular volume curves timed by that ECG (``mechanics``) and short-axis cine frames
