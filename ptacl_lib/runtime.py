@@ -17,23 +17,6 @@ import torch.distributed as dist
 from .atomic import replacing
 
 
-def configure_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads: ``OMP_NUM_THREADS`` when set, else ``threads``, else all usable cores.
-
-    Returns the number in force. (Measured numbers on the effect are in ``benchmarks/RESULTS.md``.)
-    """
-    env = os.environ.get("OMP_NUM_THREADS", "")
-    if env.isdigit() and int(env) > 0:
-        n = int(env)
-    elif threads:
-        n = int(threads)
-    else:
-        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
-    return n
-
-
 def resolve_device(name: str = "auto") -> torch.device:
     """``"auto"`` picks CUDA when present (respecting ``LOCAL_RANK`` under torchrun), else CPU."""
     if name == "auto":

@@ -261,7 +261,7 @@ def evaluate_loss(objective: nn.Module, loader: DataLoader, config: TrainConfig,
 
 def fit(config: TrainConfig) -> Path:
     """Train ``config.objective`` and return the run directory (``ptacl_lib.runs`` has its layout)."""
-    configure_threads(config.threads or None)
+    configure_threads(config.threads)
     device = resolve_device(config.device)
     dist_info = init_distributed(device)
     try:
