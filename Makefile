@@ -29,13 +29,14 @@ demo: install
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null)
 
-# Everything, lint first: what CI runs.
+# Everything, lint first: what CI runs. Tests use tiny batches, where one torch thread per process is
+# fastest (benchmarks/RESULTS.md, "CPU threads"); set OMP_NUM_THREADS to override.
 test: lint browser
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q
 
 # The inner loop: every test not marked slow (under a minute on 2 cores).
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q -m "not slow"
 
 lint: install
 	$(PY) -m ruff check .

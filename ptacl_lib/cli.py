@@ -104,6 +104,10 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _report_study(result: object) -> None:
+    import os
+
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the study
+        return
     print(f"report: {result.report}")  # type: ignore[attr-defined]
     if result.failed_notebooks:  # type: ignore[attr-defined]
         raise ValueError(f"the study finished, but notebook(s) failed: {', '.join(result.failed_notebooks)}"  # type: ignore[attr-defined]

@@ -117,11 +117,17 @@ def train_arms(config: StudyConfig) -> list[Path]:
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     parallel = config.jobs > 1 and not distributed and resolve_device(config.device).type == "cpu"
     if not parallel:
+        from .runtime import cleanup_distributed, init_distributed
         from .train import fit
 
-        for cfg in configs:
-            print(f"[study] train {cfg.objective} seed {cfg.seed} -> {cfg.run_dir}", flush=True)
-            fit(cfg)
+        dist_info = init_distributed(resolve_device(config.device))  # one process group for every run
+        try:
+            for cfg in configs:
+                if dist_info.is_main:
+                    print(f"[study] train {cfg.objective} seed {cfg.seed} -> {cfg.run_dir}", flush=True)
+                fit(cfg)
+        finally:
+            cleanup_distributed()
         return [Path(c.run_dir) for c in configs]
     PreprocessedCohort.build_or_load(open_cohort(config.manifest), PreprocessConfig())  # once, before the workers
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -263,11 +263,13 @@ def fit(config: TrainConfig) -> Path:
     """Train ``config.objective`` and return the run directory (``ptacl_lib.runs`` has its layout)."""
     configure_threads(config.threads)
     device = resolve_device(config.device)
+    joined = torch.distributed.is_available() and torch.distributed.is_initialized()
     dist_info = init_distributed(device)
     try:
         return _fit(config, device, dist_info)
     finally:
-        cleanup_distributed()
+        if not joined:  # a caller that set the group up (``study.train_arms``) keeps it for its next run
+            cleanup_distributed()
 
 
 def _initial_model(config: TrainConfig) -> tuple[PTACLModel, ModelConfig]:

@@ -121,3 +121,26 @@ def test_parallel_training_matches_serial(tiny_cohort: Path, tmp_path: Path) -> 
     for a, b in zip(serial, parallel):
         pd.testing.assert_frame_equal(read_metrics(a)[0][["loss"]], read_metrics(b)[0][["loss"]], check_exact=True)
     assert os.environ.get("WORLD_SIZE") is None
+
+
+@pytest.mark.slow
+def test_study_under_torchrun_trains_every_run_in_one_process_group(tiny_cohort: Path, tmp_path: Path) -> None:
+    """Two gloo ranks: every run trains distributed (one group kept across runs), rank 0 writes the report."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    out = tmp_path / "study"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "ptacl_lib.cli", "study", "--manifest", str(tiny_cohort), "--out", str(out), "--arms", "global", "ptacl",
+           "none", "--seeds", "1", "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--no-notebooks",
+           "--no-ceiling"]
+    done = subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("report:") == 1
+    for arm in ("global", "ptacl", "none"):
+        config = json.loads((out / "arms" / arm / "seed0" / "config.json").read_text())
+        assert config["world_size"] == 2
+    assert "Paired contrasts" in (out / "report.md").read_text()
