@@ -1,4 +1,4 @@
-"""The ``ptacl`` command: generate, prepare-ukb, train, evaluate, run-notebooks, demo."""
+"""The ``ptacl`` command: generate, prepare-ukb, train, evaluate, run-notebooks, demo, cxr."""
 
 from __future__ import annotations
 
@@ -160,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true", help="tiny settings, for tests (DEMO_FAST=1)")
     p.add_argument("--out", type=Path, default=None, help="demo folder (default runs/demo)")
     p.set_defaults(func=_cmd_demo)
+
+    from .cxr.cli import add_cxr_parser
+
+    add_cxr_parser(sub)
     return parser
 
 

@@ -9,8 +9,8 @@ Rules (rule-based, in the spirit of the CheXpert labeller, not a copy of it):
 - A finding is named by one of its ``TERMS`` ("atelectasis", "opacities", "congestion", ...) or by an
   anchor word together with a modifier in the same clause (``COMPOUNDS``: "heart" + "enlarged",
   "mediastinum" + "widened", "pleural" + "thickening", "blunting" + "costophrenic").
-- Negation: a cue (``no``, ``without``, ``not``, ``negative``, ``free``, ``absent``, ``nor``) negates the
-  terms after it up to the end of the clause (``.``, ``;``, ``but``, ``however``, ``although``).
+- Negation: a cue (``no``, ``without``, ``not``, ``negative``, ``free``, ``absent``, ``nor``, ``clear of``)
+  negates the terms after it up to the end of the clause (``.``, ``;``, ``but``, ``however``, ``although``).
 - Uncertainty: a hedge anywhere in the clause ("may", "possible", "likely", "cannot be excluded",
   "versus", ...) marks a non-negated mention ``uncertain``. Uncertain mentions count as asserted
   (the "U-Ones" policy) in ``positive_findings``, heatmaps, finding F1 and the post-check.
@@ -124,7 +124,8 @@ def find_mentions(text_or_words: str | list[str]) -> list[Mention]:
             if not hits:
                 continue
             first = hits[0]
-            negated = any(words[i] in _NEGATIONS for i in clause if i < first)
+            negated = any(words[i] in _NEGATIONS or (words[i] == "clear" and i + 1 < first and words[i + 1] == "of")
+                          for i in clause if i < first)
             segment = _segment(words, clause, first)
             side = None if pathology in _NO_SIDE else _nearest(words, segment, first, _SIDES)
             zone = None if pathology in _NO_SIDE else _nearest(words, segment, first, _ZONES)
