@@ -54,13 +54,19 @@ def _clean(text: str | None) -> str:
     return " ".join((text or "").split()) if isinstance(text, str) else ""
 
 
-def openi_image_id(filename: str) -> str:
-    """The NLM image id of an Open-I file name: ``1_IM-0001-4001.dcm.png`` -> ``CXR1_1_IM-0001-4001``.
+_OPENI_NAME = re.compile(r"^(?:CXR)?(\d+)(?:_\d+)?_(IM-[\w-]+)$")
 
-    Names that already are NLM ids (``CXR1_1_IM-0001-4001.png``) keep their stem.
+
+def openi_image_id(filename: str) -> str:
+    """The layout-independent key of an Open-I image: ``CXR<uid>_IM-<nnnn>-<nnnn>``.
+
+    NLM ids are ``CXR10_IM-0002-1001`` (and, for study 1 only, ``CXR1_1_IM-0001-4001``); Kaggle file names
+    are ``10_IM-0002-1001.dcm.png`` and ``1_IM-0001-4001.dcm.png``. Both map to the same key. Names that
+    follow neither pattern keep their stem.
     """
     stem = Path(filename).name.removesuffix(".png").removesuffix(".dcm")
-    return stem if stem.startswith("CXR") else f"CXR{stem}"
+    m = _OPENI_NAME.match(stem)
+    return f"CXR{m.group(1)}_{m.group(2)}" if m else stem
 
 
 def _missing(errors: list[dict[str, str]] | None, file: Path, study: str, reason: str) -> None:
@@ -80,7 +86,7 @@ def _openi_views(projections_csv: str | Path | None) -> dict[str, str]:
 def _openi_image_path(image_dir: Path, image_id: str) -> Path:
     """``<id>.png`` (NLM names) or, failing that, the Kaggle name ``<uid>_IM-....dcm.png``."""
     nlm = image_dir / f"{image_id}.png"
-    kaggle = image_dir / f"{image_id.removeprefix('CXR')}.dcm.png"
+    kaggle = image_dir / f"{openi_image_id(image_id).removeprefix('CXR')}.dcm.png"
     return kaggle if not nlm.exists() and kaggle.exists() else nlm
 
 
@@ -112,7 +118,7 @@ def read_openi(report_dir: str | Path, image_dir: str | Path, projections_csv: s
             image_id = image.get("id")
             if not image_id:
                 raise CXRReadError(f"{xml}: <parentImage> without an id")
-            view = views.get(image_id)
+            view = views.get(openi_image_id(image_id))
             if projections_csv is not None and frontal_only and view != "Frontal":
                 continue
             path = _openi_image_path(image_dir, image_id)
@@ -133,7 +139,7 @@ def read_openi_kaggle(root: str | Path, frontal_only: bool = False, require_find
                       errors: list[dict[str, str]] | None = None) -> list[CXRSample]:
     """Every image of the Kaggle Open-I layout under ``root`` (reports and projections CSVs + PNGs).
 
-    Images are listed by ``indiana_projections.csv`` and named by their NLM id; views are ``Frontal`` or
+    Images are listed by ``indiana_projections.csv`` and named by ``openi_image_id``; views are ``Frontal`` or
     ``Lateral``. Studies without findings text are skipped if ``require_findings``.
     """
     root = Path(root)
