@@ -168,7 +168,7 @@ def prepare_input(name: str, images: torch.Tensor) -> torch.Tensor:
 
 
 _OLD_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|"
-                               r"running_var))$")
+                               r"running_var|num_batches_tracked))$")
 
 
 def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
