@@ -76,7 +76,7 @@ def _downsample(c_in: int, c_out: int, stride: int) -> nn.Sequential | None:
 class ResNet(nn.Module):
     """torchvision's ResNet up to ``layer4`` (no pooling, no ``fc``)."""
 
-    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: tuple[int, int, int, int]) -> None:
+    def __init__(self, block: type[BasicBlock | Bottleneck], layers: tuple[int, int, int, int]) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 def _caption_record(path: Path, decoded: Any, heatmap_dir: Path | None, image_size: int) -> dict[str, Any]:
     from .mentions import CHEXPERT, chexpert_labels
 
-    labels = {CHEXPERT[k]: v for k, v in chexpert_labels(decoded.text).items() if v == v}
+    labels = {CHEXPERT[k]: v for k, v in chexpert_labels(decoded.text).items() if not math.isnan(v)}
     record: dict[str, Any] = {"image": str(path), "caption": decoded.text, "observations": labels}
     if heatmap_dir is not None:
         record["heatmaps"] = _save_heatmaps(path, decoded, heatmap_dir, image_size)
@@ -52,9 +53,8 @@ def _save_heatmaps(path: Path, decoded: Any, out: Path, image_size: int) -> list
     from .data import ImageStore
     from .heatmaps import pathology_heatmaps
     from .plots import overlay_heatmap
-    from .readers import CXRSample
 
-    image = ImageStore(image_size).load(CXRSample("file", path.stem, path.stem, None, path, None, "", "")) / 255.0
+    image = ImageStore(image_size).load_file(path)
     out.mkdir(parents=True, exist_ok=True)
     files = []
     for pathology, heat in pathology_heatmaps(decoded, image.shape).items():

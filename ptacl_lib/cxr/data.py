@@ -167,6 +167,12 @@ class ImageStore:
         return grey
 
 
+    def load_file(self, path: str | Path) -> np.ndarray:
+        """One image file as float32 ``[size, size]`` in [0, 1] (no cache), for captioning single files."""
+        path = Path(path)
+        return self.load(CXRSample("file", path.stem, path.stem, None, path, None, "", "")).astype(np.float32) / 255.0
+
+
 class _ScanDataset(Dataset):
     def __init__(self, samples: Sequence[CXRSample], store: ImageStore) -> None:
         self.samples, self.store = list(samples), store

@@ -113,7 +113,7 @@ def find_mentions(text_or_words: str | list[str]) -> list[Mention]:
     words = tokenize(text_or_words) if isinstance(text_or_words, str) else list(text_or_words)
     mentions = []
     for clause in _clauses(words):
-        cw = set(words[i] for i in clause)
+        cw = {words[i] for i in clause}
         hedged = bool(_HEDGES & cw)
         for pathology, terms in TERMS.items():
             hits = [i for i in clause if words[i] in terms]

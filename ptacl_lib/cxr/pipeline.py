@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
@@ -308,7 +307,6 @@ def caption_files(run_dir: str | Path, images: Sequence[str | Path], beam: int =
     store = ImageStore(config.image_size)
     out = []
     for path in images:
-        sample = CXRSample("file", Path(path).stem, Path(path).stem, None, Path(path), None, "", "")
-        image = store.load(sample).astype(np.float32) / 255.0
+        image = store.load_file(path)
         out.append((Path(path), beam_search(trained.model, trained.vocab, image, beam, config.max_len)))
     return out
