@@ -134,3 +134,18 @@ def test_load_samples_phantoms_and_bad_roots(tmp_path: Path) -> None:
         load_samples("openi-kaggle", tmp_path / "nowhere")
     with pytest.raises(ValueError, match="dataset"):
         load_samples("chexpert", tmp_path)
+
+
+def test_load_samples_mimic_keeps_all_views_and_splits_by_patient(tmp_path: Path) -> None:
+    from test_cxr_readers import _mimic
+
+    root = _mimic(tmp_path)
+    errors: list[dict[str, str]] = []
+    samples = load_samples("mimic-cxr", root, errors)
+    assert sorted(s.view for s in samples) == ["AP", "LATERAL", "PA"] and not errors
+    assert len(load_samples("mimic-cxr", root, frontal_only=True)) == 2
+    splits = split_studies(samples, (0.5, 0.0, 0.5))
+    assert dict(zip(splits["study_id"], splits["subject_id"])) == {"50414267": "10000032", "50771383": "10000898"}
+    (root / "files" / "p10" / "p10000898" / "s50771383.txt").unlink()  # a lost report: listed, not fatal
+    kept = load_samples("mimic-cxr", root, errors)
+    assert {s.study_id for s in kept} == {"50414267"} and errors[0]["file"].endswith("s50771383.txt")

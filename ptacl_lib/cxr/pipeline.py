@@ -99,12 +99,13 @@ def _lr(config: CXRRunConfig, epoch: int) -> float:
     return config.lr * warm * 0.5 * (1 + math.cos(math.pi * epoch / max(config.epochs, 1)))
 
 
-def _loader(samples: Sequence[CXRSample], config: CXRRunConfig, vocab: Vocabulary, shuffle: bool) -> DataLoader:
+def _loader(samples: Sequence[CXRSample], config: CXRRunConfig, vocab: Vocabulary, shuffle: bool,
+            epoch: int = 0) -> DataLoader:
     captions = [report_target(s, config.target) for s in samples]
     data = CaptionDataset(samples, captions, vocab, _store(config), config.max_len)
     return DataLoader(data, batch_size=config.batch_size, shuffle=shuffle, num_workers=config.workers,
                       collate_fn=functools.partial(collate_captions, pad=vocab.pad),
-                      generator=torch.Generator().manual_seed(config.seed), persistent_workers=False)
+                      generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
 
 
 def _split_samples(samples: Sequence[CXRSample], splits: pd.DataFrame, name: str) -> list[CXRSample]:
@@ -170,8 +171,8 @@ def train_run(config: CXRRunConfig, resume: bool = False, log: bool = True) -> P
         for group in optimizer.param_groups:
             group["lr"] = _lr(config, epoch)
         t0 = time.perf_counter()
-        torch.manual_seed(config.seed + epoch)
-        train = _run_epoch(model, _loader(train_set, config, vocab, True), config, vocab, device, optimizer)
+        torch.manual_seed(config.seed * 1000 + epoch)  # dropout and shuffle depend on the epoch only
+        train = _run_epoch(model, _loader(train_set, config, vocab, True, epoch), config, vocab, device, optimizer)
         val = _run_epoch(model, _loader(val_set, config, vocab, False), config, vocab, device) if val_set else {}
         record = {"epoch": epoch + 1, "lr": _lr(config, epoch), **{f"train_{k}": v for k, v in train.items()},
                   **{f"val_{k}": v for k, v in val.items()}, "seconds": time.perf_counter() - t0}
