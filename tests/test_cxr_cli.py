@@ -94,3 +94,16 @@ def test_caption_metrics_without_java(no_java: None) -> None:
     assert math.isnan(scores["METEOR"]) and scores["BLEU-1"] > 0.5
     with pytest.raises(RuntimeError, match="Java"):
         cxr_metrics.caption_metrics(["a ."], ["a ."], meteor=True)
+
+
+def test_backbone_encoder_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no weights on disk
+    args = ["cxr", "train", "--dataset", "phantoms", "--n-phantoms", "6", "--encoder", "resnet18", "--epochs", "1",
+            "--image-size", "32", "--batch-size", "3", "--min-word-count", "1", "--fractions", "0.5", "0.0", "0.5"]
+    assert main([*args, "--run-dir", str(tmp_path / "a")]) == 2
+    assert "resnet18-f37072fd.pth" in capsys.readouterr().err
+    assert main([*args, "--run-dir", str(tmp_path / "b"), "--encoder-weights", "none"]) == 0
+    from ptacl_lib.cxr.train import load_captioner
+
+    assert load_captioner(tmp_path / "b" / "best.pt").model.config.encoder == "resnet18"
