@@ -1,4 +1,4 @@
-"""The ``ptacl`` command: generate, prepare-ukb, train, evaluate, run-notebooks, demo, cxr."""
+"""The ``ptacl`` command: generate, prepare-ukb, train, evaluate, run-notebooks, demo."""
 
 from __future__ import annotations
 
