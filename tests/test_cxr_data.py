@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from ptacl_lib.cxr.data import (CaptionDataset, ImageStore, clean_report, collate_captions, load_samples,
-                                report_target, scan_images, split_studies)
+                                report_target, scan_images, split_studies, splits_from_table)
 from ptacl_lib.cxr.fixtures import write_kaggle_fixture
 from ptacl_lib.cxr.readers import CXRReadError, CXRSample, openi_image_id, read_openi, read_openi_kaggle
 from ptacl_lib.cxr.vocab import Vocabulary
@@ -149,3 +149,20 @@ def test_load_samples_mimic_keeps_all_views_and_splits_by_patient(tmp_path: Path
     (root / "files" / "p10" / "p10000898" / "s50771383.txt").unlink()  # a lost report: listed, not fatal
     kept = load_samples("mimic-cxr", root, errors)
     assert {s.study_id for s in kept} == {"50414267"} and errors[0]["file"].endswith("s50771383.txt")
+
+
+def test_given_split_table_like_mimics_official_one(tmp_path: Path) -> None:
+    from test_cxr_readers import _mimic
+
+    samples = load_samples("mimic-cxr", _mimic(tmp_path / "m"))
+    table = tmp_path / "mimic-cxr-2.0.0-split.csv"  # MIMIC's columns: one row per image
+    table.write_text("dicom_id,study_id,subject_id,split\n02aa804e-bde0afdd,50414267,10000032,validate\n"
+                     "174413ec-4ec4c1f7,50414267,10000032,validate\n9,59999999,10000099,test\n")
+    splits = splits_from_table(samples, table)
+    assert splits.to_dict("records") == [{"study_id": "50414267", "subject_id": "10000032", "split": "val"}]
+    table.write_text("study_id,split\n50414267,train\n50414267,test\n")
+    with pytest.raises(ValueError, match="50414267 is in two splits"):
+        splits_from_table(samples, table)
+    table.write_text("study_id,fold\n50414267,1\n")
+    with pytest.raises(ValueError, match="study_id and split"):
+        splits_from_table(samples, table)

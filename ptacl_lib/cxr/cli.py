@@ -21,7 +21,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         dataset=args.dataset, root=str(args.root or ""), run_dir=str(args.run_dir), epochs=args.epochs,
         image_size=args.image_size, encoder=args.encoder, encoder_weights=args.encoder_weights,
         batch_size=args.batch_size, lr=args.lr, max_len=args.max_len, min_word_count=args.min_word_count,
-        target=args.target, frontal_only=args.frontal_only, split_fractions=tuple(args.fractions), seed=args.seed,
+        target=args.target, frontal_only=args.frontal_only, split_fractions=tuple(args.fractions),
+        splits_csv=str(args.splits_csv or ""), seed=args.seed,
         workers=args.workers, cache_dir=str(args.cache_dir or ""), n_phantoms=args.n_phantoms, device=args.device)
     print(f"run directory: {train_run(config, resume=args.resume)}")
 
@@ -127,6 +128,8 @@ def add_cxr_parser(subparsers: Any) -> None:
     p.add_argument("--target", default="findings", choices=("findings", "findings+impression", "impression"))
     p.add_argument("--frontal-only", action="store_true", help="drop lateral views")
     p.add_argument("--fractions", type=float, nargs=3, default=(0.7, 0.1, 0.2), metavar=("TRAIN", "VAL", "TEST"))
+    p.add_argument("--splits-csv", type=Path, default=None,
+                   help="a given split (study_id, split), e.g. mimic-cxr-2.0.0-split.csv; replaces --fractions")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="image-decoding worker processes")
     p.add_argument("--cache-dir", type=Path, default=None, help="resized-image cache folder")

@@ -133,6 +133,36 @@ def split_studies(samples: Sequence[CXRSample], fractions: tuple[float, float, f
     return studies
 
 
+_SPLIT_NAMES = {"train": "train", "val": "val", "validate": "val", "validation": "val", "test": "test"}
+
+
+def splits_from_table(samples: Sequence[CXRSample], path: str | Path) -> pd.DataFrame:
+    """``study_id, subject_id, split`` from a given split table, e.g. MIMIC-CXR's ``mimic-cxr-2.0.0-split.csv``.
+
+    The table needs ``study_id`` and ``split`` (``train``, ``val``/``validate``, ``test``); one row per image is
+    fine. Studies of ``samples`` that the table does not list are left out; a study listed in two splits is an
+    error.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"split table not found: {path}")
+    table = pd.read_csv(path, dtype=str)
+    if not {"study_id", "split"} <= set(table.columns):
+        raise ValueError(f"{path}: needs columns study_id and split, has {list(table.columns)}")
+    table["split"] = table["split"].str.strip().str.lower().map(_SPLIT_NAMES)
+    if table["split"].isna().any():
+        raise ValueError(f"{path}: split values must be train, val/validate or test")
+    per_study = table.drop_duplicates(["study_id", "split"])
+    twice = per_study["study_id"][per_study["study_id"].duplicated()]
+    if len(twice):
+        raise ValueError(f"{path}: study {twice.iloc[0]} is in two splits")
+    split_of = dict(zip(per_study["study_id"], per_study["split"]))
+    studies = pd.DataFrame([(s.study_id, s.subject_id or "") for s in samples], columns=["study_id", "subject_id"])
+    studies = studies.drop_duplicates("study_id")
+    studies["split"] = studies["study_id"].map(split_of)
+    return studies.dropna(subset=["split"]).reset_index(drop=True)
+
+
 class ImageStore:
     """Decode one sample's image as grey uint8 ``[size, size]``; with ``cache_dir``, through a resized cache.
 

@@ -31,7 +31,7 @@ from ..atomic import replacing
 from ..runtime import load_checkpoint, resolve_device, save_checkpoint, seed_everything, to_device
 from .backbones import load_backbone_weights
 from .data import (CaptionDataset, ImageStore, collate_captions, load_samples, report_target, scan_images,
-                   split_studies, write_errors)
+                   split_studies, splits_from_table, write_errors)
 from .decode import beam_search
 from .metrics import CAPTION_METRICS, METEOR_NO_JAVA, caption_metrics, finding_scores, meteor_available, \
     observation_scores
@@ -66,6 +66,7 @@ class CXRRunConfig:
     target: str = "findings"  # see data.TARGETS
     frontal_only: bool = False
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    splits_csv: str = ""  # a given split (study_id, split), e.g. MIMIC-CXR's official one; "" = seeded split
     seed: int = 0
     workers: int = 0  # DataLoader worker processes for decoding images
     cache_dir: str = ""  # resized-image cache ("" = decode every time)
@@ -80,7 +81,8 @@ def read_run_config(run_dir: str | Path) -> CXRRunConfig:
         raise FileNotFoundError(f"not a cxr run directory (no config.json): {run_dir}")
     values = json.loads(path.read_text())
     values["split_fractions"] = tuple(values["split_fractions"])
-    return CXRRunConfig(**values)
+    known = {f.name for f in dataclasses.fields(CXRRunConfig)}
+    return CXRRunConfig(**{k: v for k, v in values.items() if k in known})
 
 
 def _samples(config: CXRRunConfig, errors: list[dict[str, str]]) -> list[CXRSample]:
@@ -138,7 +140,8 @@ def train_run(config: CXRRunConfig, resume: bool = False, log: bool = True) -> P
     if resume:
         splits, vocab = pd.read_csv(splits_path, dtype=str).fillna(""), Vocabulary.load(vocab_path)
     else:
-        splits = split_studies(samples, config.split_fractions, config.seed)
+        splits = (splits_from_table(samples, config.splits_csv) if config.splits_csv
+                  else split_studies(samples, config.split_fractions, config.seed))
         splits.to_csv(splits_path, index=False)
         train_text = [report_target(s, config.target) for s in _split_samples(samples, splits, "train")]
         vocab = Vocabulary.build(train_text, config.min_word_count)
