@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..atomic import replacing
-from ..runtime import load_checkpoint, resolve_device, save_checkpoint, seed_everything, to_device
+from ..runtime import autocast, load_checkpoint, resolve_device, save_checkpoint, seed_everything, to_device
 from .backbones import load_backbone_weights
 from .data import (CaptionDataset, ImageStore, collate_captions, load_samples, report_target, scan_images,
                    split_studies, splits_from_table, write_errors)
@@ -206,8 +206,9 @@ def _run_epoch(model: ShowAttendTell, loader: DataLoader, config: CXRRunConfig, 
             continue
         batch = to_device(batch, device)
         with torch.set_grad_enabled(optimizer is not None):
-            logits, alphas = model(batch["images"], batch["captions"])
-            loss, parts = caption_loss(logits, alphas, batch["captions"], vocab.pad, config.alpha_c)
+            with autocast(device):  # bf16 on CUDA, a no-op on CPU
+                logits, alphas = model(batch["images"], batch["captions"])
+            loss, parts = caption_loss(logits.float(), alphas.float(), batch["captions"], vocab.pad, config.alpha_c)
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
