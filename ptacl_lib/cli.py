@@ -194,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true", help="same as --scale fast (tests, DEMO_FAST=1)")
     p.add_argument("--out", type=Path, default=None, help="demo folder (default runs/demo)")
     p.set_defaults(func=_cmd_demo)
+
+    from .cxr.cli import add_cxr_parser
+
+    add_cxr_parser(sub)
     return parser
 
 

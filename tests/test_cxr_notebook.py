@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from conftest import run_notebook
+from ptacl_lib.cxr.fixtures import write_kaggle_fixture
 
 
 @pytest.mark.slow
@@ -28,5 +30,27 @@ def test_notebook_07_runs_and_writes_metrics(tmp_path: Path) -> None:
     reports = json.loads((run_dir / "reports.json").read_text())
     assert reports and all("IMPRESSION:" in r["text"] for r in reports)
     nb = nbformat.read(executed, as_version=4)
-    last = nb.cells[-1]
-    assert last.cell_type == "code" and any("text/html" in o.get("data", {}) for o in last.outputs)  # the table
+    table = next(c for c in nb.cells if "metrics = evaluation.metrics" in c.source)
+    assert any("text/html" in o.get("data", {}) for o in table.outputs)  # the phantom metrics table
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "real-data section is skipped" in text  # root = "" by default
+
+
+@pytest.mark.slow
+def test_notebook_07_real_data_section_on_kaggle_fixture(tmp_path: Path) -> None:
+    """Section 6 on a Kaggle-layout Open-I fixture (synthetic images and text, one missing, one truncated image)."""
+    root = tmp_path / "openi"
+    damaged = write_kaggle_fixture(root, n_studies=12, image_size=32)
+    real_run = tmp_path / "real"
+    executed = run_notebook("07_cxr_report_generation.ipynb", tmp_path / "executed", n_phantoms=16, n_test=4,
+                            epochs=1, image_size=32, beam_size=2, device="cpu", use_llm=False, meteor=False,
+                            run_dir=str(tmp_path / "cxr"), root=str(root), dataset="openi-kaggle",
+                            real_run_dir=str(real_run), real_epochs=1, real_image_size=32, real_batch_size=4,
+                            real_min_word_count=1)
+    metrics = json.loads((real_run / "metrics.json").read_text())
+    assert metrics["n_studies"] >= 1 and "views merged" in metrics["protocol"]
+    errors = pd.read_csv(real_run / "errors.csv")
+    assert {Path(f) for f in errors["file"]} >= {damaged["missing"], damaged["truncated"]}
+    assert (real_run / "word_attention.png").exists()
+    nb = nbformat.read(executed, as_version=4)
+    assert any("text/html" in o.get("data", {}) for o in nb.cells[-1].outputs)  # the real-data metrics table

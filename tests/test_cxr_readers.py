@@ -69,8 +69,9 @@ def test_read_openi(tmp_path: Path) -> None:
         "Normal chest x-XXXX.", "Positive TB test", "None.")
     assert len(read_openi(reports, images, require_findings=False)) == 4
     proj = tmp_path / "indiana_projections.csv"
-    proj.write_text("uid,filename,projection\n1,CXR1_1_IM-0001-3001.dcm.png,Frontal\n1,CXR1_1_IM-0001-4001.dcm.png,"
-                    "Lateral\n2,CXR2_1_IM-0652-1001.dcm.png,Frontal\n")
+    # Kaggle's real names: "1_IM-0001-3001.dcm.png" is NLM image "CXR1_1_IM-0001-3001"
+    proj.write_text("uid,filename,projection\n1,1_IM-0001-3001.dcm.png,Frontal\n1,1_IM-0001-4001.dcm.png,"
+                    "Lateral\n2,2_IM-0652-1001.dcm.png,Frontal\n")
     frontal = read_openi(reports, images, projections_csv=proj)
     assert [s.sample_id for s in frontal] == ["CXR1_1_IM-0001-3001", "CXR2_1_IM-0652-1001"]
     assert {s.view for s in frontal} == {"Frontal"}
@@ -83,6 +84,9 @@ def test_openi_errors_name_the_file(tmp_path: Path) -> None:
     (images / "CXR2_1_IM-0652-1001.png").unlink()
     with pytest.raises(CXRReadError, match="2.xml.*CXR2_1_IM-0652-1001"):
         read_openi(reports, images)
+    errors: list[dict[str, str]] = []  # with an error list the image is reported and skipped instead
+    assert [s.study_id for s in read_openi(reports, images, errors=errors)] == ["CXR1", "CXR1"]
+    assert [(e["study_id"], Path(e["file"]).name) for e in errors] == [("CXR2", "CXR2_1_IM-0652-1001.png")]
     _png(images / "CXR2_1_IM-0652-1001.png")
     (reports / "9.xml").write_text("<eCitation><oops></eCitation>")
     with pytest.raises(CXRReadError, match="9.xml"):

@@ -67,7 +67,13 @@ def localisation_table(decoded: list[DecodedCaption], phantoms: PhantomSet, tole
 def evaluate_captioner(trained: TrainedCaptioner, phantoms: PhantomSet, beam_size: int = 3,
                        max_len: int = 40, meteor: bool | None = None, tolerance: int = 0,
                        words: str = "phrase") -> CaptionEvaluation:
-    """Beam-decode every phantom and score captions against the reference captions and masks."""
+    """Beam-decode every phantom and score captions against the reference captions and masks.
+
+    Real data (Open-I, MIMIC-CXR) has no masks: score it with ``pipeline.evaluate_run`` (``ptacl cxr evaluate``).
+    """
+    if not isinstance(phantoms, PhantomSet):
+        raise TypeError(f"evaluate_captioner scores a PhantomSet, got {type(phantoms).__name__}; for real data use "
+                        "ptacl_lib.cxr.pipeline.evaluate_run (ptacl cxr evaluate)")
     decoded = caption_images(trained.model, trained.vocab, phantoms.images, beam_size, max_len)
     texts = [d.text for d in decoded]
     metrics = caption_metrics(texts, phantoms.captions, meteor=meteor)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 import shutil
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from scipy import ndimage
 
-from .mentions import positive_findings
+from .mentions import CHEXPERT, observations_present, positive_findings
 from .vocab import tokenize
 
 CAPTION_METRICS: tuple[str, ...] = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D")
@@ -24,6 +24,9 @@ CAPTION_METRICS: tuple[str, ...] = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "MET
 def meteor_available() -> bool:
     """METEOR runs when a ``java`` executable is on PATH."""
     return shutil.which("java") is not None
+
+
+METEOR_NO_JAVA = "METEOR needs a Java runtime and no 'java' was found on PATH; it is reported as NaN"
 
 
 def caption_metrics(candidates: Sequence[str], references: Sequence[str | Sequence[str]],
@@ -74,6 +77,31 @@ def finding_scores(candidates: Sequence[str], references: Sequence[str]) -> dict
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"finding_precision": precision, "finding_recall": recall, "finding_f1": f1}
+
+
+def observation_scores(candidates: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
+    """Clinical efficacy over the 14 CheXpert observations (``mentions.CHEXPERT``; uncertain counts as present).
+
+    Returns micro precision/recall/F1 over all (text, observation) pairs, the macro F1 over observations
+    that occur in the references or candidates, and ``chexpert_f1_per_observation`` (label -> F1).
+    """
+    counts = {k: [0, 0, 0] for k in CHEXPERT}  # tp, fp, fn
+    for cand, ref in zip(candidates, references, strict=True):
+        c, r = observations_present(cand), observations_present(ref)
+        for k in CHEXPERT:
+            counts[k][0] += k in c and k in r
+            counts[k][1] += k in c and k not in r
+            counts[k][2] += k in r and k not in c
+    tp, fp, fn = (sum(v[i] for v in counts.values()) for i in range(3))
+    per = {CHEXPERT[k]: _f1(*v) for k, v in counts.items() if sum(v)}
+    precision, recall = (tp / (tp + fp) if tp + fp else 0.0), (tp / (tp + fn) if tp + fn else 0.0)
+    return {"chexpert_micro_precision": precision, "chexpert_micro_recall": recall,
+            "chexpert_micro_f1": _f1(tp, fp, fn), "chexpert_macro_f1": float(np.mean(list(per.values()))) if per
+            else 0.0, "chexpert_f1_per_observation": per}
+
+
+def _f1(tp: int, fp: int, fn: int) -> float:
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
 def pointing_hit(heatmap: np.ndarray, mask: np.ndarray, tolerance: int = 0) -> bool:

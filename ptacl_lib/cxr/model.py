@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .backbones import BACKBONE_STRIDE, build_backbone, prepare_input
+
 
 @dataclass(frozen=True)
 class CaptionerConfig:
@@ -33,9 +35,13 @@ class CaptionerConfig:
     # Measured on 64 px phantoms (2000, 10-12 epochs): pointing game 0.14 with the paper's start and two
     # convs per stage, 0.33 with one conv per stage and the constant start (chest-region chance ~0.13).
     init_from_features: bool = False
+    # "cnn" (the small greyscale CNN above, the CPU default) or a backbone of ``backbones.BACKBONES``.
+    encoder: str = "cnn"
 
     @property
     def grid_size(self) -> int:
+        if self.encoder != "cnn":
+            return self.image_size // BACKBONE_STRIDE
         return self.image_size // 2 ** len(self.encoder_channels)
 
 
@@ -65,6 +71,30 @@ class GridEncoder(nn.Module):
             images = images.unsqueeze(1)
         f = self.project(self.stages(images))  # [B, D, G, G]
         f = f.flatten(2).transpose(1, 2)
+        if f.shape[1] != self.position.shape[1]:
+            raise ValueError(f"image gives a {f.shape[1]}-cell grid; the model was built for "
+                             f"{self.position.shape[1]} cells (image_size mismatch)")
+        return f + self.position
+
+
+class BackboneGridEncoder(nn.Module):
+    """A ResNet/DenseNet backbone's last feature grid (stride 32) -> ``[B, G*G, D]`` plus a position embedding."""
+
+    def __init__(self, config: CaptionerConfig) -> None:
+        super().__init__()
+        if config.grid_size < 1:
+            raise ValueError(f"image_size {config.image_size} is below the backbone stride {BACKBONE_STRIDE}")
+        self.name = config.encoder
+        self.backbone = build_backbone(config.encoder)
+        self.project = nn.Conv2d(self.backbone.out_channels, config.feature_dim, 1)
+        self.position = nn.Parameter(torch.zeros(1, config.grid_size**2, config.feature_dim))
+        nn.init.normal_(self.position, std=0.02)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` [B, H, W] or [B, 1, H, W] in [0, 1] -> features [B, G*G, D]."""
+        if images.dim() == 3:
+            images = images.unsqueeze(1)
+        f = self.project(self.backbone(prepare_input(self.name, images))).flatten(2).transpose(1, 2)
         if f.shape[1] != self.position.shape[1]:
             raise ValueError(f"image gives a {f.shape[1]}-cell grid; the model was built for "
                              f"{self.position.shape[1]} cells (image_size mismatch)")
@@ -107,7 +137,7 @@ class ShowAttendTell(nn.Module):
     def __init__(self, config: CaptionerConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = GridEncoder(config)
+        self.encoder = GridEncoder(config) if config.encoder == "cnn" else BackboneGridEncoder(config)
         self.embed = nn.Embedding(config.vocab_size, config.embed_dim)
         self.attention = AdditiveAttention(config.feature_dim, config.hidden_dim, config.attention_dim)
         self.init_h = nn.Linear(config.feature_dim, config.hidden_dim)

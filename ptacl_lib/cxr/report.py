@@ -81,6 +81,16 @@ def caption_sentences(caption: str) -> list[str]:
     return out
 
 
+# Impression wording per pathology; a lung lesion keeps the caption's own word ("nodule", "mass").
+_IMPRESSION_NAMES: dict[str, str] = {
+    "cardiomegaly": "cardiomegaly", "consolidation": "consolidation", "pneumothorax": "pneumothorax",
+    "edema": "edema", "pneumonia": "pneumonia", "atelectasis": "atelectasis", "fracture": "fracture",
+    "effusion": "pleural effusion", "enlarged_cardiomediastinum": "enlarged cardiomediastinum",
+    "lung_opacity": "opacity", "pleural_other": "pleural thickening", "support_devices": "support device",
+}
+_ZONED = frozenset({"nodule", "consolidation", "lung_opacity", "atelectasis", "pneumonia"})
+
+
 def impression_items(caption: str) -> list[str]:
     """One impression line per asserted finding, e.g. ``Small left pleural effusion``."""
     words = tokenize(caption)
@@ -88,12 +98,12 @@ def impression_items(caption: str) -> list[str]:
     for m in find_mentions(words):
         if m.negated:
             continue
-        where = " ".join(x for x in (m.side, m.zone if m.pathology in ("nodule", "consolidation") else None) if x)
-        name = {"cardiomegaly": "cardiomegaly", "effusion": "pleural effusion", "consolidation": "consolidation",
-                "pneumothorax": "pneumothorax", "nodule": words[m.word_indices[0]]}[m.pathology]
-        if m.pathology in ("nodule", "consolidation") and where:
+        zoned = m.pathology in _ZONED
+        where = " ".join(x for x in (m.side, m.zone if zoned else None) if x)
+        name = _IMPRESSION_NAMES.get(m.pathology) or words[m.word_indices[0]]
+        if zoned and where:
             where += " zone"
-        text = f"{where} {name}".strip()
+        text = f"{'possible ' if m.uncertain else ''}{where} {name}".strip()
         items.append(text[0].upper() + text[1:])
     return items
 
