@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -256,7 +256,8 @@ def main(argv: list[str] | None = None) -> None:
                              for r in records["memory"]]) + "\n")
 
     train_share = DEFAULT_FRACTIONS[0]
-    emit(f"PTACL step throughput (peak memory: {memory_kind}; MFU against {args.peak_tflops:g} TFLOP/s; GPU-hours: "
+    mfu_basis = f"MFU against {args.peak_tflops:g} TFLOP/s" if args.peak_tflops else "MFU: pass --peak-tflops"
+    emit(f"PTACL step throughput (peak memory: {memory_kind}; {mfu_basis}; GPU-hours: "
          f"one arm of {args.subjects:,} subjects x {args.epochs} epochs, {train_share:.0%} of them in the train "
          "split, training steps only: no validation, data loading or compile time):\n")
     header = ["preset", "compile", "batch", "step (ms)", "samples/s", "peak memory (GiB)", "TFLOP/s", "MFU (%)",
