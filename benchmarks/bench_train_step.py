@@ -47,6 +47,7 @@ from ptacl_lib.models import ModelConfig, PTACLModel
 from ptacl_lib.runs import BEST_CHECKPOINT, LAST_CHECKPOINT, checkpoint_path
 from ptacl_lib.runtime import autocast, capture_rng_state, resolve_device, seed_everything, to_device
 from ptacl_lib.train import ContrastiveObjective, TrainConfig, _save_epoch, param_groups
+from ptacl_lib.train_config import MODEL_PRESET_NAMES
 
 #: Transformer depths of every preset under ``--dry-run`` (the checkpoints keep the real presets).
 DRY_RUN_OVERRIDES: dict[str, Any] = {"ecg_depth": 1, "cmr_depth": 1}
@@ -164,7 +165,7 @@ def throughput_row(preset: str, compiled: bool, batch_size: int, seconds: float,
 
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
-    """A GitHub markdown table; floats with three significant digits (more below 1, as MFU on a CPU needs)."""
+    """A GitHub markdown table; floats with three significant digits (one decimal from 100 up)."""
     def cell(value: Any) -> str:
         if isinstance(value, float):
             return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3g}"
@@ -179,7 +180,8 @@ def emit(text: str) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["small"], choices=["small", "base"], help="presets, in order")
+    parser.add_argument("--models", nargs="+", default=["small"], choices=MODEL_PRESET_NAMES,
+                        help="presets, in order")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--sweep", type=int, nargs="*", default=[], help="batch sizes for the memory table")
     parser.add_argument("--repeats", type=int, default=20)
