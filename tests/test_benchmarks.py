@@ -1,0 +1,106 @@
+"""The prepared GPU check (``benchmarks/gpu_check.sh``): its CPU dry run prints every promised table with
+finite numbers, and the numbers agree with one another (GPU-hours from samples/s, ratio from step times)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHECKPOINT_HEADER = ["preset", "params (M)", "last.pt with AdamW state (MiB)", "best.pt weights only (MiB)",
+                     "run, last + best (MiB)"]
+RATIO_HEADER = ["preset", "batch", "global-only step (ms)", "PTACL step (ms)", "PTACL / global"]
+MEMORY_HEADER = ["preset", "batch", "peak memory (GiB)", "samples/s"]
+THROUGHPUT_HEADER = ["preset", "compile", "batch", "step (ms)", "samples/s", "peak memory (GiB)", "TFLOP/s", "MFU (%)",
+                     "GPU-hours per arm"]
+
+
+def bench_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_train_step", REPO / "benchmarks" / "bench_train_step.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def markdown_tables(text: str) -> dict[tuple[str, ...], list[dict[str, str]]]:
+    """Every markdown table in ``text``, keyed by its header, as rows of cells."""
+    tables: dict[tuple[str, ...], list[dict[str, str]]] = {}
+    block: list[list[str]] = []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            block.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif block:
+            header, rows = tuple(block[0]), [r for r in block[1:] if not set("".join(r)) <= {"-"}]
+            tables[header] = [dict(zip(header, row)) for row in rows]
+            block = []
+    return tables
+
+
+def number(cell: str) -> float:
+    return float(cell.replace(",", ""))
+
+
+def test_dry_run_settings_and_the_gpu_hours_arithmetic() -> None:
+    bench = bench_module()
+    args = bench.parse_args(["--dry-run", "--batch-size", "512", "--peak-tflops", "989"])
+    assert (args.batch_size, args.repeats, args.sweep) == (2, 2, [1, 2])
+    row = bench.throughput_row("base", False, 256, 0.5, int(1e15), 3.0, args)
+    assert row["samples_per_s"] == 512 and row["tflops"] == pytest.approx(2000)
+    assert row["mfu_pct"] == pytest.approx(100 * 2000 / 989)
+    assert row["gpu_hours_per_arm"] == pytest.approx(28_000 * 0.8 * 50 / 512 / 3600)
+    assert bench.markdown_table(["a", "b"], [["x", 1234.5]]).splitlines() == ["| a | b |", "|---|---|",
+                                                                              "| x | 1,234.5 |"]
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_prints_every_promised_number(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
+    result = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--device", "cpu", "--dry-run",
+                             "--json", str(tmp_path / "records.json")],
+                            check=False, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "Dry run" in out and "they measure nothing" in out and "torch.compile (eager) took" in out
+    tables = markdown_tables(out)
+    assert set(tables) == {tuple(h) for h in (CHECKPOINT_HEADER, RATIO_HEADER, MEMORY_HEADER, THROUGHPUT_HEADER)}
+    for header, rows in tables.items():
+        for row in rows:
+            for column in header:
+                if column not in ("preset", "compile"):
+                    assert math.isfinite(number(row[column])) and number(row[column]) > 0, (column, row)
+
+    checkpoints = {r["preset"]: r for r in tables[tuple(CHECKPOINT_HEADER)]}
+    assert list(checkpoints) == ["small", "base"]
+    for r in checkpoints.values():  # AdamW keeps two moments per weight: last.pt is about three weight copies
+        assert 2.5 < number(r["last.pt with AdamW state (MiB)"]) / number(r["best.pt weights only (MiB)"]) < 3.5
+    assert 100 < number(checkpoints["base"]["params (M)"]) < 130  # the full base preset, even in a dry run
+
+    ratios = tables[tuple(RATIO_HEADER)]
+    assert [r["preset"] for r in ratios] == ["small", "base"]
+    for r in ratios:
+        assert number(r["PTACL / global"]) == pytest.approx(
+            number(r["PTACL step (ms)"]) / number(r["global-only step (ms)"]), rel=0.02)
+    assert [(r["preset"], r["batch"]) for r in tables[tuple(MEMORY_HEADER)]] == [
+        ("small", "1"), ("small", "2"), ("base", "1"), ("base", "2")]
+
+    throughput = tables[tuple(THROUGHPUT_HEADER)]
+    assert [(r["preset"], r["compile"]) for r in throughput] == [
+        ("small", "off"), ("base", "off"), ("small", "on"), ("base", "on")]
+    for r in throughput:
+        assert number(r["samples/s"]) == pytest.approx(2000 / number(r["step (ms)"]), rel=0.02)
+        assert number(r["GPU-hours per arm"]) == pytest.approx(
+            28_000 * 0.8 * 50 / number(r["samples/s"]) / 3600, rel=0.02)
+
+    records = json.loads((tmp_path / "records.json").read_text())
+    assert records["dry_run"] is True
+    assert [len(records[k]) for k in ("checkpoints", "local_loss", "memory", "throughput")] == [2, 2, 4, 4]
+    assert not list(tmp_path.glob("ptacl_ckpt_*")), "the checkpoint sizes' temporary saves are removed"
