@@ -123,11 +123,18 @@ def _t_vector(lat: SubjectLatent, main: np.ndarray) -> np.ndarray:
     return size * (1.0 - 1.6 * lat.lvh_strain) * _unit(orientation(lat) @ _frontal(lat.axis_deg - 15.0, 0.35))
 
 
-def r_lag_seconds(centres: np.ndarray, widths: np.ndarray, vectors: np.ndarray, qrs_s: float) -> float:
-    """Time of the QRS vector-magnitude maximum after QRS onset, on a fine grid."""
+def r_lag_seconds(centres: np.ndarray, widths: np.ndarray, vectors: np.ndarray, qrs_s: float,
+                  projection: np.ndarray | None = None) -> float:
+    """Time of the QRS magnitude maximum after QRS onset, on a fine grid.
+
+    ``projection`` [L, 3] maps the dipole to leads first (the R maximum as the recorded leads show it);
+    without it the dipole's own magnitude is used.
+    """
     t = np.linspace(0.0, 1.2, 1201)[:, None]
-    g = np.exp(-0.5 * ((t - centres) / widths) ** 2)
-    return float(t[np.argmax(np.linalg.norm(g @ vectors, axis=1)), 0] * qrs_s)
+    g = np.exp(-0.5 * ((t - centres) / widths) ** 2) @ vectors
+    if projection is not None:
+        g = g @ projection.T
+    return float(t[np.argmax(np.linalg.norm(g, axis=1)), 0] * qrs_s)
 
 
 def beat_times(lat: SubjectLatent, rng: np.random.Generator, duration_s: float, r_lag: float,
@@ -276,19 +283,23 @@ def simulate_ecg(lat: SubjectLatent, rng: np.random.Generator, duration_s: float
                  noise_scale: float = 1.0) -> EcgRecord:
     """The subject's 12-lead ECG (mV), its true beat fiducials and beat classes."""
     n_samples = int(round(duration_s * fs))
+    lead_field = electrode_vectors(rng, lat)
+    # The R maximum is where the noise-free leads I, II and V1-V6 (the eight independent leads) are
+    # largest together: in a notched QRS the torso decides which notch the recording shows as R.
+    independent = (_LEAD_FROM_ELECTRODES @ lead_field)[[0, 1, 6, 7, 8, 9, 10, 11]]
     centres, widths, vectors = qrs_components(lat)
-    r_lag = r_lag_seconds(centres, widths, vectors, lat.qrs_ms / 1000.0)
+    r_lag = r_lag_seconds(centres, widths, vectors, lat.qrs_ms / 1000.0, independent)
     pvc = pvc_components(lat, rng) if lat.pvc_rate > 0.0 else None
-    pvc_lag = r_lag_seconds(pvc[0], pvc[1], pvc[2], pvc[3]) if pvc is not None else 0.0
+    pvc_lag = r_lag_seconds(pvc[0], pvc[1], pvc[2], pvc[3], independent) if pvc is not None else 0.0
     beats = beat_times(lat, rng, duration_s, r_lag, pvc_lag, pvc[3] if pvc is not None else 0.0)
     clean = dipole(lat, beats, rng, n_samples, fs, pvc)
-    potentials = electrode_vectors(rng, lat) @ clean
+    potentials = lead_field @ clean
     potentials += electrode_noise(lat, rng, n_samples, fs, beats.resp_hz, noise_scale)
     signal = (_LEAD_FROM_ELECTRODES @ potentials).astype(np.float32)
-    # The R maximum on the sample grid: the largest noise-free dipole magnitude near each R time.
+    # The R maximum on the sample grid: the largest noise-free lead magnitude near each R time.
     near = np.rint(beats.r * fs).astype(np.int64)[:, None] + np.arange(-3, 4)
     inside = (near[:, 3] >= 0) & (near[:, 3] < n_samples)
     near = np.clip(near[inside], 0, n_samples - 1)
-    magnitude = np.linalg.norm(clean[:, near], axis=0)
+    magnitude = np.linalg.norm(independent @ clean[:, near].reshape(3, -1), axis=0).reshape(near.shape)
     rpeaks = near[np.arange(near.shape[0]), np.argmax(magnitude, axis=1)]
     return EcgRecord(signal=signal, beats=beats, recorded=inside, rpeaks=rpeaks, labels=beats.labels[inside])
