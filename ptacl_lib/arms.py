@@ -31,7 +31,9 @@ REGISTRY: tuple[Arm, ...] = (
     Arm("supervised", "supervised ECG", True, "ECG -> standardised phenotypes (linear head)"),
     Arm("cmr_probe", "CMR probe (upper ref.)", False, "ridge probe on the PTACL run's CMR embedding"),
     Arm("median_beat", "median-beat ridge (ref.)", False, "ridge on 12-lead median beats + RR (ceiling)"),
-    Arm("latent_oracle", "latent oracle (ref.)", False, "probe on the generator's ECG-side latents (ceiling)"),
+    Arm("latent_oracle", "latent oracle (ref.)", False, "ridge on the generator's ECG-side latents (ceiling)"),
+    Arm("latent_oracle_nonlinear", "latent oracle, trees (ref.)", False,
+        "gradient-boosted trees on the generator's ECG-side latents (ceiling)"),
 )
 
 #: Every arm, in reporting order.

@@ -13,7 +13,8 @@ from scipy import ndimage, signal, stats
 
 from ptacl_lib.data.schema import ARRAY_PREFIX, COVARIATES, LEADS, REQUIRED_COLUMNS, SPLITS
 from ptacl_lib.data.store import ArrayStore
-from ptacl_lib.data.synthetic import FIDUCIALS, GENERATOR_VERSION, generate_cohort
+from ptacl_lib.data import open_cohort
+from ptacl_lib.data.synthetic import BEAT_LABELS, ECG_LATENTS, FIDUCIALS, GENERATOR_VERSION, generate_cohort, true_beats
 
 GROUND_TRUTH = ("conduction", "lvh", "phenotype_class", "pr_ms", "qrs_ms", "qt_ms", "emd_ms", "es_ms")
 
@@ -172,7 +173,11 @@ def test_rpeaks_and_fiducials_are_consistent(tiny_cohort: Path) -> None:
         peaks = store.extras["rpeaks"][i]
         valid = peaks[peaks >= 0]
         assert (peaks[valid.size:] == -1).all() and 6 <= valid.size <= 20
-        assert (np.diff(valid) > 0.4 * fs).all() and valid.max() < store.meta.n_samples
+        labels = store.extras["beat_labels"][i][: valid.size]
+        assert (store.extras["beat_labels"][i][valid.size:] == -1).all() and set(labels) <= {0, 1, 2}
+        sinus_pairs = (labels[1:] == 0) & (labels[:-1] == 0)
+        assert (np.diff(valid)[sinus_pairs] > 0.4 * fs).all() and (np.diff(valid) > 0.25 * fs).all()
+        assert valid.max() < store.meta.n_samples
         assert table.heart_rate[i] == pytest.approx(60 * fs / np.diff(valid).mean(), abs=0.01)
         fid = store.extras["fiducials"][i][: valid.size]
         assert (fid[:, FIDUCIALS.index("r")] == valid).all()
@@ -252,7 +257,7 @@ def test_ejection_and_atrial_kick_follow_the_ecg(cohort: tuple[pd.DataFrame, Arr
         for p_on, qrs_on, *_ in fid[(fid >= 0).all(axis=1)]:
             at = lambda sample: trace[min(int(round(sample / fs * trace_hz)), trace.size - 1)]  # noqa: E731
             # The atrial kick after the P wave adds a real share of the stroke volume ...
-            assert at(qrs_on) - at(p_on + 0.06 * fs) > 0.08 * sv
+            assert at(qrs_on) - at(p_on + 0.06 * fs) > 0.05 * sv  # early filling takes at most 85 %
             # ... and the ventricle stays full from QRS onset until the electromechanical delay has passed.
             assert at(qrs_on + 0.8 * table.emd_ms[i] / 1000 * fs) >= table.lvedv[i] - 1e-3
 
@@ -276,3 +281,52 @@ def test_marginals_follow_uk_biobank_reference_ranges(cohort: tuple[pd.DataFrame
     assert table.lvh[table.phenotype_class == "hypertrophied"].mean() > 0.6
     lbbb_rate = table.groupby(table.lvef < 45).conduction.apply(lambda c: (c == "LBBB").mean())
     assert lbbb_rate[True] > 3 * lbbb_rate[False]
+
+
+def test_latents_and_version_are_recorded(tiny_cohort: Path) -> None:
+    table, store = _open(tiny_cohort)
+    assert store.meta.attrs["version"] == GENERATOR_VERSION == "2.0"
+    assert store.meta.attrs["ecg_latents"] == list(ECG_LATENTS)
+    latents = np.asarray(store.extras["ecg_latents"], dtype=np.float64)
+    assert latents.shape == (len(table), len(ECG_LATENTS)) and np.isfinite(latents).all()
+    named = dict(zip(ECG_LATENTS, latents.T))
+    np.testing.assert_allclose(named["qrs_ms"], table.qrs_ms, atol=0.051)
+    np.testing.assert_array_equal(named["lbbb"] == 1, table.conduction == "LBBB")
+
+
+def test_pvcs_are_wide_premature_and_followed_by_a_compensatory_pause(tmp_path: Path) -> None:
+    cohort = open_cohort(generate_cohort(tmp_path, n_subjects=40, seed=3, p_pvc=1.0, p_af=0.0, progress=False))
+    fs, n_pvc = cohort.sampling_rate, 0
+    for i in range(len(cohort)):
+        beats = true_beats(cohort, i)
+        assert set(beats["label"]) <= {"N", "V"}
+        fid = cohort.extra("fiducials", i)[: len(beats)]
+        width = (fid[:, FIDUCIALS.index("qrs_off")] - fid[:, FIDUCIALS.index("qrs_on")]) / fs * 1000
+        samples, labels = beats["sample"].to_numpy(), beats["label"].to_numpy()
+        for k in np.flatnonzero(labels == "V"):
+            n_pvc += 1
+            assert width[k] >= 140 and fid[k, FIDUCIALS.index("p_on")] == -1
+            if 2 <= k < len(labels) - 1 and labels[k - 1] == labels[k - 2] == labels[k + 1] == "N":
+                sinus = samples[k - 1] - samples[k - 2]
+                assert samples[k] - samples[k - 1] < 0.8 * sinus                     # premature
+                assert samples[k + 1] - samples[k - 1] == pytest.approx(2 * sinus, rel=0.15)  # compensatory
+    assert n_pvc >= 20
+
+
+def test_atrial_fibrillation_is_irregular_without_p_waves(tmp_path: Path) -> None:
+    cohort = open_cohort(generate_cohort(tmp_path, n_subjects=12, seed=4, p_af=1.0, progress=False))
+    af = np.flatnonzero(cohort.table["rhythm"] == "AF")  # p_af is the rate at 63; younger subjects have less
+    assert len(af) >= 6
+    cv = []
+    for i in af:
+        beats = true_beats(cohort, i)
+        assert set(beats["label"]) == {"A"}
+        assert (cohort.extra("fiducials", i)[: len(beats), FIDUCIALS.index("p_on")] == -1).all()
+        rr = np.diff(beats["sample"].to_numpy())
+        cv.append(rr.std() / rr.mean())
+    assert np.median(cv) > 0.1
+    sinus = open_cohort(generate_cohort(tmp_path / "sinus", n_subjects=12, seed=4, p_af=0.0, p_pvc=0.0,
+                                        progress=False))
+    rr = [np.diff(true_beats(sinus, i)["sample"].to_numpy()) for i in range(len(sinus))]
+    assert np.median([r.std() / r.mean() for r in rr]) < 0.06
+    assert BEAT_LABELS == ("N", "V", "A")

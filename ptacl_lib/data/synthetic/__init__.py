@@ -6,8 +6,9 @@ drawn from those curves (``cine``); ``cohort`` writes manifest and array store.
 """
 
 from .cohort import (EXTRA_DESCRIPTIONS, FIDUCIALS, GENERATOR_VERSION, SyntheticOptions, generate_cohort,
-                     simulate_subject)
-from .latent import CONDUCTIONS, PHENOTYPE_CLASSES
+                     simulate_subject, true_beats)
+from .ecg import BEAT_LABELS
+from .latent import CONDUCTIONS, ECG_LATENTS, PHENOTYPE_CLASSES
 
-__all__ = ["CONDUCTIONS", "EXTRA_DESCRIPTIONS", "FIDUCIALS", "GENERATOR_VERSION", "PHENOTYPE_CLASSES",
-           "SyntheticOptions", "generate_cohort", "simulate_subject"]
+__all__ = ["BEAT_LABELS", "CONDUCTIONS", "ECG_LATENTS", "EXTRA_DESCRIPTIONS", "FIDUCIALS", "GENERATOR_VERSION",
+           "PHENOTYPE_CLASSES", "SyntheticOptions", "generate_cohort", "simulate_subject", "true_beats"]

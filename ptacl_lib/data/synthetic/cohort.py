@@ -12,7 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -24,11 +24,16 @@ from ..schema import (ARRAY_PREFIX, DEFAULT_DURATION_S, DEFAULT_IMAGE_SIZE, DEFA
 from ..splits import split_of
 from ..store import ArrayStoreWriter, StoreMeta
 from .cine import CineFrames, CineGeometry, cine_geometry, drawn_lv_mass, render_cine
-from .ecg import EcgRecord, simulate_ecg
-from .latent import AbnormalityRates, sample_latent
+from .ecg import BEAT_LABELS, EcgRecord, simulate_ecg
+from .latent import ECG_LATENTS, AbnormalityRates, ecg_latent_vector, sample_latent
 from .mechanics import chamber_timings, ventricular_volume
 
-GENERATOR_VERSION = "1.0"
+if TYPE_CHECKING:
+    from ..cohort import Cohort
+
+#: 2.0: heart size, habitus, sex, cardiac output, RV forces, orientation and rhythm in the ECG
+#: (docs/cohort.md); ``ecg_latents`` and ``beat_labels`` extras. Frozen: change it with any change to the draws.
+GENERATOR_VERSION = "2.0"
 MANIFEST_NAME = "manifest.csv"
 ARRAYS_DIR = "arrays"
 #: Order of the fiducial columns in the ``fiducials`` extra.
@@ -46,6 +51,10 @@ EXTRA_DESCRIPTIONS: dict[str, str] = {
     "volume_trace": f"float32 [2, duration_s * {TRACE_HZ}]: LV and RV volume (mL) at {TRACE_HZ} Hz "
                     "aligned with the ECG (each beat's curve stretched to that beat's RR)",
     "cine_geometry": "float32 [3]: LV centre row, LV centre column (pixels) and pixel spacing (mm)",
+    "ecg_latents": "float32 [n_latents]: the ECG-side latent variables the ECG was drawn from, "
+                   "named in attrs['ecg_latents'] (the latent oracle's features)",
+    "beat_labels": "int8 [max_beats]: class of each beat in rpeaks, an index into attrs['beat_labels'] "
+                   "(N sinus, V premature ventricular, A atrial fibrillation), padded with -1",
 }
 
 
@@ -64,6 +73,8 @@ class SyntheticOptions:
     p_rbbb: float = 0.03
     p_lbbb: float = 0.02
     p_lbbb_low_ef: float = 0.35
+    p_af: float = 0.012
+    p_pvc: float = 0.06
     workers: int = 1
 
     def __post_init__(self) -> None:
@@ -74,6 +85,7 @@ class SyntheticOptions:
             "sampling_rate must be >= 200 (the ECG carries 50 Hz mains hum)": self.sampling_rate >= 200,
             "noise scales must be >= 0": min(self.ecg_noise_scale, self.image_noise_scale) >= 0.0,
             "p_dilated + p_hypertrophied must be <= 1": 0.0 <= self.p_dilated + self.p_hypertrophied <= 1.0,
+            "p_af and p_pvc must lie in [0, 1]": 0.0 <= self.p_af <= 1.0 and 0.0 <= self.p_pvc <= 1.0,
             "workers must be >= 1": self.workers >= 1,
         }
         failed = [msg for msg, ok in checks.items() if not ok]
@@ -83,7 +95,8 @@ class SyntheticOptions:
     @property
     def rates(self) -> AbnormalityRates:
         return AbnormalityRates(p_dilated=self.p_dilated, p_hypertrophied=self.p_hypertrophied,
-                                p_rbbb=self.p_rbbb, p_lbbb=self.p_lbbb, p_lbbb_low_ef=self.p_lbbb_low_ef)
+                                p_rbbb=self.p_rbbb, p_lbbb=self.p_lbbb, p_lbbb_low_ef=self.p_lbbb_low_ef,
+                                p_af=self.p_af, p_pvc=self.p_pvc)
 
     @property
     def max_beats(self) -> int:
@@ -129,6 +142,7 @@ def _fiducial_samples(record: EcgRecord, fs: float, n_samples: int) -> np.ndarra
     fid = np.rint(np.stack([b.p_on, b.qrs_on, b.r, b.qrs_off, b.t_end], axis=1)[record.recorded] * fs)
     fid = fid.astype(np.int64)
     fid[:, FIDUCIALS.index("r")] = record.rpeaks
+    fid[record.labels != BEAT_LABELS.index("N"), FIDUCIALS.index("p_on")] = -1  # no P wave before a PVC or in AF
     fid[(fid < 0) | (fid >= n_samples)] = -1
     return fid
 
@@ -167,6 +181,7 @@ def simulate_subject(index: int, seed: int, options: SyntheticOptions) -> Subjec
         **_measured_phenotypes(volumes, geometry, frames),
         "age": round(lat.age, 1), "sex": lat.sex, "bsa": round(lat.bsa, 3), "heart_rate": round(60.0 / rr, 2),
         "conduction": lat.conduction, "lvh": lat.lvh, "phenotype_class": lat.phenotype_class,
+        "rhythm": "AF" if lat.af else "sinus", "pvc_beats": int((record.labels == BEAT_LABELS.index("V")).sum()),
         "pr_ms": round(lat.pr_ms, 1), "qrs_ms": round(lat.qrs_ms, 1), "qt_ms": round(lat.qt_ms, 1),
         "emd_ms": round(lat.emd_ms, 1), "es_ms": round(1000.0 * timings[0].end_systole, 1),
     }
@@ -176,6 +191,8 @@ def simulate_subject(index: int, seed: int, options: SyntheticOptions) -> Subjec
         "fiducials": _padded(_fiducial_samples(record, fs, options.n_samples), options.max_beats),
         "volume_trace": trace,
         "cine_geometry": np.array([*geometry.centre, geometry.pixel_mm], dtype=np.float32),
+        "ecg_latents": ecg_latent_vector(lat),
+        "beat_labels": _padded(record.labels, options.max_beats).astype(np.int8),
     }
     return SubjectRecord(ecg=record.signal, cine=frames.images, extras=extras, row=row)
 
@@ -184,14 +201,15 @@ def _store_meta(n_subjects: int, seed: int, options: SyntheticOptions) -> StoreM
     t, k = options.n_frames, options.max_beats
     shapes = {"volumes": ((2, t), "float32"), "rpeaks": ((k,), "int32"), "fiducials": ((k, len(FIDUCIALS)), "int32"),
               "volume_trace": ((2, int(round(options.duration_s * TRACE_HZ))), "float32"),
-              "cine_geometry": ((3,), "float32")}
+              "cine_geometry": ((3,), "float32"), "ecg_latents": ((len(ECG_LATENTS),), "float32"),
+              "beat_labels": ((k,), "int8")}
     return StoreMeta(
         n_subjects=n_subjects, sampling_rate=float(options.sampling_rate), n_samples=options.n_samples,
         n_frames=t, image_size=(options.image_size, options.image_size),
         extras={name: {"shape": list(shape), "dtype": dtype} for name, (shape, dtype) in shapes.items()},
         attrs={"generator": "ptacl_lib.data.synthetic", "version": GENERATOR_VERSION, "seed": seed,
                "options": asdict(options), "fiducials": list(FIDUCIALS), "volume_trace_hz": TRACE_HZ,
-               "extras": EXTRA_DESCRIPTIONS},
+               "extras": EXTRA_DESCRIPTIONS, "ecg_latents": list(ECG_LATENTS), "beat_labels": list(BEAT_LABELS)},
     )
 
 
@@ -243,3 +261,18 @@ def generate_cohort(out_dir: str | Path, n_subjects: int, seed: int = 0, *, n_fr
     manifest = out / MANIFEST_NAME
     pd.DataFrame(rows).to_csv(manifest, index=False)
     return manifest
+
+
+def true_beats(cohort: Cohort, index: int) -> pd.DataFrame:
+    """The true beats of synthetic subject ``index``: columns ``sample`` (R maximum at the cohort's
+    sampling rate) and ``label`` (``BEAT_LABELS``: N sinus, V PVC, A atrial fibrillation).
+
+    Raises ``ValueError`` when the cohort's store has no ``beat_labels`` (not a generator >= 2.0 cohort).
+    """
+    peaks, labels = cohort.extra("rpeaks", index), cohort.extra("beat_labels", index)
+    if peaks is None or labels is None:
+        raise ValueError(f"{cohort.manifest_path}: subject {index} has no 'rpeaks'/'beat_labels' extras "
+                         "(a synthetic cohort of generator version >= 2.0 has both)")
+    keep = peaks >= 0
+    return pd.DataFrame({"sample": peaks[keep].astype(np.int64),
+                         "label": np.asarray(BEAT_LABELS, dtype=object)[labels[keep].astype(np.int64)]})

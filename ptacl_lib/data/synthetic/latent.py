@@ -6,6 +6,11 @@ JCMR 19:18): LVEDV men 166±32 mL / women 124±21 mL, LVEF about 60±6 %, LVM me
 women 70±13 g, RVEDV men 182±36 mL / women 131±24 mL, RVEF about 57±6 %. About a fifth of the
 subjects carry an abnormality: a dilated heart with low EF, a hypertrophied heart, or a bundle
 branch block (LBBB far more likely when the EF is low).
+
+Generator 2.0 adds the couplings real ECGs carry (each with its source in a comment below, the
+calibration in docs/cohort.md): heart size and body habitus in QRS voltage and duration, sex in QRS,
+ST and T, heart rate tied to stroke volume through the cardiac output, right-ventricular forces,
+heart orientation, and rhythm (PVCs, atrial fibrillation).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ class AbnormalityRates:
     p_rbbb: float = 0.03
     p_lbbb: float = 0.02             # in hearts without low EF
     p_lbbb_low_ef: float = 0.35      # in hearts with EF < 45 %
+    p_af: float = 0.012              # atrial fibrillation at age 63 (x 2 per decade, x 3 with EF < 45 %)
+    p_pvc: float = 0.06              # subjects with PVCs (x 2 with EF < 45 %)
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,15 @@ class SubjectLatent:
     qrs_gain: float          # dipole amplitude of the main QRS deflection, mV
     lvh_strain: float        # 0..1, inverts lateral T waves in LVH
     rsa: float               # respiratory sinus arrhythmia, fraction of RR
+    rv_gain: float           # dipole amplitude of right-ventricular free-wall activation, mV
+    st_mv: float             # J-point / ST elevation along the anterior direction, mV
+    t_gain: float            # T-wave amplitude factor
+    rot_x_deg: float         # heart orientation: tilt about the left-right axis
+    rot_y_deg: float         # heart orientation: rotation about the vertical axis (transition zone)
+    chest_gain: float        # precordial attenuation by chest wall, adiposity and breast tissue
+    limb_gain: float         # limb-lead attenuation by body habitus
+    af: bool                 # atrial fibrillation: irregular RR, no P waves, fibrillatory waves
+    pvc_rate: float          # probability that a beat is a premature ventricular contraction
     # mechanics
     emd_ms: float            # QRS onset to LV ejection onset
     es_delay_ms: float       # end-systole relative to T end
@@ -129,38 +145,88 @@ def sample_latent(rng: np.random.Generator, rates: AbnormalityRates = Abnormalit
     lvh = bool(lvm / bsa > _LVH_INDEX[sex])
 
     # Electrical state.
-    heart_rate = float(np.clip(rng.normal(67.0, 9.0) + (8.0 if lvef < 45.0 else 0.0), 46.0, 108.0))
+    # Heart rate follows the cardiac output: at rest CO = HR x SV with a cardiac index of about
+    # 2.5-4 L/min/m^2 (Guyton & Hall, Textbook of Medical Physiology, ch. 20), so a small stroke
+    # volume (small or failing heart) beats faster. The index varies with autonomic tone.
+    # Only part of the stroke-volume variation shows in the rate (the rest is output, i.e. index).
+    sv_ml = lvedv * lvef / 100.0
+    rate_for_output = (bsa / sv_ml) / (1.9 / 88.0)
+    heart_rate = float(np.clip(63.0 * rate_for_output ** 0.4 * np.exp(rng.normal(0.0, 0.14)), 46.0, 110.0))
     pr = float(np.clip(rng.normal(158.0, 18.0) + 0.6 * (age - 63.0), 115.0, 230.0))
     ef_widening = 0.45 * max(0.0, 62.0 - lvef)
-    qrs = rng.normal(88.0 if sex == "M" else 83.0, 7.0) + ef_widening + (6.0 if lvh else 0.0)
+    # QRS duration grows with LV mass and cavity size (the basis of the voltage-duration products:
+    # Okin et al., J Am Coll Cardiol 1995;25:417-423) and is longer in men (Mason et al.,
+    # J Electrocardiol 2007;40:228-234: reference ranges from 79,743 subjects).
+    qrs = (rng.normal(85.0 if sex == "M" else 81.0, 7.0) + 16.0 * np.log(lvm / 85.0)
+           + 12.0 * np.log(lvedv / 145.0) + ef_widening)
     if conduction == "LBBB":
         qrs = rng.uniform(135.0, 170.0) + 0.3 * ef_widening
     elif conduction == "RBBB":
         qrs = rng.uniform(122.0, 150.0)
     qrs = float(np.clip(qrs, 66.0, 185.0))
     rr = 60.0 / heart_rate
-    qtc = rng.normal(ref["qtc"], 16.0) + 0.5 * max(0.0, qrs - 100.0)
+    # QTc longer in women (Rautaharju et al., Can J Cardiol 1992;8:690-695) and in failing hearts.
+    qtc = rng.normal(ref["qtc"], 16.0) + 0.5 * max(0.0, qrs - 100.0) + 0.4 * max(0.0, 50.0 - lvef)
     qt = float(np.clip(qtc * np.sqrt(rr), 300.0, 520.0))  # Bazett
-    axis = rng.normal(40.0, 22.0) - 0.4 * (age - 63.0) - 1.2 * (bmi - 26.0)
+    # Frontal axis: leftward with age and adiposity (Frank et al., J Am Coll Cardiol 1986;7:295-299,
+    # the ECG in obesity), rightward with a larger right ventricle relative to the left.
+    axis = (rng.normal(40.0, 22.0) - 0.4 * (age - 63.0) - 1.2 * (bmi - 26.0)
+            + 40.0 * np.log((rvedv / lvedv) / 1.1))
     if conduction == "LBBB":
         axis = rng.normal(-5.0, 20.0)
     axis = float(np.clip(axis, -45.0, 100.0))
-    # LV mass raises the QRS voltage; a larger chest attenuates it.
-    qrs_gain = float(1.1 * (lvm / 85.0) ** 0.9 * (bsa / 1.9) ** -0.7 * np.exp(0.13 * rng.standard_normal()))
+    # QRS source strength: LV mass, plus the intracavitary blood volume that augments radial
+    # (surface) potentials (Brody, Circ Res 1956;4:731-738). Body habitus attenuates it separately,
+    # below, so the surface voltage is the product of heart and torso (Okin et al., J Am Coll
+    # Cardiol 1996;27:124-131: voltage criteria fail in obesity).
+    qrs_gain = float(1.2 * (lvm / 85.0) ** 0.9 * (lvedv / 145.0) ** 0.3 * np.exp(0.2 * rng.standard_normal()))
+    # Right-ventricular free-wall forces grow with RV size (RV mass tracks RV volume); they pull the
+    # QRS rightward and anterior (RVH criteria: Butler et al., Am J Cardiol 1986;57:639-643).
+    rv_gain = float(0.22 * (rvedv / 150.0) ** 1.2 * np.exp(0.35 * rng.standard_normal()))
     lvh_strain = float(rng.uniform(0.4, 1.0)) if (lvh and rng.random() < 0.6) else 0.0
+    # Sex in repolarisation: J-point/ST elevation in V2-V3 is larger in men and falls with age
+    # (Surawicz & Parikh, J Am Coll Cardiol 2002;40:1870-1876); T waves are taller in men (Mason 2007).
+    st_mv = float(np.clip(rng.normal(0.11 if sex == "M" else 0.04, 0.03) - 0.0015 * (age - 63.0), 0.0, 0.3))
+    t_gain = float((1.1 if sex == "M" else 0.9) * np.exp(0.15 * rng.standard_normal()))
+    # Heart position and torso: inter-individual geometry explains much of the variability of the
+    # multilead ECG (Hoekema et al., IEEE Trans Biomed Eng 2001;48:551-559). Adiposity turns the heart
+    # horizontal and attenuates voltages; breast tissue attenuates the precordial leads in women.
+    rot_x = float(rng.normal(0.0, 12.0) - 0.6 * (bmi - 26.0))
+    rot_y = float(rng.normal(0.0, 20.0))
+    chest_gain = float((bsa / 1.9) ** -0.5 * (bmi / 26.0) ** -0.6 * (0.88 if sex == "F" else 1.0)
+                       * np.exp(0.4 * rng.standard_normal()))
+    limb_gain = float((bmi / 26.0) ** -0.5 * np.exp(0.3 * rng.standard_normal()))
+    # Rhythm: AF in about 2 % of this age range, more with age and in failing or dilated hearts;
+    # frequent PVCs in about 6 % of middle-aged adults on a short ECG (Simpson et al., Am Heart J
+    # 2002;143:535-540, ARIC), more with low EF.
+    p_af = rates.p_af * np.exp(0.07 * (age - 63.0)) * (3.0 if lvef < 45.0 else 1.0)
+    af = bool(rng.random() < p_af)
+    p_pvc = rates.p_pvc * (2.0 if lvef < 45.0 else 1.0)
+    pvc_rate = float(rng.uniform(0.04, 0.2)) if (not af and rng.random() < p_pvc) else 0.0
 
     # Mechanics: delay from electrical activation to ejection, and diastolic filling pattern.
-    emd = rng.uniform(50.0, 80.0) + (rng.uniform(30.0, 60.0) if conduction == "LBBB" else 0.0)
+    # Systolic time intervals: end-systole sits near the end of T (QRS onset + QT + a small delay);
+    # the pre-ejection period (QRS onset to ejection) then follows PEP/LVET = 1.125 - 1.25 EF
+    # (Garrard, Weissler & Dodge, Circulation 1970;42:455-462), so a failing ventricle ejects later
+    # and for shorter; LBBB prolongs it further (dyssynchronous activation). With QT's rate
+    # dependence this reproduces LVET falling with heart rate (Weissler et al., Circulation 1968;37:149-159).
+    es_delay = float(rng.normal(5.0, 8.0))
+    pep_ratio = max(0.2, 1.125 - 1.25 * lvef / 100.0) * np.exp(rng.normal(0.0, 0.08))
+    emd = (qt + es_delay) * pep_ratio / (1.0 + pep_ratio) + (rng.uniform(20.0, 40.0) if conduction == "LBBB" else 0.0)
     stiff = phenotype == "hypertrophied" or lvh
     early_fill = np.clip(0.72 - 0.008 * (age - 63.0) - (0.12 if stiff else 0.0) + rng.normal(0.0, 0.04), 0.35, 0.85)
+    if af:  # no atrial contraction: all filling is passive (the slow-filling share stays)
+        early_fill = 0.92
     return SubjectLatent(
         sex=sex, age=age, height_cm=height, weight_kg=weight, bsa=bsa,
         phenotype_class=phenotype, lvedv=float(lvedv), lvef=lvef, lvm=float(lvm),
         rvedv=float(rvedv), rvef=rvef, lvh=lvh,
         conduction=conduction, heart_rate=heart_rate, pr_ms=pr, qrs_ms=qrs, qt_ms=qt,
         axis_deg=axis, qrs_gain=qrs_gain, lvh_strain=lvh_strain,
-        rsa=float(np.clip(rng.uniform(0.01, 0.05) - 0.0006 * (age - 63.0), 0.003, 0.06)),
-        emd_ms=float(emd), es_delay_ms=float(rng.normal(5.0, 8.0)),
+        rsa=float(np.clip(rng.uniform(0.01, 0.05) - 0.0006 * (age - 63.0), 0.003, 0.06)) if not af else 0.0,
+        rv_gain=rv_gain, st_mv=st_mv, t_gain=t_gain, rot_x_deg=rot_x, rot_y_deg=rot_y,
+        chest_gain=chest_gain, limb_gain=limb_gain, af=af, pvc_rate=pvc_rate,
+        emd_ms=float(emd), es_delay_ms=es_delay,
         ivrt_ms=float(np.clip(rng.normal(75.0, 10.0) + 0.5 * (age - 63.0) + (15.0 if stiff else 0.0), 55.0, 120.0)),
         rapid_fill_ms=float(rng.uniform(120.0, 190.0)),
         early_fill_fraction=float(early_fill),
@@ -168,3 +234,17 @@ def sample_latent(rng: np.random.Generator, rates: AbnormalityRates = Abnormalit
         ecg_noise=float(rng.lognormal(0.0, 0.45)),
         image_noise=float(rng.uniform(0.015, 0.045)),
     )
+
+
+#: The ECG-side latent variables, in the order of ``ecg_latent_vector`` (the ``ecg_latents`` store extra):
+#: every per-subject parameter the ECG simulator draws the recording from (noise levels excluded).
+ECG_LATENTS: tuple[str, ...] = ("heart_rate", "pr_ms", "qrs_ms", "qt_ms", "axis_deg", "qrs_gain", "rv_gain",
+                                "lvh_strain", "st_mv", "t_gain", "rot_x_deg", "rot_y_deg", "chest_gain",
+                                "limb_gain", "rsa", "lbbb", "rbbb", "af", "pvc_rate")
+
+
+def ecg_latent_vector(lat: SubjectLatent) -> np.ndarray:
+    """float32 ``[len(ECG_LATENTS)]``: the subject's ECG-side latents (conduction and AF as 0/1)."""
+    flags = {"lbbb": lat.conduction == "LBBB", "rbbb": lat.conduction == "RBBB", "af": lat.af}
+    return np.array([float(flags[name]) if name in flags else float(getattr(lat, name)) for name in ECG_LATENTS],
+                    dtype=np.float32)
