@@ -119,6 +119,8 @@ def _cell(mean: float, low: float, high: float, digits: int = 3) -> str:
 
 def verdict_lines(paired: pd.DataFrame) -> list[str]:
     """Plain sentences from the paired bootstrap: one per contrast, on the mean R² and LVEF."""
+    if paired.empty:
+        return [f"- No contrast to test: the study holds none of the pairs {list(CONTRASTS)}."]
     lines = []
     for (arm, reference), rows in paired.groupby(["arm", "reference"], sort=False):
         keyed = rows.set_index("target")

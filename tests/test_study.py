@@ -144,3 +144,11 @@ def test_study_under_torchrun_trains_every_run_in_one_process_group(tiny_cohort:
         config = json.loads((out / "arms" / arm / "seed0" / "config.json").read_text())
         assert config["world_size"] == 2
     assert "Paired contrasts" in (out / "report.md").read_text()
+
+
+def test_report_says_so_when_no_contrast_can_be_tested() -> None:
+    from ptacl_lib.report import verdict_lines
+
+    assert verdict_lines(pd.DataFrame()) == [
+        "- No contrast to test: the study holds none of the pairs "
+        "[('ptacl', 'global'), ('ptacl', 'none'), ('global', 'none'), ('supervised', 'none'), ('ecg_ssl', 'none')]."]
