@@ -21,7 +21,10 @@ from ptacl_lib.data.schema import PHENOTYPES
 from ptacl_lib.data.splits import assign_splits, hash_unit, split_of
 
 N_GOOD = 10
-SETTINGS = dict(n_frames=16, image_size=24, min_frames=8, progress=False)
+#: The fixture's ECGs are lead-specific sinusoids (known values for the readers), not heartbeats: ECG
+#: quality control rightly scores them 0, so these runs keep every subject (``min_ecg_quality=0``).
+#: ``test_ecg_quality_skips_or_flags`` below covers the threshold on real-shaped ECGs.
+SETTINGS = dict(n_frames=16, image_size=24, min_frames=8, progress=False, min_ecg_quality=0.0)
 #: subject id -> the reason prepare-ukb must give for skipping it
 BAD = {
     "2000001": "missing_leads", "2000002": "wrong_sample_count", "2000003": "corrupt_file",
@@ -114,16 +117,17 @@ def test_manifest_opens_as_a_cohort_with_the_source_values(prepared: tuple[Path,
 def test_ecg_is_resampled_and_cut_to_the_duration(ukb_inputs: dict[str, Path], tmp_path: Path) -> None:
     task = pu.SubjectTask("1000001", 0, ukb_inputs["ecg_dir"] / "1000001_20205_2_0.xml",
                           ukb_inputs["cmr_dir"] / "1000001_20209_2_0.zip")
-    settings = pu.PrepareSettings(n_frames=16, image_size=24, duration_s=8.0, sampling_rate=250.0, min_frames=8)
+    settings = pu.PrepareSettings(n_frames=16, image_size=24, duration_s=8.0, sampling_rate=250.0, min_frames=8,
+                                  min_ecg_quality=0.0)
     result = pu.load_subject(task, settings)
     assert isinstance(result, pu.SubjectArrays) and result.ecg.shape == (12, 2000)
     full = read_ecg(task.ecg, sampling_rate=250.0).signal
     np.testing.assert_array_equal(result.ecg, full[:, :2000])
-    long = pu.PrepareSettings(n_frames=16, image_size=24, duration_s=10.05, min_frames=8)
+    long = pu.PrepareSettings(n_frames=16, image_size=24, duration_s=10.05, min_frames=8, min_ecg_quality=0.0)
     padded = pu.load_subject(task, long)  # 0.5 % short: edge-padded
     assert isinstance(padded, pu.SubjectArrays) and padded.ecg.shape == (12, 5025)
     assert (padded.ecg[:, 5000:] == padded.ecg[:, 4999:5000]).all()
-    too_long = pu.load_subject(task, pu.PrepareSettings(duration_s=12.0, min_frames=8))
+    too_long = pu.load_subject(task, pu.PrepareSettings(duration_s=12.0, min_frames=8, min_ecg_quality=0.0))
     assert isinstance(too_long, pu.SubjectFailure) and too_long.reason == "ecg_too_short"
 
 
@@ -211,7 +215,7 @@ def test_hash_splits_are_reproducible_and_follow_the_fractions() -> None:
 def test_cli_prepare_ukb(ukb_inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["prepare-ukb", "--ecg-dir", str(ukb_inputs["ecg_dir"]), "--cmr-dir", str(ukb_inputs["cmr_dir"]),
                  "--idp-csv", str(ukb_inputs["idp_csv"]), "--out", str(tmp_path), "--n-frames", "16",
-                 "--image-size", "24", "--min-frames", "8", "--no-progress"])
+                 "--image-size", "24", "--min-frames", "8", "--min-ecg-quality", "0", "--no-progress"])
     assert code == 0
     assert f"{N_GOOD} subjects ok" in capsys.readouterr().out
     assert len(open_cohort(tmp_path)) == N_GOOD

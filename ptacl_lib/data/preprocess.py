@@ -9,8 +9,6 @@ import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from scipy import signal
 
 from .readers.records import resample_ecg
@@ -170,6 +168,9 @@ def resize_cine(cine: np.ndarray, n_frames: int, image_size: int) -> np.ndarray:
     Frame ``k`` of the result still shows cardiac phase ``k / n_frames`` when the input frames are
     evenly spaced over one RR interval starting at the R peak.
     """
+    import torch  # here, so that prepare-ukb's readers and quality checks run without torch
+    import torch.nn.functional as F
+
     t = cine.shape[0]
     if n_frames > t:
         raise ValueError(f"cine has {t} frames, fewer than the {n_frames} requested")

@@ -19,9 +19,12 @@ is the per-subject report the preprocessing cache and ``prepare-ukb`` write.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 #: Relative tolerance of a usable beat's RR around the recording's median RR (±20 %).
 RR_TOLERANCE = 0.20
@@ -29,11 +32,13 @@ RR_TOLERANCE = 0.20
 MIN_USABLE_BEATS = 3
 
 
-def usable_beats(peaks: torch.Tensor, tolerance: float = RR_TOLERANCE) -> torch.Tensor:
+def usable_beats(peaks: "torch.Tensor", tolerance: float = RR_TOLERANCE) -> "torch.Tensor":
     """``[B, K-1]`` bool: beat ``j`` of each row (between sorted peaks ``j`` and ``j+1``) is usable.
 
     ``peaks`` is ``[B, K]`` float, sorted along K, padded with ``inf`` (as ``token_phase_bins`` builds it).
     """
+    import torch
+
     rr = peaks[:, 1:] - peaks[:, :-1]
     exists = torch.isfinite(rr) & (rr > 0)
     median = torch.where(exists, rr, torch.nan).nanmedian(dim=1, keepdim=True).values
@@ -73,6 +78,8 @@ def rhythm_summary(rpeaks: np.ndarray, fs: float, tolerance: float = RR_TOLERANC
     peaks = np.sort(np.asarray(rpeaks, dtype=np.float64)[np.asarray(rpeaks) >= 0])
     if len(peaks) < 2:
         return RhythmSummary(0, 0, float("nan"), np.zeros(0, dtype=bool))
+    import torch
+
     usable = usable_beats(torch.from_numpy(peaks)[None], tolerance)[0].numpy()
     return RhythmSummary(n_beats=len(usable), n_excluded=int((~usable).sum()),
                          median_rr_ms=float(np.median(np.diff(peaks))) * 1000.0 / fs, usable=usable)
