@@ -68,10 +68,10 @@ def qrs_magnitude(ecg: np.ndarray, fs: float, leads: np.ndarray | None = None) -
     QRS in one lead (axis deviation, bundle branch block, an ectopic beat) adds as much as a positive one.
     """
     ecg = np.atleast_2d(np.asarray(ecg, dtype=np.float32))
-    if leads is not None:
-        if not np.any(leads):
-            raise ValueError("no usable lead to detect R peaks on")
-        ecg = ecg[np.asarray(leads, dtype=bool)]
+    chosen = np.ones(len(ecg), dtype=bool) if leads is None else np.asarray(leads, dtype=bool).copy()
+    if not chosen.any():
+        raise ValueError("no usable lead to detect R peaks on")
+    ecg = ecg[chosen]
     filtered = bandpass(ecg, fs, 5.0, min(30.0, 0.45 * fs))
     return np.sqrt((filtered ** 2).sum(axis=0))
 
@@ -101,7 +101,8 @@ def _to_local_maximum(peaks: np.ndarray, magnitude: np.ndarray, half: int) -> np
 
 def _vote(candidates: list[np.ndarray], magnitude: np.ndarray, window: int, votes: int) -> np.ndarray:
     """Peaks that ``votes`` detectors agree on: detections within ``window`` of a cluster's first one
-    form a cluster; one with detections from ``votes`` or more detectors keeps its largest sample."""
+    form a cluster; one with detections from ``votes`` or more detectors keeps the sample most detectors
+    chose (ties: the larger magnitude), which keeps a notched wide QRS on one notch."""
     points = np.concatenate(candidates) if candidates else np.zeros(0, dtype=np.int64)
     owner = np.concatenate([np.full(len(c), k) for k, c in enumerate(candidates)]) if candidates else points
     order = np.argsort(points, kind="stable")
@@ -110,8 +111,9 @@ def _vote(candidates: list[np.ndarray], magnitude: np.ndarray, window: int, vote
     for i in range(1, len(points) + 1):
         if i == len(points) or points[i] - points[first] > window:
             if len(set(owner[first:i].tolist())) >= votes:
-                cluster = points[first:i]
-                kept.append(int(cluster[np.argmax(magnitude[cluster])]))
+                values, counts = np.unique(points[first:i], return_counts=True)
+                best = values[counts == counts.max()]
+                kept.append(int(best[np.argmax(magnitude[best])]))
             first = i
     return np.asarray(kept, dtype=np.int64)
 
