@@ -58,6 +58,8 @@ CONSENSUS_WINDOW_S = 0.10
 REFRACTORY_S = 0.20
 #: Detections below this fraction of the recording's median R magnitude are dropped (T waves, noise).
 MIN_RELATIVE_AMPLITUDE = 0.35
+MIRROR_GAP_S = 0.3
+EDGE_S = 0.02
 
 
 def qrs_magnitude(ecg: np.ndarray, fs: float, leads: np.ndarray | None = None) -> np.ndarray:
@@ -76,16 +78,26 @@ def qrs_magnitude(ecg: np.ndarray, fs: float, leads: np.ndarray | None = None) -
     return np.sqrt((filtered ** 2).sum(axis=0))
 
 
+def _padded(magnitude: np.ndarray, fs: float) -> tuple[np.ndarray, int]:
+    """``magnitude`` with one second of its mirror image on each side, set off by ``MIRROR_GAP_S`` of
+    silence: the detectors' moving thresholds have settled at the first beat and still see the last
+    one, and a beat near an edge is far enough from its own mirror image not to fall in a detector's
+    refractory period. Returns the padded signal and the offset of sample 0."""
+    mirror = min(int(fs), len(magnitude) - 1)
+    gap = np.zeros(int(MIRROR_GAP_S * fs), dtype=magnitude.dtype)
+    head, tail = magnitude[1:mirror + 1][::-1], magnitude[-mirror - 1:-1][::-1]
+    return np.concatenate([head, gap, magnitude, gap, tail]), mirror + len(gap)
+
+
 def _run_detector(method: str, magnitude: np.ndarray, fs: float) -> np.ndarray:
-    """One neurokit2 detector on ``magnitude``, mirrored by one second on each side so that its
-    moving thresholds have settled at the first beat and still see the last one."""
+    """One neurokit2 detector on ``magnitude`` (padded by ``_padded``): sample indices of ``magnitude``."""
     import neurokit2 as nk
 
-    pad = min(int(fs), len(magnitude) - 1)
+    padded, offset = _padded(magnitude, fs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _, info = nk.ecg_peaks(np.pad(magnitude, pad, mode="reflect"), sampling_rate=int(round(fs)), method=method)
-    return np.asarray(info["ECG_R_Peaks"], dtype=np.int64) - pad
+        _, info = nk.ecg_peaks(padded, sampling_rate=int(round(fs)), method=method)
+    return np.asarray(info["ECG_R_Peaks"], dtype=np.int64) - offset
 
 
 def _to_local_maximum(peaks: np.ndarray, magnitude: np.ndarray, half: int) -> np.ndarray:
@@ -99,23 +111,25 @@ def _to_local_maximum(peaks: np.ndarray, magnitude: np.ndarray, half: int) -> np
     return np.unique(np.asarray(moved, dtype=np.int64))
 
 
-def _vote(candidates: list[np.ndarray], magnitude: np.ndarray, window: int, votes: int) -> np.ndarray:
-    """Peaks that ``votes`` detectors agree on: detections within ``window`` of a cluster's first one
-    form a cluster; one with detections from ``votes`` or more detectors keeps the sample most detectors
-    chose (ties: the larger magnitude), which keeps a notched wide QRS on one notch."""
-    points = np.concatenate(candidates) if candidates else np.zeros(0, dtype=np.int64)
-    owner = np.concatenate([np.full(len(c), k) for k, c in enumerate(candidates)]) if candidates else points
-    order = np.argsort(points, kind="stable")
+def _vote(candidates: list[np.ndarray], window: int, votes: int) -> np.ndarray:
+    """Peaks that ``votes`` detectors agree on. Detections form a cluster while each lies within ``window``
+    of the previous one (so the lobes of one wide QRS stay one cluster); a cluster with detections from ``votes`` or more detectors is a beat, placed where the
+    first detector of the list that voted put it (``candidates`` in ``CONSENSUS_DETECTORS`` order), so
+    that the others decide whether there is a beat but not on which notch of a wide QRS it sits."""
+    if not candidates:
+        return np.zeros(0, dtype=np.int64)
+    points = np.concatenate(candidates)
+    owner = np.concatenate([np.full(len(c), k) for k, c in enumerate(candidates)])
+    order = np.lexsort((owner, points))
     points, owner = points[order], owner[order]
     kept, first = [], 0
     for i in range(1, len(points) + 1):
-        if i == len(points) or points[i] - points[first] > window:
-            if len(set(owner[first:i].tolist())) >= votes:
-                values, counts = np.unique(points[first:i], return_counts=True)
-                best = values[counts == counts.max()]
-                kept.append(int(best[np.argmax(magnitude[best])]))
+        if i == len(points) or points[i] - points[i - 1] > window:
+            members, who = points[first:i], owner[first:i]
+            if len(set(who.tolist())) >= votes:
+                kept.append(int(members[np.argmin(who)]))
             first = i
-    return np.asarray(kept, dtype=np.int64)
+    return np.unique(np.asarray(kept, dtype=np.int64))
 
 
 def detect_rpeaks(ecg: np.ndarray, fs: float, method: str = "consensus",
@@ -126,8 +140,8 @@ def detect_rpeaks(ecg: np.ndarray, fs: float, method: str = "consensus",
     ``method="consensus"`` each of ``CONSENSUS_DETECTORS`` proposes peaks, every proposal moves to the
     local magnitude maximum within 40 ms, and a beat is kept where at least ``CONSENSUS_VOTES``
     detectors agree within ``CONSENSUS_WINDOW_S`` (a detector that fails on a recording abstains);
-    any other ``method`` runs that one ``neurokit2.ecg_peaks`` method. Then: a maximum on the
-    recording's first or last sample is a beat cut off, not an R peak; detections below
+    any other ``method`` runs that one ``neurokit2.ecg_peaks`` method. Then: a maximum within 40 ms
+    of the recording's first or last sample cannot be told from a beat cut off and is dropped; detections below
     ``MIN_RELATIVE_AMPLITUDE`` of the median R magnitude are dropped; of two detections closer than
     ``REFRACTORY_S`` the larger is kept. Measured in ``benchmarks/bench_rpeaks.py``.
     """
@@ -144,8 +158,9 @@ def detect_rpeaks(ecg: np.ndarray, fs: float, method: str = "consensus",
             if len(methods) == 1:
                 raise ValueError(f"R-peak detector {name!r} failed: {err}") from err
     votes = min(CONSENSUS_VOTES, len(methods))
-    found = _vote(candidates, magnitude, max(1, int(CONSENSUS_WINDOW_S * fs)), votes)
-    found = found[(found > 0) & (found < n - 1)]
+    found = _vote(candidates, max(1, int(CONSENSUS_WINDOW_S * fs)), votes)
+    edge = max(1, int(EDGE_S * fs))
+    found = found[(found >= edge) & (found < n - edge)]
     if len(found) > 2:
         found = found[magnitude[found] >= MIN_RELATIVE_AMPLITUDE * np.median(magnitude[found])]
     refractory = int(REFRACTORY_S * fs)
