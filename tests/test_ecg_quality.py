@@ -1,10 +1,10 @@
-"""ECG quality: a missing (flat) lead, a clipped lead, noise, arm-lead reversal, wide QRS; flags checked value by value."""
+"""ECG quality: a missing (flat) lead, a clipped lead, noise, arm-lead reversal, wide QRS; flags value by value."""
 
 from __future__ import annotations
 
 import numpy as np
-
 from ecg_shapes import FS, make_ecg, regular_times
+
 from ptacl_lib.data.ecg_quality import assess_ecg_quality
 from ptacl_lib.data.preprocess import detect_rpeaks
 from ptacl_lib.data.schema import LEADS

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from ecg_shapes import FS, make_ecg
+
 from ptacl_lib.data.preprocess import detect_rpeaks
 from ptacl_lib.data.rhythm import MIN_USABLE_BEATS, RR_TOLERANCE, rhythm_summary
 from ptacl_lib.models.phase_pooling import PHASE_POOLERS, beat_phase_pool, token_phase_bins
@@ -62,7 +62,7 @@ def test_pooled_mask_and_tokens_leave_out_excluded_beats() -> None:
     # peaks (samples): beats [0,100) [100,200) usable, [200,260) premature, [260,400) pause, [400,500) usable
     rpeaks = torch.tensor([[0, 100, 200, 260, 400, 500, -1]])
     times = torch.arange(0, 500, 10)  # one token every 10 samples
-    bins, pooled = token_phase_bins(times, rpeaks, n_phases=4)
+    _, pooled = token_phase_bins(times, rpeaks, n_phases=4)
     expected_pooled = ((times < 200) | (times >= 400)).tolist()
     assert pooled[0].tolist() == expected_pooled
     tokens = times.float()[None, :, None]  # token value = its time

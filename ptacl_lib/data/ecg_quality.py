@@ -17,7 +17,8 @@ Checks, each on one lead of a ``[12, S]`` ECG in mV (lead order ``schema.LEADS``
 correlation of each beat (-0.2 s to +0.4 s around its R peak) with the average beat, on lead II
 (or the first usable lead); a recording with fewer than three R peaks scores 0. neurokit2's
 ``ecg_quality(method="averageQRS")`` was tried for this term and left out: on clean synthetic
-recordings it ranged from 0.33 to 0.71, too spread to threshold. neurokit2's detectors find the beats. ``prepare-ukb --min-ecg-quality`` skips subjects
+recordings it ranged from 0.33 to 0.71, too spread to threshold. neurokit2's detectors find the beats.
+``prepare-ukb --min-ecg-quality`` skips subjects
 below the threshold and keeps the rest with their flags.
 """
 

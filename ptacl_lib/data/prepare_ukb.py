@@ -27,7 +27,8 @@ Rows of skipped subjects stay unused (zeros) in the store; no manifest row point
 
 Skip reasons (``errors.csv``): the readers' codes (``readers.READER_REASONS``) plus
 ``PAIRING_REASONS`` (missing_ecg, missing_cmr, missing_idp, incomplete_idp), ``ecg_too_short``,
-``ecg_quality`` (the score, the flags and the noise level in ``detail``) and ``unreadable`` (an unexpected error inside a reader, with its message).
+``ecg_quality`` (the score, the flags and the noise level in ``detail``) and ``unreadable`` (an unexpected
+error inside a reader, with its message).
 
 Resume and atomicity: state lives in ``OUT/.prepare/``. Every ``commit_every`` subjects the
 store is flushed, and only then are those subjects' manifest rows appended to ``done.jsonl``

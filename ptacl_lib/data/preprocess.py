@@ -112,8 +112,9 @@ def _to_local_maximum(peaks: np.ndarray, magnitude: np.ndarray, half: int) -> np
 
 
 def _vote(candidates: list[np.ndarray], window: int, votes: int) -> np.ndarray:
-    """Peaks that ``votes`` detectors agree on. Detections form a cluster while each lies within ``window``
-    of the previous one (so the lobes of one wide QRS stay one cluster); a cluster with detections from ``votes`` or more detectors is a beat, placed where the
+    """Peaks that ``votes`` detectors agree on. Detections form a cluster while each lies within
+    ``window`` of the previous one (so the lobes of one wide QRS stay one cluster); a cluster with
+    detections from ``votes`` or more detectors is a beat, placed where the
     first detector of the list that voted put it (``candidates`` in ``CONSENSUS_DETECTORS`` order), so
     that the others decide whether there is a beat but not on which notch of a wide QRS it sits."""
     if not candidates:

@@ -32,7 +32,7 @@ RR_TOLERANCE = 0.20
 MIN_USABLE_BEATS = 3
 
 
-def usable_beats(peaks: "torch.Tensor", tolerance: float = RR_TOLERANCE) -> "torch.Tensor":
+def usable_beats(peaks: torch.Tensor, tolerance: float = RR_TOLERANCE) -> torch.Tensor:
     """``[B, K-1]`` bool: beat ``j`` of each row (between sorted peaks ``j`` and ``j+1``) is usable.
 
     ``peaks`` is ``[B, K]`` float, sorted along K, padded with ``inf`` (as ``token_phase_bins`` builds it).
