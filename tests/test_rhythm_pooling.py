@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -95,3 +97,27 @@ def test_tolerance_is_twenty_percent() -> None:
     outside = rhythm_summary(np.array([0, 100, 200, 321, 421]), 100.0)  # +21 %
     assert inside.usable.tolist() == [True, True, True, True]
     assert outside.usable.tolist() == [True, True, False, True]
+
+
+def test_cache_reports_beats_and_quality_per_subject(tiny_cohort: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    from ptacl_lib.data import cache as cache_module
+    from ptacl_lib.data import open_cohort
+    from ptacl_lib.data.preprocess import PreprocessConfig
+
+    cohort = open_cohort(tiny_cohort)
+    prepared = cache_module.PreprocessedCohort.build_or_load(cohort, PreprocessConfig(), progress=False)
+    beats = pd.read_csv(prepared.root / "beats.csv", dtype={"subject_id": str}, keep_default_na=False)
+    assert list(beats.columns) == ["subject_id", "ecg_quality", "ecg_noise", "ecg_flags", "n_beats",
+                                   "n_excluded_beats", "median_rr_ms", "rhythm_flag"]
+    rows = np.flatnonzero(prepared.ok)
+    assert beats["subject_id"].tolist() == cohort.table["subject_id"].astype(str).to_numpy()[rows].tolist()
+    for k, i in enumerate(rows[:10]):
+        summary = rhythm_summary(prepared.rpeaks_of(i), prepared.config.target_fs)
+        assert beats.loc[k, "n_beats"] == summary.n_beats == len(prepared.rpeaks_of(i)) - 1
+        assert beats.loc[k, "n_excluded_beats"] == summary.n_excluded
+    # a new cache version is a new key, so caches holding the old detector's peaks are rebuilt
+    before = cache_module.cache_key(cohort, PreprocessConfig())
+    monkeypatch.setattr(cache_module, "CACHE_VERSION", cache_module.CACHE_VERSION + 1)
+    assert cache_module.cache_key(cohort, PreprocessConfig()) != before
