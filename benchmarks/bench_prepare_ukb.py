@@ -92,7 +92,7 @@ def main() -> None:
         for workers in args.workers:
             cpu_before = _cpu_seconds()
             summary = prepare_ukb(paths["ecg_dir"], paths["cmr_dir"], paths["idp_csv"], root / f"out_w{workers}",
-                                  workers=workers, progress=False)
+                                  workers=workers, progress=False, min_ecg_quality=0.0)
             main_cpu, worker_cpu = (after - before for after, before in zip(_cpu_seconds(), cpu_before))
             assert summary.n_ok == args.n, str(summary)
             print(f"workers={workers}: {summary.seconds:6.1f} s wall, {args.n / summary.seconds:6.1f} subjects/s; "

@@ -1,4 +1,4 @@
-"""Which beats are regular enough to pool: the rhythm rule behind the phase tokens (docs/design.md, phase rule).
+"""Which beats are regular enough to pool: the rhythm rule behind the phase tokens (docs/design.md §3).
 
 Phase pooling assumes that every beat between two R peaks is the same cardiac cycle stretched to
 its RR interval. That fails for an ectopic beat (short RR), the compensatory pause after it (long

@@ -1,4 +1,4 @@
-"""Parameter-free pooling of ECG time tokens into cardiac-phase tokens (docs/design.md, phase rule).
+"""Parameter-free pooling of ECG time tokens into cardiac-phase tokens (docs/design.md §3).
 
 The paper's exact segmentation rule is not public. This module implements the project's own
 rule, ``beat_phase_pool``:
