@@ -56,8 +56,6 @@ def _cmd_prepare_ukb(args: argparse.Namespace) -> None:
 
     paths = ("ecg_dir", "cmr_dir", "idp_csv", "out", "func", "command")
     options = {k: v for k, v in vars(args).items() if k not in paths}
-    if "fractions" in options:
-        options["fractions"] = tuple(options["fractions"])
     print(prepare_ukb(args.ecg_dir, args.cmr_dir, args.idp_csv, args.out, **options))
 
 
@@ -140,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE, help="cine frame side in pixels")
     p.set_defaults(func=_cmd_generate)
 
+    from .data.prepare_ukb import add_prepare_arguments
+
     p = sub.add_parser("prepare-ukb", argument_default=argparse.SUPPRESS,
                        help="UK Biobank ECG XML + cine zips + IDP CSV -> manifest and array store",
                        description="Options left out take the defaults of ptacl_lib.data.prepare_ukb.prepare_ukb.")
@@ -147,17 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cmr-dir", type=Path, required=True, help="field 20209 zips (or DICOM folders / sa.nii.gz)")
     p.add_argument("--idp-csv", type=Path, required=True, help="UKB table with fields 24100-24109")
     p.add_argument("--out", type=Path, required=True, help="cohort directory (re-run to resume)")
-    p.add_argument("--workers", type=int, help="parallel reader processes")
-    p.add_argument("--n-frames", type=int, help="cine frames over the cardiac cycle")
-    p.add_argument("--image-size", type=int, help="cine frame side in pixels after the heart crop")
-    p.add_argument("--crop-mm", type=float, help="side of the heart crop in mm")
-    p.add_argument("--slice-index", type=int, help="short-axis slice (default: mid-ventricular)")
-    p.add_argument("--min-frames", type=int, help="fewer cine frames than this: subject skipped")
-    p.add_argument("--duration-s", type=float, help="ECG seconds kept")
-    p.add_argument("--sampling-rate", type=float, help="ECG rate in the store (Hz)")
-    p.add_argument("--fractions", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"), help="split fractions")
-    p.add_argument("--instance", type=int, help="UKB instance (2 = first imaging visit)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, help="progress bar")
+    add_prepare_arguments(p)
     p.set_defaults(func=_cmd_prepare_ukb)
 
     from .train_config import TrainConfig

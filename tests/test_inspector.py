@@ -83,6 +83,29 @@ def test_shaded_segments_follow_the_phase_bin_rule() -> None:
         alignment.segments(25)
 
 
+def test_excluded_beats_are_neither_shaded_nor_pooled_and_are_marked() -> None:
+    """A premature beat [112, 162) and its pause [162, 312) are left out; the beats around them are shaded."""
+    model = fresh_model(0, ecg_patch=4)
+    item = {"ecg": torch.zeros(12, 500), "cmr": torch.rand(25, 32, 32),
+            "rpeaks": torch.tensor([12, 112, 162, 312, 412]), "phenotypes": torch.zeros(9), "subject_id": "PVC",
+            "index": 0}
+    alignment = subject_alignments(model, [item], fs=100.0)[0]
+    assert alignment.excluded_beats() == [(112, 162), (162, 312)]
+    assert (alignment.rhythm.n_beats, alignment.rhythm.n_excluded, alignment.rhythm.flag) == (4, 2, "too_few_beats")
+    assert alignment.segments(0) == [(12, 16), (312, 316)]  # beats 0 and 3 only
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from ptacl_lib.viz.inspector.views import SubjectViews, draw_ecg
+    views = SubjectViews("PVC", "", np.zeros((12, 500), np.float32), 100.0, np.zeros((25, 8, 8), np.float32), None,
+                         (("m", alignment),))
+    ax = Figure().add_subplot()
+    draw_ecg(ax, views, 0, "II")
+    hatched = [p for p in ax.patches if p.get_hatch() == "//"]
+    assert len(hatched) == 2 and "2 of 4 complete beats" in ax.get_title() and "TOO FEW" in ax.get_title()
+
+
 @pytest.mark.slow
 def test_shaded_segments_are_what_the_model_pooled(tiny_cohort: Path) -> None:
     """On a real subject (detected R peaks), the mean of the shaded samples' tokens is the model's phase token."""

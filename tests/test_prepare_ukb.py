@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,14 @@ from ptacl_lib.data.readers import read_ecg
 from ptacl_lib.data.readers.writers import (beating_stack, cine_frame_datasets, subject_ecg_raw,
                                             write_cardiosoft_xml, write_cine_dicom, write_idp_csv,
                                             write_ukb_like_cohort)
-from ptacl_lib.data.schema import PHENOTYPES
+from ptacl_lib.data.schema import LEADS, PHENOTYPES
 from ptacl_lib.data.splits import assign_splits, hash_unit, split_of
 
 N_GOOD = 10
-SETTINGS = dict(n_frames=16, image_size=24, min_frames=8, progress=False)
+#: The fixture's ECGs are lead-specific sinusoids (known values for the readers), not heartbeats: ECG
+#: quality control rightly scores them 0, so these runs keep every subject (``min_ecg_quality=0``).
+#: ``test_ecg_quality_skips_or_flags`` below covers the threshold on real-shaped ECGs.
+SETTINGS = dict(n_frames=16, image_size=24, min_frames=8, progress=False, min_ecg_quality=0.0)
 #: subject id -> the reason prepare-ukb must give for skipping it
 BAD = {
     "2000001": "missing_leads", "2000002": "wrong_sample_count", "2000003": "corrupt_file",
@@ -114,16 +118,17 @@ def test_manifest_opens_as_a_cohort_with_the_source_values(prepared: tuple[Path,
 def test_ecg_is_resampled_and_cut_to_the_duration(ukb_inputs: dict[str, Path], tmp_path: Path) -> None:
     task = pu.SubjectTask("1000001", 0, ukb_inputs["ecg_dir"] / "1000001_20205_2_0.xml",
                           ukb_inputs["cmr_dir"] / "1000001_20209_2_0.zip")
-    settings = pu.PrepareSettings(n_frames=16, image_size=24, duration_s=8.0, sampling_rate=250.0, min_frames=8)
+    settings = pu.PrepareSettings(n_frames=16, image_size=24, duration_s=8.0, sampling_rate=250.0, min_frames=8,
+                                  min_ecg_quality=0.0)
     result = pu.load_subject(task, settings)
     assert isinstance(result, pu.SubjectArrays) and result.ecg.shape == (12, 2000)
     full = read_ecg(task.ecg, sampling_rate=250.0).signal
     np.testing.assert_array_equal(result.ecg, full[:, :2000])
-    long = pu.PrepareSettings(n_frames=16, image_size=24, duration_s=10.05, min_frames=8)
+    long = pu.PrepareSettings(n_frames=16, image_size=24, duration_s=10.05, min_frames=8, min_ecg_quality=0.0)
     padded = pu.load_subject(task, long)  # 0.5 % short: edge-padded
     assert isinstance(padded, pu.SubjectArrays) and padded.ecg.shape == (12, 5025)
     assert (padded.ecg[:, 5000:] == padded.ecg[:, 4999:5000]).all()
-    too_long = pu.load_subject(task, pu.PrepareSettings(duration_s=12.0, min_frames=8))
+    too_long = pu.load_subject(task, pu.PrepareSettings(duration_s=12.0, min_frames=8, min_ecg_quality=0.0))
     assert isinstance(too_long, pu.SubjectFailure) and too_long.reason == "ecg_too_short"
 
 
@@ -212,7 +217,7 @@ def test_hash_splits_are_reproducible_and_follow_the_fractions() -> None:
 def test_cli_prepare_ukb(ukb_inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["prepare-ukb", "--ecg-dir", str(ukb_inputs["ecg_dir"]), "--cmr-dir", str(ukb_inputs["cmr_dir"]),
                  "--idp-csv", str(ukb_inputs["idp_csv"]), "--out", str(tmp_path), "--n-frames", "16",
-                 "--image-size", "24", "--min-frames", "8", "--no-progress"])
+                 "--image-size", "24", "--min-frames", "8", "--min-ecg-quality", "0", "--no-progress"])
     assert code == 0
     assert f"{N_GOOD} subjects ok" in capsys.readouterr().out
     assert len(open_cohort(tmp_path)) == N_GOOD
@@ -238,3 +243,52 @@ def test_an_unexpected_reader_failure_skips_only_that_subject(ukb_inputs: dict[s
     assert errors.loc["1000003", "file"].endswith("1000003_20209_2_0.zip")
     assert "RuntimeError: decoder exploded" in errors.loc["1000003", "detail"]
     assert "1000003" not in open_cohort(tmp_path).table["subject_id"].tolist()
+
+
+def _ecg_raw(ecg_mv: np.ndarray) -> dict[str, np.ndarray]:
+    """CardioSoft integer strips (5 uV/LSB) of a [12, S] ECG in mV."""
+    return {lead: np.rint(ecg_mv[k] / 0.005).astype(np.int32) for k, lead in enumerate(LEADS)}
+
+
+def test_ecg_quality_skips_or_flags(ukb_inputs: dict[str, Path], tmp_path: Path) -> None:
+    """A real-shaped ECG with a PVC is kept with its beats counted; a flat recording is skipped at the
+    default threshold and kept with flags at threshold 0."""
+    from ecg_shapes import make_ecg
+
+    pvc, _ = make_ecg(np.array([0.4, 1.3, 2.2, 3.1, 3.65, 5.0, 5.9, 6.8, 7.7, 8.6, 9.5]),
+                      ["normal"] * 4 + ["pvc"] + ["normal"] * 6)
+    flat = np.zeros_like(pvc)
+    cine = next(p for p in sorted(ukb_inputs["cmr_dir"].iterdir()) if p.name.startswith("1000001"))
+    write_cardiosoft_xml(tmp_path / "pvc.xml", _ecg_raw(pvc))
+    write_cardiosoft_xml(tmp_path / "flat.xml", _ecg_raw(flat))
+    settings = pu.PrepareSettings(n_frames=16, image_size=24, min_frames=8)
+    kept = pu.load_subject(pu.SubjectTask("1", 0, tmp_path / "pvc.xml", cine), settings)
+    assert isinstance(kept, pu.SubjectArrays)
+    assert {k: kept.columns[k] for k in ("ecg_flags", "n_beats", "n_excluded_beats", "rhythm_flag")} == {
+        "ecg_flags": "", "n_beats": 10, "n_excluded_beats": 2, "rhythm_flag": "ok"}  # the PVC and its pause
+    assert kept.columns["ecg_quality"] > 0.9
+    skipped = pu.load_subject(pu.SubjectTask("2", 1, tmp_path / "flat.xml", cine), settings)
+    assert isinstance(skipped, pu.SubjectFailure) and skipped.reason == "ecg_quality"
+    assert skipped.detail.startswith("score 0.00 < 0.5") and "flat:I" in skipped.detail
+    flagged = pu.load_subject(pu.SubjectTask("2", 1, tmp_path / "flat.xml", cine),
+                              pu.PrepareSettings(n_frames=16, image_size=24, min_frames=8, min_ecg_quality=0.0))
+    assert isinstance(flagged, pu.SubjectArrays)
+    assert flagged.columns["ecg_flags"] == ";".join(f"flat:{lead}" for lead in LEADS)
+    assert (flagged.columns["n_beats"], flagged.columns["rhythm_flag"]) == (0, "too_few_beats")
+
+
+def test_settings_are_declared_once() -> None:
+    """The CLI options and the keyword arguments are the dataclass fields, with their help text."""
+    import argparse
+
+    parser = argparse.ArgumentParser(argument_default=argparse.SUPPRESS)
+    pu.add_prepare_arguments(parser)
+    names = {a.dest for a in parser._actions if a.dest != "help"}
+    assert names == {f.name for f in fields(pu.PrepareSettings)} | {f.name for f in fields(pu.RunOptions)}
+    assert all(a.help for a in parser._actions)
+    args = parser.parse_args(["--fractions", "0.7", "0.2", "0.1", "--min-ecg-quality", "0.3", "--no-progress"])
+    settings, run = pu.split_options(vars(args))
+    assert settings.fractions == (0.7, 0.2, 0.1) and settings.min_ecg_quality == 0.3 and run.progress is False
+    assert settings.n_frames == pu.PrepareSettings().n_frames
+    with pytest.raises(TypeError, match="unknown option"):
+        pu.split_options({"n_frame": 3})

@@ -8,6 +8,14 @@ Layout (``<cohort>/cache/prep-<key>/``)::
     rpeaks.npy    int32   [N, K]       R peaks at target_fs, padded with -1
     ok.npy        bool    [N]          False for subjects that could not be read
     errors.csv    subject_id, column, reason  (one line per skipped subject)
+    beats.csv     per preprocessed subject: ECG quality (``ecg_quality``) and beats left out of phase
+                  pooling (``rhythm``): ecg_quality, ecg_noise, ecg_flags, n_beats, n_excluded_beats,
+                  median_rr_ms, rhythm_flag
+
+R peaks come from the consensus detector on the leads that quality control found usable. A
+subject with too few regular beats is kept (its phase mask is empty where no beat is usable, so
+the local loss leaves it out) and counted in a warning; ``CACHE_VERSION`` enters the key, so a
+change to what the cache holds rebuilds stale caches.
 
 A broken subject is skipped and reported; every other subject's result is kept. The cache is
 built in a temporary directory and renamed into place, so an interrupted build leaves nothing
@@ -31,15 +39,19 @@ from numpy.lib.format import open_memmap
 from tqdm.auto import tqdm
 
 from .cohort import Cohort, SubjectDataError
+from .ecg_quality import assess_ecg_quality
 from .preprocess import PreprocessConfig, detect_rpeaks, preprocess_ecg, rescale_peaks, resize_cine
+from .rhythm import MIN_USABLE_BEATS, rhythm_summary
 
 MAX_BEATS = 40  # 10 s at 240 bpm
+#: Bumped whenever the cached arrays change for the same config (2: consensus R peaks on usable leads).
+CACHE_VERSION = 2
 
 
 def cache_key(cohort: Cohort, config: PreprocessConfig) -> str:
     """Fingerprint of the manifest bytes and the preprocessing config."""
     h = hashlib.sha1(cohort.manifest_path.read_bytes())
-    h.update(json.dumps(config.to_dict(), sort_keys=True).encode())
+    h.update(json.dumps({**config.to_dict(), "cache_version": CACHE_VERSION}, sort_keys=True).encode())
     return h.hexdigest()[:12]
 
 
@@ -98,6 +110,7 @@ def build_cache(cohort: Cohort, config: PreprocessConfig, root: Path, progress: 
     rpeaks = np.full((n, MAX_BEATS), -1, dtype=np.int32)
     ok = np.zeros(n, dtype=bool)
     errors: list[dict[str, str]] = []
+    beats: list[dict[str, object]] = []
     fs = cohort.sampling_rate
     for i in tqdm(range(n), desc="preprocessing", disable=not progress, unit="subject"):
         sid = str(cohort.table["subject_id"].iloc[i])
@@ -107,7 +120,12 @@ def build_cache(cohort: Cohort, config: PreprocessConfig, root: Path, progress: 
             if x.shape[-1] != length:
                 raise SubjectDataError(f"subject {sid}: ECG has {raw.shape[-1]} samples, expected "
                                        f"{int(round(length * fs / config.target_fs))}")
-            peaks = rescale_peaks(detect_rpeaks(raw, fs, config.rpeak_method), fs, config.target_fs)
+            quality = assess_ecg_quality(raw, fs)
+            if not quality.usable_leads.any():
+                raise SubjectDataError(f"subject {sid}: no usable ECG lead ({';'.join(quality.flags)})")
+            found = quality.rpeaks if config.rpeak_method == "consensus" else \
+                detect_rpeaks(raw, fs, config.rpeak_method, leads=quality.usable_leads)
+            peaks = rescale_peaks(found, fs, config.target_fs)
             if len(peaks) < 2:
                 raise SubjectDataError(f"subject {sid}: fewer than 2 R peaks detected")
             frames = resize_cine(cohort.cmr(i), config.n_frames, config.image_size)
@@ -119,6 +137,7 @@ def build_cache(cohort: Cohort, config: PreprocessConfig, root: Path, progress: 
         peaks = peaks[:MAX_BEATS]
         rpeaks[i, : len(peaks)] = peaks
         ok[i] = True
+        beats.append({"subject_id": sid, **quality.columns(), **rhythm_summary(peaks, config.target_fs).columns()})
     if not ok.any():
         shutil.rmtree(tmp, ignore_errors=True)
         raise SubjectDataError(f"no subject of {cohort.manifest_path} could be preprocessed; "
@@ -136,14 +155,21 @@ def build_cache(cohort: Cohort, config: PreprocessConfig, root: Path, progress: 
     np.save(tmp / "rpeaks.npy", rpeaks)
     np.save(tmp / "ok.npy", ok)
     pd.DataFrame(errors, columns=["subject_id", "reason"]).to_csv(tmp / "errors.csv", index=False)
+    beat_table = pd.DataFrame(beats)
+    beat_table.to_csv(tmp / "beats.csv", index=False)
+    too_few = int((beat_table["rhythm_flag"] != "ok").sum())
     (tmp / "meta.json").write_text(json.dumps({
         "config": config.to_dict(), "lead_scale": scale.tolist(), "n_subjects": n, "ecg_length": length,
-        "manifest": str(cohort.manifest_path), "n_skipped": len(errors)}, indent=2))
+        "manifest": str(cohort.manifest_path), "n_skipped": len(errors), "cache_version": CACHE_VERSION,
+        "n_too_few_beats": too_few, "n_excluded_beats": int(beat_table["n_excluded_beats"].sum())}, indent=2))
     del ecg, cmr
     if root.exists():  # another process finished first; keep theirs
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         os.replace(tmp, root)
+    if too_few:
+        warnings.warn(f"{too_few} of {n} subjects have fewer than {MIN_USABLE_BEATS} beats regular enough to pool "
+                      f"(rhythm_flag too_few_beats); see {root / 'beats.csv'}", stacklevel=2)
     if errors:
         warnings.warn(f"preprocessing skipped {len(errors)} of {n} subjects; see {root / 'errors.csv'} "
                       f"(first: {errors[0]['reason']})", stacklevel=2)

@@ -10,6 +10,12 @@ Per subject (in worker processes):
 - ECG: read in mV at the file's rate, resampled to ``sampling_rate`` (polyphase), then the first
   ``duration_s`` seconds are kept. A strip short by at most ``SHORTFALL_TOLERANCE`` of the
   duration (resampling rounding) is padded by repeating its last sample; a shorter one is skipped.
+- ECG quality and rhythm (``ecg_quality``, ``rhythm``): flat, saturated and noisy leads, arm-lead
+  reversal, a 0-1 score and the noise level; R peaks (consensus detector) and the beats that phase
+  pooling will leave out. A subject scoring below ``min_ecg_quality`` is skipped (``ecg_quality``);
+  every other subject is kept and its manifest row carries ``ecg_quality``, ``ecg_noise``,
+  ``ecg_flags``, ``n_beats``, ``n_excluded_beats``, ``median_rr_ms`` and ``rhythm_flag``
+  (``too_few_beats`` below ``rhythm.MIN_USABLE_BEATS`` usable beats). The summary counts them.
 - Cine: the mid-ventricular slice (or ``slice_index``), heart crop (``readers.cine_ops``),
   ``n_frames`` frames over the cycle, ``image_size`` pixels, intensities in [0, 1] -> uint8.
 
@@ -20,8 +26,9 @@ cohort grows; at most ``2 * workers`` subjects are in flight.
 Rows of skipped subjects stay unused (zeros) in the store; no manifest row points at them.
 
 Skip reasons (``errors.csv``): the readers' codes (``readers.READER_REASONS``) plus
-``PAIRING_REASONS`` (missing_ecg, missing_cmr, missing_idp, incomplete_idp), ``ecg_too_short``
-and ``unreadable`` (an unexpected error inside a reader, with its message).
+``PAIRING_REASONS`` (missing_ecg, missing_cmr, missing_idp, incomplete_idp), ``ecg_too_short``,
+``ecg_quality`` (the score, the flags and the noise level in ``detail``) and ``unreadable`` (an unexpected
+error inside a reader, with its message).
 
 Resume and atomicity: state lives in ``OUT/.prepare/``. Every ``commit_every`` subjects the
 store is flushed, and only then are those subjects' manifest rows appended to ``done.jsonl``
@@ -34,14 +41,16 @@ re-run (their files may have been fixed).
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures as cf
 import csv
 import json
 import os
 import re
 import time
+import typing
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -50,10 +59,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .cohort import STORE_DIR
+from .ecg_quality import assess_ecg_quality
 from .readers import ECG_SUFFIXES, ReaderError, read_cine, read_ecg, read_idp_csv, standardise_cine
 from ..atomic import replacing
 from .schema import (ARRAY_PREFIX, DEFAULT_DURATION_S, DEFAULT_IMAGE_SIZE, DEFAULT_N_FRAMES, DEFAULT_SAMPLING_RATE,
                      PHENOTYPES)
+from .rhythm import rhythm_summary
 from .splits import DEFAULT_FRACTIONS, check_fractions, split_of
 from .store import ECG_FILE, ArrayStoreWriter, StoreMeta
 
@@ -67,24 +78,79 @@ _UKB_NAME = re.compile(r"^(?P<eid>\d+)_(?P<field>\d+)_(?P<instance>\d+)_(?P<arra
 _CINE_SUFFIXES = (".zip", ".nii.gz", ".nii")
 
 
+def _option(default: Any, help: str, **argparse_extra: Any) -> Any:
+    """A dataclass field that also carries its command-line help (``add_prepare_arguments``)."""
+    return field(default=default, metadata={"help": help, **argparse_extra})
+
+
 @dataclass(frozen=True)
 class PrepareSettings:
-    """Everything that shapes the output; a resumed run must use the same values."""
+    """Everything that shapes the output; a resumed run must use the same values.
 
-    n_frames: int = DEFAULT_N_FRAMES
-    image_size: int = DEFAULT_IMAGE_SIZE
-    duration_s: float = DEFAULT_DURATION_S
-    sampling_rate: float = float(DEFAULT_SAMPLING_RATE)
-    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
-    min_frames: int = 10
-    crop_mm: float = 140.0
-    slice_index: int | None = None
-    instance: int = 2
+    The one declaration of prepare-ukb's settings: ``prepare_ukb``'s keyword arguments and the
+    ``ptacl prepare-ukb`` options are built from these fields (and ``RunOptions``).
+    """
+
+    n_frames: int = _option(DEFAULT_N_FRAMES, "cine frames over the cardiac cycle")
+    image_size: int = _option(DEFAULT_IMAGE_SIZE, "cine frame side in pixels after the heart crop")
+    duration_s: float = _option(DEFAULT_DURATION_S, "ECG seconds kept")
+    sampling_rate: float = _option(float(DEFAULT_SAMPLING_RATE), "ECG rate in the store (Hz)")
+    fractions: tuple[float, float, float] = _option(DEFAULT_FRACTIONS, "split fractions", nargs=3,
+                                                    metavar=("TRAIN", "VAL", "TEST"))
+    min_frames: int = _option(10, "fewer cine frames than this: subject skipped")
+    crop_mm: float = _option(140.0, "side of the heart crop in mm")
+    slice_index: int | None = _option(None, "short-axis slice (default: mid-ventricular)")
+    instance: int = _option(2, "UKB instance (2 = first imaging visit)")
+    min_ecg_quality: float = _option(0.5, "ECG quality score (0-1, ptacl_lib.data.ecg_quality) below which a "
+                                          "subject is skipped (reason ecg_quality); 0 keeps every subject, "
+                                          "flagged in the manifest")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fractions", tuple(float(f) for f in self.fractions))
+        object.__setattr__(self, "sampling_rate", float(self.sampling_rate))
 
     @property
     def n_samples(self) -> int:
         """ECG samples per subject in the store."""
         return int(round(self.duration_s * self.sampling_rate))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run goes, not what it writes (a resumed run may change these)."""
+
+    workers: int = _option(1, "parallel reader processes")
+    commit_every: int = _option(16, "subjects between two durable commits of the store and done list")
+    progress: bool = _option(True, "progress bar")
+
+
+def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one ``--option`` per field of ``PrepareSettings`` and ``RunOptions`` (help from the field).
+
+    Use with ``argument_default=argparse.SUPPRESS`` so that options left out keep the dataclass defaults.
+    """
+    hints = {**typing.get_type_hints(PrepareSettings), **typing.get_type_hints(RunOptions)}
+    for option in (*fields(PrepareSettings), *fields(RunOptions)):
+        extra = {k: v for k, v in option.metadata.items() if k != "help"}
+        flag, kind = "--" + option.name.replace("_", "-"), hints[option.name]
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=option.metadata["help"])
+            continue
+        if typing.get_origin(kind) is tuple:
+            kind = typing.get_args(kind)[0]
+        base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
+        parser.add_argument(flag, type=base, help=option.metadata["help"], **extra)
+
+
+def split_options(options: dict[str, Any]) -> tuple[PrepareSettings, RunOptions]:
+    """Keyword options -> ``(PrepareSettings, RunOptions)``; an unknown name is a clear error."""
+    settings_names = {f.name for f in fields(PrepareSettings)}
+    run_names = {f.name for f in fields(RunOptions)}
+    unknown = sorted(set(options) - settings_names - run_names)
+    if unknown:
+        raise TypeError(f"prepare_ukb got unknown option(s) {unknown}; known: {sorted(settings_names | run_names)}")
+    return (PrepareSettings(**{k: v for k, v in options.items() if k in settings_names}),
+            RunOptions(**{k: v for k, v in options.items() if k in run_names}))
 
 
 @dataclass(frozen=True)
@@ -127,6 +193,10 @@ class PrepareSummary:
     n_resumed: int
     skipped: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    quality_flagged: int = 0  #: subjects written this run with an ECG quality flag
+    too_few_beats: int = 0  #: subjects written this run with rhythm_flag too_few_beats
+    beats: int = 0  #: complete beats of the subjects written this run
+    excluded_beats: int = 0  #: of which left out of phase pooling (rhythm rule)
 
     @property
     def n_skipped(self) -> int:
@@ -135,7 +205,10 @@ class PrepareSummary:
 
     def __str__(self) -> str:
         lines = [f"prepare-ukb: {self.n_ok} subjects ok ({self.n_resumed} from an earlier run), "
-                 f"{self.n_skipped} skipped, {self.seconds:.1f} s", f"  manifest: {self.manifest}"]
+                 f"{self.n_skipped} skipped, {self.seconds:.1f} s", f"  manifest: {self.manifest}",
+                 f"  ECG (subjects written this run): {self.quality_flagged} with a quality flag, "
+                 f"{self.too_few_beats} with too few regular beats; {self.excluded_beats} of {self.beats} beats "
+                 f"left out of phase pooling (columns ecg_flags, rhythm_flag, n_excluded_beats)"]
         if self.skipped:
             lines.append(f"  skipped subjects: {self.errors}")
             lines += [f"    {reason}: {count}" for reason, count in sorted(self.skipped.items())]
@@ -192,6 +265,11 @@ def load_subject(task: SubjectTask, settings: PrepareSettings) -> SubjectArrays 
         ecg = fit_duration(record.signal, settings.n_samples, str(task.ecg))
         if not np.isfinite(ecg).all():
             raise ReaderError(task.ecg, "corrupt_file", "ECG holds NaN or infinite samples")
+        quality = assess_ecg_quality(ecg, settings.sampling_rate)
+        if quality.score < settings.min_ecg_quality:
+            raise ReaderError(task.ecg, "ecg_quality", f"score {quality.score:.2f} < {settings.min_ecg_quality} "
+                              f"(flags: {';'.join(quality.flags) or 'none'}; noise {quality.noise_level:.2f})")
+        rhythm = rhythm_summary(quality.rpeaks, settings.sampling_rate)
         current = task.cmr
         cine = read_cine(task.cmr, slice_index=settings.slice_index, min_frames=settings.min_frames)
         frames = standardise_cine(cine, settings.n_frames, settings.image_size, settings.crop_mm)
@@ -201,7 +279,7 @@ def load_subject(task: SubjectTask, settings: PrepareSettings) -> SubjectArrays 
         return SubjectFailure(task.subject_id, str(current), "unreadable", f"{type(err).__name__}: {err}")
     columns = {"heart_rate": record.meta.get("intervals", {}).get("VentricularRate", np.nan),
                "ecg_source": str(task.ecg), "cmr_source": str(task.cmr),
-               "cmr_slice_location": cine.slice_location}
+               "cmr_slice_location": cine.slice_location, **quality.columns(), **rhythm.columns()}
     cmr = np.clip(np.rint(frames * 255.0), 0, 255).astype(np.uint8)
     return SubjectArrays(task, ecg.astype(np.float32), cmr, columns)
 
@@ -358,16 +436,16 @@ def _phenotype_failures(tasks: list[SubjectTask], idp: pd.DataFrame,
     return ready, failures
 
 
-def prepare_ukb(ecg_dir: str | Path, cmr_dir: str | Path, idp_csv: str | Path, out_dir: str | Path, *,
-                workers: int = 1, n_frames: int = DEFAULT_N_FRAMES, image_size: int = DEFAULT_IMAGE_SIZE,
-                duration_s: float = DEFAULT_DURATION_S, sampling_rate: float = DEFAULT_SAMPLING_RATE,
-                fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
-                min_frames: int = 10, crop_mm: float = 140.0, slice_index: int | None = None, instance: int = 2,
-                commit_every: int = 16, progress: bool = True) -> PrepareSummary:
-    """Turn UK Biobank ECG/CMR/IDP downloads into ``out_dir/manifest.csv`` + ``out_dir/arrays`` (module doc)."""
+def prepare_ukb(ecg_dir: str | Path, cmr_dir: str | Path, idp_csv: str | Path, out_dir: str | Path,
+                **options: Any) -> PrepareSummary:
+    """Turn UK Biobank ECG/CMR/IDP downloads into ``out_dir/manifest.csv`` + ``out_dir/arrays`` (module doc).
+
+    ``options``: any field of ``PrepareSettings`` (what the output is) or ``RunOptions`` (how the run goes).
+    """
     started = time.perf_counter()
-    settings = PrepareSettings(n_frames, image_size, duration_s, float(sampling_rate), tuple(fractions),
-                               min_frames, crop_mm, slice_index, instance)
+    settings, run = split_options(options)
+    workers, commit_every, progress = run.workers, run.commit_every, run.progress
+    n_frames, image_size, instance = settings.n_frames, settings.image_size, settings.instance
     check_fractions(settings.fractions)
     ecg_dir, cmr_dir, idp_csv, out_dir = Path(ecg_dir), Path(cmr_dir), Path(idp_csv), Path(out_dir)
     ecgs, cines = find_inputs(ecg_dir, cmr_dir, instance)
@@ -392,6 +470,7 @@ def prepare_ukb(ecg_dir: str | Path, cmr_dir: str | Path, idp_csv: str | Path, o
     failures += idp_failures
 
     pending_rows: list[dict[str, Any]] = []
+    counts: Counter[str] = Counter()
 
     def commit() -> None:
         writer.flush()
@@ -406,6 +485,9 @@ def prepare_ukb(ecg_dir: str | Path, cmr_dir: str | Path, idp_csv: str | Path, o
                 failures.append(result)
             else:
                 writer.write(result.task.row, result.ecg, result.cmr)
+                counts.update(quality_flagged=bool(result.columns["ecg_flags"]),
+                              too_few_beats=result.columns["rhythm_flag"] == "too_few_beats",
+                              beats=result.columns["n_beats"], excluded_beats=result.columns["n_excluded_beats"])
                 pending_rows.append(_manifest_row(result, idp, settings))
                 if len(pending_rows) >= commit_every:
                     commit()
@@ -421,7 +503,7 @@ def prepare_ukb(ecg_dir: str | Path, cmr_dir: str | Path, idp_csv: str | Path, o
     _write_atomic_csv(errors.sort_values("subject_id", kind="stable"), out_dir / ERRORS)
     return PrepareSummary(manifest=out_dir / MANIFEST, errors=out_dir / ERRORS, n_ok=n_ok,
                           n_resumed=n_resumed, skipped=dict(Counter(f.reason for f in failures)),
-                          seconds=time.perf_counter() - started)
+                          seconds=time.perf_counter() - started, **{k: int(v) for k, v in counts.items()})
 
 
 def _manifest_row(result: SubjectArrays, idp: pd.DataFrame, settings: PrepareSettings) -> dict[str, Any]:

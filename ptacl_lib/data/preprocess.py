@@ -5,11 +5,10 @@ Everything here is a pure function of one subject's arrays; ``cache.py`` applies
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from scipy import signal
 
 from .readers.records import resample_ecg
@@ -24,7 +23,7 @@ class PreprocessConfig:
     lowpass_hz: float = 40.0      # upper band edge; also removes mains hum
     n_frames: int = 25            # cine frames kept per cycle (uniformly subsampled)
     image_size: int = 32          # cine frame side after area resampling
-    rpeak_method: str = "neurokit"  # any method of ``neurokit2.ecg_peaks``
+    rpeak_method: str = "consensus"  # or any one method of ``neurokit2.ecg_peaks``
 
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly form (stored in run configs and cache keys)."""
@@ -49,36 +48,131 @@ def preprocess_ecg(ecg: np.ndarray, fs: float, config: PreprocessConfig) -> np.n
     return resample_ecg(bandpass(ecg, fs, config.highpass_hz, config.lowpass_hz), fs, config.target_fs)
 
 
-def detect_rpeaks(ecg: np.ndarray, fs: float, method: str = "neurokit") -> np.ndarray:
-    """R-peak sample indices of a 12-lead ECG, detected with neurokit2 on a polarity-free lead.
+#: The detectors the consensus polls (``neurokit2.ecg_peaks`` methods), chosen on the benchmark
+#: ``benchmarks/bench_rpeaks.py``: each alone keeps sensitivity >= 0.97 on the real record there.
+CONSENSUS_DETECTORS: tuple[str, ...] = ("neurokit", "elgendi2010", "martinez2004", "manikandan2012")
+#: A beat is kept when at least this many detectors put a peak within ``CONSENSUS_WINDOW_S`` of each other.
+CONSENSUS_VOTES = 2
+CONSENSUS_WINDOW_S = 0.10
+#: No two R peaks closer than this (240 bpm): the larger of two closer detections wins.
+REFRACTORY_S = 0.20
+#: Detections below this fraction of the recording's median R magnitude are dropped (T waves, noise).
+MIN_RELATIVE_AMPLITUDE = 0.35
+MIRROR_GAP_S = 0.3
+EDGE_S = 0.02
 
-    The detector runs on the spatial magnitude of the band-passed limb and precordial leads,
-    so a negative QRS in one lead (axis deviation, bundle branch block) does not hide a beat.
-    Each detection is moved to the local maximum of the magnitude within ±40 ms, and detections
-    below half the recording's median R amplitude are dropped.
+
+def qrs_magnitude(ecg: np.ndarray, fs: float, leads: np.ndarray | None = None) -> np.ndarray:
+    """Polarity-free QRS signal: the spatial magnitude of the 5-30 Hz band of the chosen leads.
+
+    ``ecg`` is ``[L, S]`` with any number of leads; ``leads`` (bool ``[L]``) leaves out leads that
+    quality control found flat, saturated or noisy (``ecg_quality.assess_ecg_quality``). A negative
+    QRS in one lead (axis deviation, bundle branch block, an ectopic beat) adds as much as a positive one.
     """
+    ecg = np.atleast_2d(np.asarray(ecg, dtype=np.float32))
+    chosen = np.ones(len(ecg), dtype=bool) if leads is None else np.asarray(leads, dtype=bool).copy()
+    if not chosen.any():
+        raise ValueError("no usable lead to detect R peaks on")
+    ecg = ecg[chosen]
+    filtered = bandpass(ecg, fs, 5.0, min(30.0, 0.45 * fs))
+    return np.sqrt((filtered ** 2).sum(axis=0))
+
+
+def _padded(magnitude: np.ndarray, fs: float) -> tuple[np.ndarray, int]:
+    """``magnitude`` with one second of its mirror image on each side, set off by ``MIRROR_GAP_S`` of
+    silence: the detectors' moving thresholds have settled at the first beat and still see the last
+    one, and a beat near an edge is far enough from its own mirror image not to fall in a detector's
+    refractory period. Returns the padded signal and the offset of sample 0."""
+    mirror = min(int(fs), len(magnitude) - 1)
+    gap = np.zeros(int(MIRROR_GAP_S * fs), dtype=magnitude.dtype)
+    head, tail = magnitude[1:mirror + 1][::-1], magnitude[-mirror - 1:-1][::-1]
+    return np.concatenate([head, gap, magnitude, gap, tail]), mirror + len(gap)
+
+
+def _run_detector(method: str, magnitude: np.ndarray, fs: float) -> np.ndarray:
+    """One neurokit2 detector on ``magnitude`` (padded by ``_padded``): sample indices of ``magnitude``."""
     import neurokit2 as nk
 
-    filtered = bandpass(ecg, fs, 5.0, min(30.0, 0.45 * fs))
-    magnitude = np.sqrt((filtered[[0, 1, 6, 7, 8, 9, 10, 11]] ** 2).sum(axis=0))
-    # One second of silence on each side lets the detector's moving thresholds settle before the
-    # first beat and after the last one, which it otherwise misses.
-    pad = int(fs)
-    _, info = nk.ecg_peaks(np.pad(magnitude, pad), sampling_rate=int(fs), method=method)
-    peaks = np.asarray(info["ECG_R_Peaks"], dtype=np.int64) - pad
-    n, half = len(magnitude), max(1, int(0.04 * fs))
-    refined = []
+    padded, offset = _padded(magnitude, fs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, info = nk.ecg_peaks(padded, sampling_rate=int(round(fs)), method=method)
+    return np.asarray(info["ECG_R_Peaks"], dtype=np.int64) - offset
+
+
+def _to_local_maximum(peaks: np.ndarray, magnitude: np.ndarray, half: int) -> np.ndarray:
+    """Each detection moved to the largest magnitude within ``half`` samples (unique, sorted)."""
+    n = len(magnitude)
+    moved = []
     for p in peaks[(peaks >= -half) & (peaks < n + half)]:
         lo, hi = max(0, p - half), min(n, p + half + 1)
-        if hi - lo < 2:
-            continue
-        q = lo + int(np.argmax(magnitude[lo:hi]))
-        if 0 < q < n - 1:  # a maximum on the recording's edge is a beat cut off, not an R peak
-            refined.append(q)
-    found = np.unique(np.asarray(refined, dtype=np.int64))
-    if len(found) > 2:  # amplitude consistency: a T wave beside the padding is not half an R wave
-        found = found[magnitude[found] >= 0.5 * np.median(magnitude[found])]
-    return found
+        if hi - lo >= 2:
+            moved.append(lo + int(np.argmax(magnitude[lo:hi])))
+    return np.unique(np.asarray(moved, dtype=np.int64))
+
+
+def _vote(candidates: list[np.ndarray], window: int, votes: int) -> np.ndarray:
+    """Peaks that ``votes`` detectors agree on. Detections form a cluster while each lies within
+    ``window`` of the previous one (so the lobes of one wide QRS stay one cluster); a cluster with
+    detections from ``votes`` or more detectors is a beat, placed where the
+    first detector of the list that voted put it (``candidates`` in ``CONSENSUS_DETECTORS`` order), so
+    that the others decide whether there is a beat but not on which notch of a wide QRS it sits."""
+    if not candidates:
+        return np.zeros(0, dtype=np.int64)
+    points = np.concatenate(candidates)
+    owner = np.concatenate([np.full(len(c), k) for k, c in enumerate(candidates)])
+    order = np.lexsort((owner, points))
+    points, owner = points[order], owner[order]
+    kept, first = [], 0
+    for i in range(1, len(points) + 1):
+        if i == len(points) or points[i] - points[i - 1] > window:
+            members, who = points[first:i], owner[first:i]
+            if len(set(who.tolist())) >= votes:
+                kept.append(int(members[np.argmin(who)]))
+            first = i
+    return np.unique(np.asarray(kept, dtype=np.int64))
+
+
+def detect_rpeaks(ecg: np.ndarray, fs: float, method: str = "consensus",
+                  leads: np.ndarray | None = None) -> np.ndarray:
+    """R-peak sample indices of an ``[L, S]`` ECG (any number of leads, mV).
+
+    The detectors run on ``qrs_magnitude`` (polarity-free, over the usable ``leads``). With
+    ``method="consensus"`` each of ``CONSENSUS_DETECTORS`` proposes peaks, every proposal moves to the
+    local magnitude maximum within 40 ms, and a beat is kept where at least ``CONSENSUS_VOTES``
+    detectors agree within ``CONSENSUS_WINDOW_S`` (a detector that fails on a recording abstains);
+    any other ``method`` runs that one ``neurokit2.ecg_peaks`` method. Then: a maximum within 40 ms
+    of the recording's first or last sample cannot be told from a beat cut off and is dropped; detections below
+    ``MIN_RELATIVE_AMPLITUDE`` of the median R magnitude are dropped; of two detections closer than
+    ``REFRACTORY_S`` the larger is kept. Measured in ``benchmarks/bench_rpeaks.py``.
+    """
+    magnitude = qrs_magnitude(ecg, fs, leads)
+    n, half = len(magnitude), max(1, int(0.04 * fs))
+    if n < 2 * half + 2:
+        raise ValueError(f"ECG of {n} samples is too short to detect R peaks")
+    methods = CONSENSUS_DETECTORS if method == "consensus" else (method,)
+    candidates = []
+    for name in methods:
+        try:
+            candidates.append(_to_local_maximum(_run_detector(name, magnitude, fs), magnitude, half))
+        except Exception as err:  # noqa: BLE001 - a detector that breaks on one recording abstains
+            if len(methods) == 1:
+                raise ValueError(f"R-peak detector {name!r} failed: {err}") from err
+    votes = min(CONSENSUS_VOTES, len(methods))
+    found = _vote(candidates, max(1, int(CONSENSUS_WINDOW_S * fs)), votes)
+    edge = max(1, int(EDGE_S * fs))
+    found = found[(found >= edge) & (found < n - edge)]
+    if len(found) > 2:
+        found = found[magnitude[found] >= MIN_RELATIVE_AMPLITUDE * np.median(magnitude[found])]
+    refractory = int(REFRACTORY_S * fs)
+    kept: list[int] = []
+    for p in found.tolist():
+        if kept and p - kept[-1] < refractory:
+            if magnitude[p] > magnitude[kept[-1]]:
+                kept[-1] = p
+        else:
+            kept.append(p)
+    return np.asarray(kept, dtype=np.int64)
 
 
 def rescale_peaks(peaks: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
@@ -92,6 +186,9 @@ def resize_cine(cine: np.ndarray, n_frames: int, image_size: int) -> np.ndarray:
     Frame ``k`` of the result still shows cardiac phase ``k / n_frames`` when the input frames are
     evenly spaced over one RR interval starting at the R peak.
     """
+    import torch  # here, so that prepare-ukb's readers and quality checks run without torch
+    import torch.nn.functional as F
+
     t = cine.shape[0]
     if n_frames > t:
         raise ValueError(f"cine has {t} frames, fewer than the {n_frames} requested")

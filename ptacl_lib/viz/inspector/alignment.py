@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ...data import collate
+from ...data.rhythm import RhythmSummary, rhythm_summary
 from ...losses import local_similarity
 from ...models import PTACLModel, beat_phase_pool, token_phase_bins
 from ...runtime import autocast, to_device
@@ -107,6 +108,17 @@ class SubjectAlignment:
         """Mean R-R interval in milliseconds (the duration the cine spans)."""
         return float(np.mean(np.diff(self.rpeaks))) * 1000.0 / self.fs
 
+    @property
+    def rhythm(self) -> RhythmSummary:
+        """Which beats the pooling used (``ptacl_lib.data.rhythm``: RR within ±20 % of the median, not after
+        a premature beat)."""
+        return rhythm_summary(self.rpeaks, self.fs)
+
+    def excluded_beats(self) -> list[tuple[int, int]]:
+        """Sample ranges ``[R_j, R_{j+1})`` of the complete beats left out of the pooling."""
+        peaks = np.sort(self.rpeaks)
+        return [(int(peaks[j]), int(peaks[j + 1])) for j in np.flatnonzero(~self.rhythm.usable)]
+
     def argmax(self) -> np.ndarray:
         """Best frame per ECG phase (-1 where the phase is invalid)."""
         return row_argmax(self.similarity, self.valid)
@@ -115,7 +127,7 @@ class SubjectAlignment:
         return alignment_metrics(self.similarity, self.valid, self.rr_ms)
 
     def segments(self, phase: int) -> list[tuple[int, int]]:
-        """ECG sample ranges pooled into ``phase``, over every complete beat."""
+        """ECG sample ranges pooled into ``phase``, over every usable complete beat."""
         if not 0 <= phase < self.n_phases:
             raise ValueError(f"phase {phase} outside 0..{self.n_phases - 1}")
         return phase_segments(self.token_bins, self.token_inside, self.patch, phase)

@@ -5,7 +5,8 @@ figure, and the widget calls it on a detached ``Figure`` that it renders to PNG,
 the tests and the live widget show the same picture.
 
 Layout: the ECG across the top (one lead, or all 12 stacked), with the ECG samples pooled into the
-current phase shaded in every beat; below it the CMR frame of that phase as the model saw it, the
+current phase shaded in every usable beat and the beats the rhythm rule left out of the pooling
+hatched grey (``ptacl_lib.data.rhythm``); below it the CMR frame of that phase as the model saw it, the
 LV/RV volume curve over the cycle with a cursor at the phase, and one ``T x T`` local similarity
 matrix per compared model (current row outlined, each row's argmax marked, the diagonal dashed;
 colours span the matrix's own range, so a weakly contrasted untrained model still shows its pattern).
@@ -90,14 +91,20 @@ def draw_ecg(ax: Axes, views: SubjectViews, phase: int, lead: str) -> None:
         ax.set_ylabel(f"{lead} (mV)")
     for start, stop in primary.segments(phase):
         ax.axvspan(start / views.fs, stop / views.fs, color=_SHADE, alpha=0.55, lw=0)
+    excluded = primary.excluded_beats()
+    for start, stop in excluded:
+        ax.axvspan(start / views.fs, stop / views.fs, facecolor="0.85", edgecolor="0.5", hatch="//", alpha=0.5,
+                   lw=0, label="excluded beat")
     for r in primary.rpeaks:
         ax.axvline(r / views.fs, color="tab:red", lw=0.5, alpha=0.4)
     ax.set_xlim(0, t[-1])
     ax.set_xlabel("time (s)")
-    n_beats = max(len(primary.rpeaks) - 1, 0)
+    rhythm = primary.rhythm
     n_tokens = int(np.sum(primary.token_inside & (primary.token_bins == phase)))
+    warning = "  ·  TOO FEW REGULAR BEATS" if rhythm.flag == "too_few_beats" else ""
     ax.set_title(f"ECG: shaded, the {n_tokens} tokens ({1000 * primary.patch / views.fs:.0f} ms each) that phase "
-                 f"{phase} pools over {n_beats} complete beats (R peaks in red)", fontsize=9)
+                 f"{phase} pools over {rhythm.n_usable} of {rhythm.n_beats} complete beats; hatched, the "
+                 f"{len(excluded)} beats excluded by the RR rule (R peaks in red){warning}", fontsize=9)
 
 
 def draw_frame(ax: Axes, views: SubjectViews, phase: int) -> None:
