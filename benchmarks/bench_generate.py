@@ -39,7 +39,8 @@ def main() -> None:
             manifest = generate_cohort(tmp, n_subjects=args.n, seed=args.seed, progress=False, workers=workers)
             seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
             print(f"workers={workers}: {args.n} subjects in {seconds:.1f} s wall = {args.n / seconds:.0f} subjects/s "
-                  f"({1000 * seconds / args.n:.1f} ms/subject); CPU {cpu:.1f} s ({1000 * cpu / args.n:.1f} ms/subject); "
+                  f"({1000 * seconds / args.n:.1f} ms/subject); "
+                  f"CPU {cpu:.1f} s ({1000 * cpu / args.n:.1f} ms/subject); "
                   f"{_disk_mib(manifest.parent):.0f} MiB on disk")
 
 

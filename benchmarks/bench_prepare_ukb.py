@@ -105,7 +105,8 @@ def main() -> None:
                  str(cohort["idp_csv"]), str(root / f"mem_{n}")], check=True, capture_output=True, text=True)
             peaks = json.loads(result.stdout.strip().splitlines()[-1])
             print(f"memory, {n:5d} subjects: tracemalloc peak {peaks['tracemalloc_peak_mib']:6.1f} MiB, "
-                  f"RssAnon growth {peaks['rss_anon_growth_mib']:6.1f} MiB, ru_maxrss {peaks['ru_maxrss_mib']:6.1f} MiB")
+                  f"RssAnon growth {peaks['rss_anon_growth_mib']:6.1f} MiB, "
+                  f"ru_maxrss {peaks['ru_maxrss_mib']:6.1f} MiB")
 
 
 if __name__ == "__main__":

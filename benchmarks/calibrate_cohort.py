@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from ptacl_lib.data import open_cohort
+from ptacl_lib.data.schema import LEADS
 from ptacl_lib.data.synthetic import GENERATOR_VERSION, generate_cohort
 from ptacl_lib.evaluate import evaluate_run
-from ptacl_lib.data.schema import LEADS
 from ptacl_lib.evaluate.ceiling import CEILING_ARMS, MEDIAN_BEAT_MS, ceiling_table, cohort_median_beats
 from ptacl_lib.evaluate.compare import COLUMNS
 from ptacl_lib.train import TrainConfig, fit

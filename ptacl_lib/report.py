@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .arms import BASELINE_ARM, REFERENCE_ARMS, arm_label
+from .arms import REFERENCE_ARMS, arm_label
 
 if TYPE_CHECKING:
     from .study import StudyConfig

@@ -49,11 +49,33 @@ from .data import PreprocessConfig, PTACLDataset, collate, open_cohort
 from .data.schema import PHENOTYPES
 from .losses import global_contrastive_loss, ptacl_loss
 from .models import ModelConfig, PTACLModel
-from .runs import (BEST_CHECKPOINT, LAST_CHECKPOINT, METRICS_DIR, checkpoint_path, config_record, read_config,
-                   run_model_config, write_config)
-from .runtime import (DistInfo, autocast, barrier, capture_rng_state, cleanup_distributed, configure_threads,
-                      init_distributed, load_checkpoint, mean_over_ranks, resolve_device, restore_rng_state,
-                      rng_state_preserved, save_checkpoint, seed_everything, to_device)
+from .runs import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    METRICS_DIR,
+    checkpoint_path,
+    config_record,
+    read_config,
+    run_model_config,
+    write_config,
+)
+from .runtime import (
+    DistInfo,
+    autocast,
+    barrier,
+    capture_rng_state,
+    cleanup_distributed,
+    configure_threads,
+    init_distributed,
+    load_checkpoint,
+    mean_over_ranks,
+    resolve_device,
+    restore_rng_state,
+    rng_state_preserved,
+    save_checkpoint,
+    seed_everything,
+    to_device,
+)
 from .train_config import RESUMABLE_CHANGES, TrainConfig
 
 __all__ = ["TrainConfig", "build_objective", "fit", "make_loader", "warmup_cosine", "ContrastiveObjective",
@@ -80,8 +102,8 @@ class ContrastiveObjective(nn.Module):
 
     def forward(self, batch: dict[str, Any], monitor_local: bool = False) -> dict[str, torch.Tensor]:
         if not (self.with_local or monitor_local):
-            loss_global = global_contrastive_loss(self.model.embed_ecg(batch["ecg"]), self.model.embed_cmr(batch["cmr"]),
-                                                  self.loss_options["temperature_global"])
+            ecg, cmr = self.model.embed_ecg(batch["ecg"]), self.model.embed_cmr(batch["cmr"])
+            loss_global = global_contrastive_loss(ecg, cmr, self.loss_options["temperature_global"])
             return {"loss": loss_global, "loss_global": loss_global, "loss_local": _nan_like(loss_global)}
         out = self.model(batch)
         parts = ptacl_loss(out["ecg_global"], out["cmr_global"], out["ecg_phase"], out["cmr_frames"],

@@ -11,8 +11,15 @@ import pytest
 from ptacl_lib.data import open_cohort
 from ptacl_lib.data.schema import PHENOTYPES
 from ptacl_lib.data.synthetic.latent import ECG_LATENTS
-from ptacl_lib.evaluate.ceiling import (LATENT_ORACLE, MEDIAN_BEAT, MEDIAN_BEAT_MS, ceiling_table, latent_features,
-                                        median_beat_features, window_share)
+from ptacl_lib.evaluate.ceiling import (
+    LATENT_ORACLE,
+    MEDIAN_BEAT,
+    MEDIAN_BEAT_MS,
+    ceiling_table,
+    latent_features,
+    median_beat_features,
+    window_share,
+)
 from ptacl_lib.evaluate.compare import COLUMNS
 
 

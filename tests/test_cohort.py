@@ -10,8 +10,16 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from ptacl_lib.data import (LEADS, PHENOTYPES, ManifestError, PreprocessConfig, PTACLDataset,
-                            SubjectDataError, collate, open_cohort)
+from ptacl_lib.data import (
+    LEADS,
+    PHENOTYPES,
+    ManifestError,
+    PreprocessConfig,
+    PTACLDataset,
+    SubjectDataError,
+    collate,
+    open_cohort,
+)
 from ptacl_lib.data.cohort import read_manifest, validate_manifest
 
 

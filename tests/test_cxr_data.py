@@ -13,8 +13,17 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ptacl_lib.cxr.data import (CaptionDataset, ImageStore, clean_report, collate_captions, load_samples,
-                                report_target, scan_images, split_studies, splits_from_table)
+from ptacl_lib.cxr.data import (
+    CaptionDataset,
+    ImageStore,
+    clean_report,
+    collate_captions,
+    load_samples,
+    report_target,
+    scan_images,
+    split_studies,
+    splits_from_table,
+)
 from ptacl_lib.cxr.fixtures import write_kaggle_fixture
 from ptacl_lib.cxr.readers import CXRReadError, CXRSample, openi_image_id, read_openi, read_openi_kaggle
 from ptacl_lib.cxr.vocab import Vocabulary

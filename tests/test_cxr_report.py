@@ -10,8 +10,16 @@ from typing import Any, Iterator
 import pytest
 
 from ptacl_lib.cxr.mentions import positive_findings
-from ptacl_lib.cxr.report import (LocalLLMBackend, OpenAICompatibleBackend, ReportCheckError, compose_report,
-                                  load_smollm2, post_check, smollm2_folder, trim_sections)
+from ptacl_lib.cxr.report import (
+    LocalLLMBackend,
+    OpenAICompatibleBackend,
+    ReportCheckError,
+    compose_report,
+    load_smollm2,
+    post_check,
+    smollm2_folder,
+    trim_sections,
+)
 
 CAPTION = "the heart is enlarged . small left pleural effusion . there is a nodule in the right upper zone ."
 PATIENT = {"age": 67, "sex": "male", "view": "PA", "indication": "shortness of breath", "comparison": None}

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from ptacl_lib.data.schema import PHENOTYPES
-from ptacl_lib.evaluate import (Embeddings, FinetuneConfig, compare, embed, evaluate_embeddings, evaluate_run,
-                                finetune)
+from ptacl_lib.evaluate import Embeddings, FinetuneConfig, compare, embed, evaluate_embeddings, evaluate_run, finetune
 from ptacl_lib.evaluate.pipeline import disagreements
 
 

@@ -6,9 +6,16 @@ import numpy as np
 import pytest
 
 from ptacl_lib.data.schema import PHENOTYPES
-from ptacl_lib.evaluate.retrieval import (PhenotypeScaler, cross_modal_recall, nearest_neighbours, precision_at_k,
-                                          random_neighbour_error, relevance_rate, retrieval_metrics,
-                                          topk_absolute_error)
+from ptacl_lib.evaluate.retrieval import (
+    PhenotypeScaler,
+    cross_modal_recall,
+    nearest_neighbours,
+    precision_at_k,
+    random_neighbour_error,
+    relevance_rate,
+    retrieval_metrics,
+    topk_absolute_error,
+)
 
 # Query (1, 0.1) against four database rows: cosine order is row 0 (0.995), row 2 (0.774),
 # row 1 (0.0995), row 3 (-0.995).

@@ -10,15 +10,23 @@ import nbformat
 import numpy as np
 import pytest
 import torch
-from conftest import run_notebook
 
+from conftest import run_notebook
 from ptacl_lib.data import PreprocessConfig, PTACLDataset, collate, open_cohort
 from ptacl_lib.models import ModelConfig, PTACLModel, token_phase_bins
 from ptacl_lib.runtime import rng_state_preserved
 from ptacl_lib.train import TrainConfig, fit
 from ptacl_lib.viz import inspector as inspector_module
-from ptacl_lib.viz.inspector import (ALL_LEADS, VIEW_LABELS, AlignmentInspector, alignment_metrics,
-                                     circular_frame_distance, phase_segments, row_argmax, subject_alignments)
+from ptacl_lib.viz.inspector import (
+    ALL_LEADS,
+    VIEW_LABELS,
+    AlignmentInspector,
+    alignment_metrics,
+    circular_frame_distance,
+    phase_segments,
+    row_argmax,
+    subject_alignments,
+)
 
 
 def fresh_model(seed: int, **overrides: object) -> PTACLModel:

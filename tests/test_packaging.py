@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-import tomllib
 
+import tomllib
 import yaml
 
 from conftest import REPO
@@ -34,5 +34,6 @@ def test_environment_yml_matches_pyproject() -> None:
         elif _name(dep) not in NOT_PACKAGES:
             conda.add(_name(dep))
     assert conda | pip == declared, (
-        f"only in environment.yml: {sorted((conda | pip) - declared)}; only in pyproject: {sorted(declared - (conda | pip))}")
+        f"only in environment.yml: {sorted((conda | pip) - declared)}; "
+        f"only in pyproject: {sorted(declared - (conda | pip))}")
     assert "torch" in declared and any(r.startswith("torch>=2.3") for r in project["dependencies"])

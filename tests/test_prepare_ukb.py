@@ -15,9 +15,15 @@ from ptacl_lib.cli import main
 from ptacl_lib.data import open_cohort
 from ptacl_lib.data import prepare_ukb as pu
 from ptacl_lib.data.readers import read_ecg
-from ptacl_lib.data.readers.writers import (beating_stack, cine_frame_datasets, subject_ecg_raw,
-                                            write_cardiosoft_xml, write_cine_dicom, write_idp_csv,
-                                            write_ukb_like_cohort)
+from ptacl_lib.data.readers.writers import (
+    beating_stack,
+    cine_frame_datasets,
+    subject_ecg_raw,
+    write_cardiosoft_xml,
+    write_cine_dicom,
+    write_idp_csv,
+    write_ukb_like_cohort,
+)
 from ptacl_lib.data.schema import LEADS, PHENOTYPES
 from ptacl_lib.data.splits import assign_splits, hash_unit, split_of
 

@@ -10,13 +10,31 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ptacl_lib.data.readers import (CineRecord, ReaderError, read_cine, read_cine_dicom, read_cine_nifti,
-                                    read_dicom_ecg, read_ecg, read_idp_csv, read_ukb_xml, read_wfdb_ecg,
-                                    resample_cycle, standardise_cine)
+from ptacl_lib.data.readers import (
+    CineRecord,
+    ReaderError,
+    read_cine,
+    read_cine_dicom,
+    read_cine_nifti,
+    read_dicom_ecg,
+    read_ecg,
+    read_idp_csv,
+    read_ukb_xml,
+    read_wfdb_ecg,
+    resample_cycle,
+    standardise_cine,
+)
 from ptacl_lib.data.readers.cine_ops import crop_heart, heart_centre
-from ptacl_lib.data.readers.writers import (cine_frame_datasets, subject_ecg_raw, write_cardiosoft_xml,
-                                            write_cine_dicom, write_cine_nifti, write_dicom_ecg, write_idp_csv,
-                                            write_wfdb_ecg)
+from ptacl_lib.data.readers.writers import (
+    cine_frame_datasets,
+    subject_ecg_raw,
+    write_cardiosoft_xml,
+    write_cine_dicom,
+    write_cine_nifti,
+    write_dicom_ecg,
+    write_idp_csv,
+    write_wfdb_ecg,
+)
 from ptacl_lib.data.schema import LEADS, PHENOTYPES
 
 

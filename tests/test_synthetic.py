@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from scipy import ndimage, signal, stats
 
+from ptacl_lib.data import open_cohort
 from ptacl_lib.data.schema import ARRAY_PREFIX, COVARIATES, LEADS, REQUIRED_COLUMNS, SPLITS
 from ptacl_lib.data.store import ArrayStore
-from ptacl_lib.data import open_cohort
 from ptacl_lib.data.synthetic import BEAT_LABELS, ECG_LATENTS, FIDUCIALS, GENERATOR_VERSION, generate_cohort, true_beats
 
 GROUND_TRUTH = ("conduction", "lvh", "phenotype_class", "pr_ms", "qrs_ms", "qt_ms", "emd_ms", "es_ms")
@@ -254,8 +254,10 @@ def test_ejection_and_atrial_kick_follow_the_ecg(cohort: tuple[pd.DataFrame, Arr
         trace = np.asarray(store.extras["volume_trace"][i, 0], dtype=float)
         fid = store.extras["fiducials"][i]
         sv = table.lvsv[i]
+        def at(sample: float, trace: np.ndarray = trace) -> float:
+            return float(trace[min(int(round(sample / fs * trace_hz)), trace.size - 1)])
+
         for p_on, qrs_on, *_ in fid[(fid >= 0).all(axis=1)]:
-            at = lambda sample: trace[min(int(round(sample / fs * trace_hz)), trace.size - 1)]  # noqa: E731
             # The atrial kick after the P wave adds a real share of the stroke volume ...
             assert at(qrs_on) - at(p_on + 0.06 * fs) > 0.05 * sv  # early filling takes at most 85 %
             # ... and the ventricle stays full from QRS onset until the electromechanical delay has passed.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +12,12 @@ import pandas as pd
 import pytest
 import torch
 
+import ptacl_lib.train as train_module
 from conftest import REPO, run_notebook
 from ptacl_lib.losses import ptacl_loss
 from ptacl_lib.models import ModelConfig, PTACLModel
 from ptacl_lib.runs import load_run, read_metrics
 from ptacl_lib.runtime import load_checkpoint, seed_everything
-import ptacl_lib.train as train_module
 from ptacl_lib.train import EPOCH_COLUMNS, STEP_COLUMNS, ContrastiveObjective, TrainConfig, fit
 
 LOSS_COLUMNS = ["loss", "loss_global", "loss_local"]

@@ -30,11 +30,26 @@ from torch.utils.data import DataLoader
 from ..atomic import replacing
 from ..runtime import autocast, load_checkpoint, resolve_device, save_checkpoint, seed_everything, to_device
 from .backbones import load_backbone_weights
-from .data import (CaptionDataset, ImageStore, collate_captions, load_samples, report_target, scan_images,
-                   split_studies, splits_from_table, write_errors)
+from .data import (
+    CaptionDataset,
+    ImageStore,
+    collate_captions,
+    load_samples,
+    report_target,
+    scan_images,
+    split_studies,
+    splits_from_table,
+    write_errors,
+)
 from .decode import beam_search
-from .metrics import CAPTION_METRICS, METEOR_NO_JAVA, caption_metrics, finding_scores, meteor_available, \
-    observation_scores
+from .metrics import (
+    CAPTION_METRICS,
+    METEOR_NO_JAVA,
+    caption_metrics,
+    finding_scores,
+    meteor_available,
+    observation_scores,
+)
 from .model import CaptionerConfig, ShowAttendTell, caption_loss
 from .readers import CXRSample
 from .train import CaptionTrainConfig, TrainedCaptioner, load_captioner, save_captioner

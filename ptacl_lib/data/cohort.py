@@ -13,8 +13,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .schema import (ARRAY_PREFIX, DEFAULT_IMAGE_SIZE, DEFAULT_N_FRAMES, DEFAULT_SAMPLING_RATE, LEADS,
-                     PHENOTYPES, REQUIRED_COLUMNS, SPLITS, SPLITS_NEEDING_PHENOTYPES)
+from .schema import (
+    ARRAY_PREFIX,
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_N_FRAMES,
+    DEFAULT_SAMPLING_RATE,
+    LEADS,
+    PHENOTYPES,
+    REQUIRED_COLUMNS,
+    SPLITS,
+    SPLITS_NEEDING_PHENOTYPES,
+)
 from .store import ArrayStore
 
 STORE_DIR = "arrays"

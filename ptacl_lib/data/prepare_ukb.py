@@ -58,13 +58,19 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..atomic import replacing
 from .cohort import STORE_DIR
 from .ecg_quality import assess_ecg_quality
 from .readers import ECG_SUFFIXES, ReaderError, read_cine, read_ecg, read_idp_csv, standardise_cine
-from ..atomic import replacing
-from .schema import (ARRAY_PREFIX, DEFAULT_DURATION_S, DEFAULT_IMAGE_SIZE, DEFAULT_N_FRAMES, DEFAULT_SAMPLING_RATE,
-                     PHENOTYPES)
 from .rhythm import rhythm_summary
+from .schema import (
+    ARRAY_PREFIX,
+    DEFAULT_DURATION_S,
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_N_FRAMES,
+    DEFAULT_SAMPLING_RATE,
+    PHENOTYPES,
+)
 from .splits import DEFAULT_FRACTIONS, check_fractions, split_of
 from .store import ECG_FILE, ArrayStoreWriter, StoreMeta
 

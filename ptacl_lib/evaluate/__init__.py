@@ -7,8 +7,7 @@ from .embeddings import Embeddings, embed
 from .finetune import FinetuneConfig, finetune
 from .pipeline import embeddings_by_arm, evaluate_embeddings, evaluate_run, evaluate_runs, probe, probe_by_arm
 from .regression import ProbeResult, fit_linear_probe, mean_predictor, regression_metrics
-from .retrieval import (RELEVANCE_RADIUS, RETRIEVAL_PHENOTYPES, cross_modal_recall, nearest_neighbours,
-                        retrieval_metrics)
+from .retrieval import RELEVANCE_RADIUS, RETRIEVAL_PHENOTYPES, cross_modal_recall, nearest_neighbours, retrieval_metrics
 
 __all__ = [
     "CEILING_ARMS", "RELEVANCE_RADIUS", "RETRIEVAL_PHENOTYPES", "Embeddings", "FinetuneConfig", "ProbeResult",

@@ -12,8 +12,9 @@ from torch.utils.data import DataLoader
 
 from ..data import Cohort, PreprocessConfig, PTACLDataset, collate, open_cohort
 from ..data.schema import PHENOTYPES
-from ..runtime import autocast, resolve_device, to_device
 from ..runs import EMBEDDINGS_FILE, load_run, run_preprocess_config
+from ..runtime import autocast, resolve_device, to_device
+
 #: The splits ``embed`` covers by default: training rows are the retrieval database and the
 #: probe's fitting set, test rows are queries and the scored set.
 DEFAULT_SPLITS: tuple[str, ...] = ("train", "test")

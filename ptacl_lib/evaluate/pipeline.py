@@ -16,17 +16,25 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from ..arms import CMR_PROBE_ARM, CMR_PROBE_SOURCE, order_arms
 from ..atomic import replacing
 from ..data import Cohort, open_cohort
-from ..arms import CMR_PROBE_ARM, CMR_PROBE_SOURCE, order_arms
 from ..runs import EMBEDDINGS_FILE, METRICS_FILE, read_config, read_evaluation
 from .alignment import alignment_records
 from .compare import compare, summarise, with_mean_r2
 from .embeddings import Embeddings, embed
 from .finetune import FinetuneConfig, finetune
 from .regression import ProbeResult, fit_linear_probe
-from .retrieval import (DEFAULT_KS, RELEVANCE_RADIUS, MetricRecord, Neighbours, nearest_neighbours,
-                        query_phenotype_distance, retrieval_metrics, retrieval_zscores)
+from .retrieval import (
+    DEFAULT_KS,
+    RELEVANCE_RADIUS,
+    MetricRecord,
+    Neighbours,
+    nearest_neighbours,
+    query_phenotype_distance,
+    retrieval_metrics,
+    retrieval_zscores,
+)
 
 
 def probe(embeddings: Embeddings, modality: str = "ecg") -> ProbeResult:

@@ -30,7 +30,8 @@ class FrameCNN(nn.Module):
         blocks: list[nn.Module] = []
         in_ch = 1
         for out_ch in channels:
-            blocks += [nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1), nn.GroupNorm(min(8, out_ch), out_ch), nn.GELU()]
+            blocks += [nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1), nn.GroupNorm(min(8, out_ch), out_ch),
+                       nn.GELU()]
             in_ch = out_ch
         self.features = nn.Sequential(*blocks)
         self.proj = nn.Linear(in_ch, dim)

@@ -10,8 +10,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ..data.schema import PHENOTYPE_UNITS
 from ..arms import ARMS, arm_label, order_arms
+from ..data.schema import PHENOTYPE_UNITS
 from ..evaluate.regression import ProbeResult
 
 

@@ -52,7 +52,8 @@ def read_cine_dicom(path: str | Path, *, slice_index: int | None = None, min_fra
     frames = _ordered_frames(path, stacks[positions[chosen]], min_frames)
     pixels = [_pixels(path, frame) for frame in frames]
     if len({p.shape for p in pixels}) > 1:
-        raise ReaderError(path, "bad_metadata", f"frames of one slice differ in size: {sorted({p.shape for p in pixels})}")
+        sizes = sorted({p.shape for p in pixels})
+        raise ReaderError(path, "bad_metadata", f"frames of one slice differ in size: {sizes}")
     images = np.stack(pixels)
     first = frames[0].header
     times = np.array([f.trigger_time for f in frames], dtype=np.float64)

@@ -17,7 +17,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from .records import EcgRecord, ReaderError, assemble_leads, require_file, canonical_lead
+from .records import EcgRecord, ReaderError, assemble_leads, canonical_lead, require_file
 
 #: Suffix N of the SCPECG "5.6.3-9-N" and MDC "2:N" lead codes (DICOM CID 3001).
 _LEAD_CODE_NUMBERS: dict[int, str] = {

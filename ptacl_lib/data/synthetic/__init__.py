@@ -5,8 +5,15 @@ One latent state per subject (``latent``) drives a 12-lead ECG built from a card
 drawn from those curves (``cine``); ``cohort`` writes manifest and array store.
 """
 
-from .cohort import (EXTRA_DESCRIPTIONS, FIDUCIALS, GENERATOR_VERSION, SyntheticOptions, generate_cohort,
-                     simulate_subject, true_beats)
+from .cohort import (
+                     EXTRA_DESCRIPTIONS,
+                     FIDUCIALS,
+                     GENERATOR_VERSION,
+                     SyntheticOptions,
+                     generate_cohort,
+                     simulate_subject,
+                     true_beats,
+)
 from .ecg import BEAT_LABELS
 from .latent import CONDUCTIONS, ECG_LATENTS, PHENOTYPE_CLASSES
 

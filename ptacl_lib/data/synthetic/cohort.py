@@ -19,8 +19,14 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from ..schema import (ARRAY_PREFIX, DEFAULT_DURATION_S, DEFAULT_IMAGE_SIZE, DEFAULT_N_FRAMES, DEFAULT_SAMPLING_RATE,
-                      PHENOTYPES)
+from ..schema import (
+    ARRAY_PREFIX,
+    DEFAULT_DURATION_S,
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_N_FRAMES,
+    DEFAULT_SAMPLING_RATE,
+    PHENOTYPES,
+)
 from ..splits import split_of
 from ..store import ArrayStoreWriter, StoreMeta
 from .cine import CineFrames, CineGeometry, cine_geometry, drawn_lv_mass, render_cine

@@ -4,8 +4,15 @@
 ``AlignmentInspector`` (subjects, caching, snapshots) and ``widget`` its ipywidgets front end.
 """
 
-from .alignment import (AlignmentMetrics, SubjectAlignment, alignment_metrics, circular_frame_distance,
-                        phase_segments, row_argmax, subject_alignments)
+from .alignment import (
+                        AlignmentMetrics,
+                        SubjectAlignment,
+                        alignment_metrics,
+                        circular_frame_distance,
+                        phase_segments,
+                        row_argmax,
+                        subject_alignments,
+)
 from .app import AlignmentInspector, InspectedModel, load_inspected
 from .views import ALL_LEADS, VIEW_LABELS, SubjectViews, draw_inspector
 
