@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .arms import REFERENCE_ARMS, arm_label
+from .arms import REFERENCE_ARMS, arm_label, arm_rank
 
 if TYPE_CHECKING:
     from .study import StudyConfig
@@ -88,6 +88,7 @@ def window_table(table: pd.DataFrame) -> pd.DataFrame:
     except ValueError:  # no random-init runs, or no ceiling rows: no window to measure
         return pd.DataFrame()
     mean = shares[shares["target"] == "mean"]
+    mean = mean.iloc[mean["arm"].map(arm_rank).argsort(kind="stable")]
     return (mean.groupby("arm", sort=False)
             .agg(mean_r2=("r2", "mean"), baseline=("baseline", "first"), ceiling=("ceiling", "first"),
                  window=("window", "first"), share_closed=("share", "mean"))
