@@ -109,6 +109,7 @@ def test_every_notebook_accepts_the_common_parameters() -> None:
         assert {"manifest", "run_root", "device"} <= names, name
 
 
+@pytest.mark.slow
 def test_parallel_training_matches_serial(tiny_cohort: Path, tmp_path: Path) -> None:
     """``jobs=2`` trains in spawned processes; the numbers equal a serial run's (one thread each)."""
     from ptacl_lib.runs import read_metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -39,6 +40,7 @@ def tiny_config(manifest: Path, run_dir: Path, **overrides: object) -> TrainConf
     return TrainConfig(**settings)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_tiny_ptacl_run_lowers_its_loss(tiny_cohort: Path, tmp_path: Path) -> None:
     run = fit(tiny_config(tiny_cohort, tmp_path / "ptacl", epochs=6))
     steps, epochs = read_metrics(run)
@@ -78,6 +80,7 @@ def _interrupted_in_epoch_two(config: TrainConfig, monkeypatch: pytest.MonkeyPat
     return run
 
 
+@pytest.mark.slow
 def test_resume_continues_with_identical_numbers(tiny_cohort: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     straight = fit(tiny_config(tiny_cohort, tmp_path / "straight"))
@@ -99,6 +102,7 @@ def test_resume_continues_with_identical_numbers(tiny_cohort: Path, tmp_path: Pa
         fit(tiny_config(tiny_cohort, straight))
 
 
+@pytest.mark.slow
 def test_keep_every_keeps_weight_only_epochs(tiny_cohort: Path, tmp_path: Path) -> None:
     run = fit(tiny_config(tiny_cohort, tmp_path / "run", objective="supervised", epochs=4, keep_every=2))
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
@@ -108,6 +112,7 @@ def test_keep_every_keeps_weight_only_epochs(tiny_cohort: Path, tmp_path: Path) 
     assert all(torch.equal(kept["model"][k], last["model"][k]) for k in last["model"])
 
 
+@pytest.mark.slow
 def test_accumulation_matches_one_large_batch(tiny_cohort: Path, tmp_path: Path) -> None:
     """2 x 8 accumulated = 1 x 16 for a per-sample loss (supervised): same losses, same weights."""
     common = dict(objective="supervised", epochs=2, lr=3e-3, warmup_epochs=1.0)
@@ -196,6 +201,7 @@ def test_config_is_validated() -> None:
         TrainConfig(objective="global")  # no demo paths hide behind the defaults
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_equal_one(tiny_cohort: Path, tmp_path: Path) -> None:
     """torchrun, 2 CPU processes x 8 subjects vs 1 process x 16: same samples per step, same numbers."""
     common = ["--manifest", str(tiny_cohort), "--objective", "global", "--epochs", "2", "--lr", "3e-3",
@@ -214,12 +220,15 @@ def test_two_gloo_processes_equal_one(tiny_cohort: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_notebook_02_executes(tiny_cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notebook_02_starts_a_study_when_asked(tiny_cohort: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no study yet, ``train=True`` trains the notebook's own arms and settings, then plots them."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel inherits it (see one_thread)
-    out = run_notebook("02_pretraining.ipynb", tmp_path / "nb", manifest=str(tiny_cohort),
-                       objectives=["ptacl", "global", "none"], epochs=1, batch_size=8, device="cpu",
+    out = run_notebook("02_pretraining.ipynb", tmp_path / "nb", manifest=str(tiny_cohort), train=True,
+                       arms=["ptacl", "global", "none"], seeds=1, epochs=1, batch_size=8, device="cpu",
                        run_root=str(tmp_path / "runs"))
     assert out.exists()
+    assert json.loads((tmp_path / "runs" / "study_config.json").read_text())["epochs"] == 1
     for objective in ("ptacl", "global", "none"):
         assert (tmp_path / "runs" / "arms" / objective / "seed0" / "checkpoints" / "last.pt").exists()
     assert (tmp_path / "runs" / "figures" / "02_pretraining" / "loss_curves.png").exists()
