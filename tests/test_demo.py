@@ -19,7 +19,7 @@ def test_make_demo_fast(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = (out / "report.md").read_text()
-    for heading in ("Regression from the frozen ECG embedding", "Retrieval of patients", "Paired contrasts",
+    for heading in ("## Data", "Regression from the frozen ECG embedding", "Retrieval of patients", "Paired contrasts",
                     "What the local loss visibly learns"):
         assert heading in report
     assert "PTACL − global-only (CLIP), mean test R²" in report
