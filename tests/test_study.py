@@ -35,7 +35,7 @@ def test_own_ukb_data_prepare_then_study(tmp_path: Path, monkeypatch: pytest.Mon
     from ptacl_lib.data.readers.writers import write_ukb_like_cohort
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    raw = write_ukb_like_cohort(tmp_path / "ukb", 60, n_slices=2, n_frames=16, size=48)
+    raw = write_ukb_like_cohort(tmp_path / "ukb", 60, n_slices=2, n_frames=16, size=48, realistic_ecg=True)
     prepared = tmp_path / "data"
     assert main(["prepare-ukb", "--ecg-dir", str(raw["ecg_dir"]), "--cmr-dir", str(raw["cmr_dir"]),
                  "--idp-csv", str(raw["idp_csv"]), "--out", str(prepared), "--workers", "1", "--n-frames", "25",

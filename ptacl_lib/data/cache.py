@@ -140,8 +140,11 @@ def build_cache(cohort: Cohort, config: PreprocessConfig, root: Path, progress: 
         beats.append({"subject_id": sid, **quality.columns(), **rhythm_summary(peaks, config.target_fs).columns()})
     if not ok.any():
         shutil.rmtree(tmp, ignore_errors=True)
+        if not errors:
+            raise SubjectDataError(f"{cohort.manifest_path} lists no subject (did every subject fail the "
+                                   "preparation? see the errors.csv beside it)")
         raise SubjectDataError(f"no subject of {cohort.manifest_path} could be preprocessed; "
-                               f"first error: {errors[0]['reason'] if errors else 'none'}")
+                               f"first error: {errors[0]['reason']}")
     # Per-lead scale from the training split: one number per lead for the whole cohort, so that
     # between-subject voltage differences (LV mass!) are kept while leads are put on one scale.
     train = ok & (cohort.table["split"].to_numpy() == "train")

@@ -232,6 +232,15 @@ def subject_ecg_raw(seed: int, n_samples: int = 5000, sampling_rate: float = 500
     return {lead: raw[lead] for lead in LEADS}
 
 
+def subject_ecg_synthetic(seed: int) -> dict[str, np.ndarray]:
+    """Integer strips (5 uV/LSB, 10 s at 500 Hz) of a real-shaped 12-lead ECG: subject ``seed`` of the
+    synthetic generator (P-QRS-T morphology, noise, sometimes ectopy), for fixtures that pass ECG quality."""
+    from ..synthetic.cohort import SyntheticOptions, simulate_subject
+
+    ecg = simulate_subject(seed, 0, SyntheticOptions()).ecg  # [12, 5000] in mV
+    return {lead: np.rint(ecg[k] / 0.005).astype(np.int32) for k, lead in enumerate(LEADS)}
+
+
 def beating_stack(seed: int, n_slices: int = 3, n_frames: int = 20, size: int = 64) -> np.ndarray:
     """uint16 [Z, T, H, W]: a bright disc (blood pool) whose radius beats over the cycle, off-centre, plus noise."""
     rng = np.random.default_rng(seed)
@@ -248,11 +257,14 @@ def beating_stack(seed: int, n_slices: int = 3, n_frames: int = 20, size: int = 
 
 
 def write_ukb_like_cohort(root: str | Path, n_subjects: int, *, seed: int = 0, first_eid: int = 1000001,
-                          n_slices: int = 3, n_frames: int = 20, size: int = 64) -> dict[str, Path]:
+                          n_slices: int = 3, n_frames: int = 20, size: int = 64,
+                          realistic_ecg: bool = False) -> dict[str, Path]:
     """A UKB-shaped cohort: ``ecg/EID_20205_2_0.xml``, ``cmr/EID_20209_2_0.zip`` and ``idp.csv``.
 
-    Returns the paths as {"ecg_dir", "cmr_dir", "idp_csv"}.
+    ECGs are known sinusoid strips (``subject_ecg_raw``), or real-shaped ones (``subject_ecg_synthetic``)
+    with ``realistic_ecg``. Returns the paths as {"ecg_dir", "cmr_dir", "idp_csv"}.
     """
+    ecg_raw = subject_ecg_synthetic if realistic_ecg else subject_ecg_raw
     root = Path(root)
     ecg_dir, cmr_dir = root / "ecg", root / "cmr"
     ecg_dir.mkdir(parents=True, exist_ok=True)
@@ -262,7 +274,7 @@ def write_ukb_like_cohort(root: str | Path, n_subjects: int, *, seed: int = 0, f
     phenotypes: dict[str, dict[str, float]] = {}
     for k in range(n_subjects):
         eid = str(first_eid + k)
-        write_cardiosoft_xml(ecg_dir / f"{eid}_20205_2_0.xml", subject_ecg_raw(seed * 100003 + k),
+        write_cardiosoft_xml(ecg_dir / f"{eid}_20205_2_0.xml", ecg_raw(seed * 100003 + k),
                              intervals={"VentricularRate": (60 + k % 30, "BPM"), "QRSDuration": (90, "ms")})
         stack = beating_stack(seed * 100003 + k, n_slices, n_frames, size)
         write_cine_dicom(cmr_dir / f"{eid}_20209_2_0.zip",
