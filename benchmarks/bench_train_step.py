@@ -46,7 +46,7 @@ from ptacl_lib.data.splits import DEFAULT_FRACTIONS
 from ptacl_lib.models import ModelConfig, PTACLModel
 from ptacl_lib.runs import BEST_CHECKPOINT, LAST_CHECKPOINT, checkpoint_path
 from ptacl_lib.runtime import autocast, capture_rng_state, resolve_device, seed_everything, to_device
-from ptacl_lib.train import ContrastiveObjective, TrainConfig, _save_epoch, param_groups
+from ptacl_lib.train import ContrastiveObjective, TrainConfig, param_groups, save_epoch_checkpoints
 from ptacl_lib.train_config import MODEL_PRESET_NAMES
 
 #: Transformer depths of every preset under ``--dry-run`` (the checkpoints keep the real presets).
@@ -141,13 +141,13 @@ def peak_memory_gib(device: torch.device) -> float:
 
 def checkpoint_sizes(preset: str, device: torch.device, directory: Path) -> dict[str, Any]:
     """Bytes of ``last.pt`` and ``best.pt`` written by the training loop's checkpoint policy
-    (``train._save_epoch``) for a freshly built ``preset`` after one AdamW step on a batch of 2."""
+    (``train.save_epoch_checkpoints``) for a freshly built ``preset`` after one AdamW step on a batch of 2."""
     bench = StepBench(preset, device)
     bench.step(bench.arms["ptacl"], to_device(synthetic_batch(2), device))
     state = {"model": bench.model.state_dict(), "objective_extra": {}, "optimizer": bench.optimizer.state_dict(),
              "scheduler": {}, "epoch": 1, "step": 1, "rng": [capture_rng_state()], "best_val": 0.0}
     config = TrainConfig(manifest="unused", run_dir=str(directory), model=preset)
-    _save_epoch(directory, state, 1, config, improved=True)
+    save_epoch_checkpoints(directory, state, 1, config, improved=True)
     return {"preset": preset, "params_m": bench.n_params / 1e6,
             "last_mib": checkpoint_path(directory, LAST_CHECKPOINT).stat().st_size / 2**20,
             "best_mib": checkpoint_path(directory, BEST_CHECKPOINT).stat().st_size / 2**20}

@@ -48,16 +48,15 @@ class NotebookRun:
 
 
 def execute_notebooks(names: Sequence[str], out_dir: str | Path,
-                      parameters: Mapping[str, Mapping[str, Any]] | None = None,
                       common: Mapping[str, Any] | None = None) -> list[NotebookRun]:
-    """Run every notebook in order, even when one fails; each gets ``common`` plus its own ``parameters``.
+    """Run every notebook in order with the parameters ``common``, even when one fails.
 
     A failed notebook's executed copy (with the failing cell's traceback) is still written, and its
     error is returned, not raised: the caller decides what a failure means.
     """
     results = []
     for name in names:
-        params = {**(common or {}), **((parameters or {}).get(name, {}))}
+        params = dict(common or {})
         print(f"[notebooks] {name}", flush=True)
         try:
             output = execute_notebook(name, out_dir, progress=True, **params)

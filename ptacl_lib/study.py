@@ -157,8 +157,8 @@ def inspection_runs(run_root: str | Path, run_dir: str | Path | None = None,
     return run, (Path(compare_run_dir) if compare_run_dir else None)
 
 
-def notebook_parameters(name: str, config: StudyConfig) -> dict[str, Any]:
-    """Each notebook's parameters: the common set (every notebook accepts it)."""
+def notebook_parameters(config: StudyConfig) -> dict[str, Any]:
+    """The common parameters every notebook accepts, for this study."""
     return {"manifest": str(config.manifest), "run_root": str(config.out), "device": config.device}
 
 
@@ -195,8 +195,7 @@ def run_study(config: StudyConfig) -> StudyResult:
     if config.notebooks:
         start = time.perf_counter()
         names = [n for n in list_notebooks() if n[:2] <= "06"]
-        results = execute_notebooks(names, out / "notebooks",
-                                    parameters={n: notebook_parameters(n, config) for n in names})
+        results = execute_notebooks(names, out / "notebooks", common=notebook_parameters(config))
         failed = [r.name for r in results if not r.ok]
         timings["notebooks"] = time.perf_counter() - start
 

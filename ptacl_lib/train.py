@@ -431,7 +431,7 @@ def _fit(config: TrainConfig, device: torch.device, dist_info: DistInfo) -> Path
             state = {"model": model.state_dict(), "objective_extra": _extra_state(objective),
                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                      "epoch": epoch, "step": step, "rng": rng_states, "best_val": best_val}
-            _save_epoch(run_dir, state, epoch, config, improved)
+            save_epoch_checkpoints(run_dir, state, epoch, config, improved)
             if config.progress:
                 tqdm.write(f"[{config.objective}] epoch {epoch}/{config.epochs}  loss {means[0]:.4f}"
                            + (f"  val {val_values[0]:.4f}" if val is not None else ""))
@@ -439,7 +439,8 @@ def _fit(config: TrainConfig, device: torch.device, dist_info: DistInfo) -> Path
     return run_dir
 
 
-def _save_epoch(run_dir: Path, state: dict[str, Any], epoch: int, config: TrainConfig, improved: bool) -> None:
+def save_epoch_checkpoints(run_dir: Path, state: dict[str, Any], epoch: int, config: TrainConfig,
+                           improved: bool) -> None:
     """The checkpoint policy: ``last.pt`` always, ``best.pt`` when validation improved, ``epoch_NNN.pt``
     every ``keep_every`` epochs. Only ``last.pt`` carries the optimiser state (resume needs it);
     ``best.pt`` and the kept epochs hold the weights alone."""
