@@ -209,6 +209,7 @@ def score_synthetic(n: int, tolerance_s: float, pvc_rate: float, af_rate: float,
         tolerance = int(tolerance_s * fs)
         totals = {"old": np.zeros(4), "new": np.zeros(4)}
         per_label = {(d, lab): np.zeros(2) for d in totals for lab in ("N", "V", "A")}
+        per_record: dict[str, list[tuple[float, float]]] = {"old": [], "new": []}  # (sensitivity, PPV) per subject
         for i in range(len(cohort)):
             beats = true_beats(cohort, i)
             ecg = cohort.ecg(i)
@@ -217,7 +218,10 @@ def score_synthetic(n: int, tolerance_s: float, pvc_rate: float, af_rate: float,
                 began = time.perf_counter()
                 found = detector(ecg, fs)
                 spent = time.perf_counter() - began
-                totals[name] += (*match(beats["sample"].to_numpy(), found, tolerance, span), spent)
+                counts = match(beats["sample"].to_numpy(), found, tolerance, span)
+                totals[name] += (*counts, spent)
+                tp, fp, fn = counts
+                per_record[name].append((tp / max(tp + fn, 1), tp / max(tp + fp, 1)))
                 for label, group in beats.groupby("label"):
                     tp, _, fn = match(group["sample"].to_numpy(), found, tolerance, span)
                     per_label[name, label] += (tp, fn)
@@ -227,6 +231,11 @@ def score_synthetic(n: int, tolerance_s: float, pvc_rate: float, af_rate: float,
               f"tolerance {tolerance_s * 1000:.0f} ms")
         print(header)
         print(_row("synthetic (all beats)", tuple(totals["old"]), tuple(totals["new"])))
+        for name, records in per_record.items():
+            values = np.array(records)
+            below = int(((values[:, 0] < 0.98) | (values[:, 1] < 0.98)).sum())
+            print(f"{name}: per record (subject), min sensitivity {values[:, 0].min():.3f}, min PPV "
+                  f"{values[:, 1].min():.3f}; {below} of {len(values)} records below 0.98 in either")
         print("\n| true beat label | beats | old sensitivity (missed) | new sensitivity (missed) |\n|---|---|---|---|")
         for label in ("N", "V", "A"):
             old, new = per_label["old", label], per_label["new", label]
