@@ -215,11 +215,11 @@ def render_report(config: StudyConfig, tables: StudyTables, timings: dict[str, f
 
 
 def _machine() -> str:
-    import os
-
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from .runtime import available_cpus
+
+    cores = available_cpus()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{platform.machine()}, {cores} CPU cores, {gpu}, torch {torch.__version__}"
 

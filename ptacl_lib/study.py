@@ -111,7 +111,7 @@ def train_arms(config: StudyConfig) -> list[Path]:
     from tqdm.auto import tqdm
 
     from .data import PreprocessConfig, PreprocessedCohort, open_cohort
-    from .runtime import resolve_device
+    from .runtime import available_cpus, resolve_device
 
     configs = [config.train_config(arm, seed) for seed in config.seed_list for arm in config.arms]
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -130,8 +130,7 @@ def train_arms(config: StudyConfig) -> list[Path]:
             cleanup_distributed()
         return [Path(c.run_dir) for c in configs]
     PreprocessedCohort.build_or_load(open_cohort(config.manifest), PreprocessConfig())  # once, before the workers
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = config.threads or max(1, cores // config.jobs)
+    threads = config.threads or max(1, available_cpus() // config.jobs)
     quiet = [dataclasses.replace(c, threads=threads, progress=False) for c in configs]
     with ProcessPoolExecutor(config.jobs, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(_fit_quietly, c): c for c in quiet}

@@ -30,7 +30,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-import os
 import time
 from contextlib import nullcontext
 from functools import partial
@@ -62,6 +61,7 @@ from .runs import (
 from .runtime import (
     DistInfo,
     autocast,
+    available_cpus,
     barrier,
     capture_rng_state,
     cleanup_distributed,
@@ -220,8 +220,7 @@ def loader_workers(config: TrainConfig, device: torch.device) -> int:
         return config.num_workers
     if device.type != "cuda":
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(8, cores // max(1, torch.cuda.device_count()) - 1))
+    return max(1, min(8, available_cpus() // max(1, torch.cuda.device_count()) - 1))
 
 
 def make_loader(dataset: PTACLDataset, config: TrainConfig, dist_info: DistInfo, device: torch.device,
