@@ -42,7 +42,7 @@ class TrainConfig:
     local_negatives: str = field(default="within", metadata=_meta(
         "negatives of the local term: frames of the same patient, other patients at the same phase, or both",
         choices=LOCAL_NEGATIVES))
-    mask_ratio: float = field(default=0.5, metadata=_meta("ecg_ssl: fraction of time patches masked"))
+    mask_ratio: float = field(default=0.5, metadata=_meta("ecg_ssl: fraction of (lead, time-patch) cells masked"))
     init_from: str = field(default="", metadata=_meta("start from this run's trained model (fine-tuning)"))
     seed: int = field(default=0, metadata=_meta("seed of the initial weights, shuffling and masks"))
     device: str = field(default="auto", metadata=_meta("auto, cpu, cuda or cuda:N"))

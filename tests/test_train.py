@@ -19,7 +19,7 @@ from ptacl_lib.losses import ptacl_loss
 from ptacl_lib.models import ModelConfig, PTACLModel
 from ptacl_lib.runs import load_run, read_metrics
 from ptacl_lib.runtime import load_checkpoint, seed_everything
-from ptacl_lib.train import EPOCH_COLUMNS, STEP_COLUMNS, ContrastiveObjective, TrainConfig, fit
+from ptacl_lib.train import EPOCH_COLUMNS, STEP_COLUMNS, ContrastiveObjective, MaskedECGObjective, TrainConfig, fit
 
 LOSS_COLUMNS = ["loss", "loss_global", "loss_local"]
 
@@ -157,6 +157,28 @@ def test_training_goes_through_ptacl_loss(tiny_cohort: Path) -> None:
         assert torch.allclose(got["loss"], want.total) and torch.allclose(got["loss_local"], want.local)
     global_only = ContrastiveObjective(model, with_local=False)(batch)
     assert torch.allclose(global_only["loss"], want.global_) and torch.isnan(global_only["loss_local"])
+
+
+def test_masked_ecg_objective_matches_a_cell_by_cell_reference() -> None:
+    """Spatio-temporal masking: exact count per recording, masked cells zeroed, MSE over those cells only."""
+    seed_everything(0)
+    model = PTACLModel(ModelConfig()).eval()
+    objective = MaskedECGObjective(model, mask_ratio=0.3)
+    ecg = torch.randn(3, 12, 1003)  # 3 samples past the last whole patch are dropped
+    enc, n = model.ecg_encoder, 1003 // model.ecg_encoder.patch
+    cells = objective.cell_mask(3, n, torch.Generator().manual_seed(7))
+    assert cells.shape == (3, n, 12) and (cells.sum(dim=(1, 2)) == round(0.3 * n * 12)).all()
+    masked_input = ecg[..., : n * enc.patch].clone()
+    for b, t, lead in cells.nonzero().tolist():  # a plain loop: zero every masked (lead, patch) cell
+        masked_input[b, lead, t * enc.patch:(t + 1) * enc.patch] = 0.0
+    recon = objective.decoder(model.ecg_head(enc(masked_input).tokens))
+    errors = []
+    for b, t, lead in cells.nonzero().tolist():
+        predicted = recon[b, t, lead * enc.patch:(lead + 1) * enc.patch]
+        errors.append((predicted - ecg[b, lead, t * enc.patch:(t + 1) * enc.patch]) ** 2)
+    got = objective({"ecg": ecg}, generator=torch.Generator().manual_seed(7))
+    assert torch.allclose(got["loss"], torch.cat(errors).mean(), atol=1e-6)
+    assert torch.isnan(got["loss_global"]) and torch.isnan(got["loss_local"])
 
 
 def test_init_from_starts_at_another_runs_weights(tiny_cohort: Path, tmp_path: Path) -> None:
