@@ -25,7 +25,7 @@ class Arm:
 
 REGISTRY: tuple[Arm, ...] = (
     Arm("none", "random init", True, "random initialisation, no training (an evaluation baseline)"),
-    Arm("ecg_ssl", "ECG-only SSL", True, "ECG-only masked time-patch reconstruction"),
+    Arm("ecg_ssl", "ECG-only SSL", True, "ECG-only masked (lead, time-patch) reconstruction"),
     Arm("global", "global-only (CLIP)", True, "the global patient-level InfoNCE term only"),
     Arm("ptacl", "PTACL", True, "global InfoNCE + lambda x local phase contrast"),
     Arm("supervised", "supervised ECG", True, "ECG -> standardised phenotypes (linear head)"),
@@ -47,6 +47,10 @@ CMR_PROBE_SOURCE = "ptacl"
 CMR_PROBE_ARM = "cmr_probe"
 #: The baseline every arm's gain is measured from (the share of the window it closes).
 BASELINE_ARM = "none"
+#: Per-arm departures from a study's batch size and learning rate, as multipliers (``StudyConfig.recipes``).
+#: Chosen on the validation loss of the CPU demo cohort (docs/design.md §5); every other arm keeps the
+#: study's values. The supervised loss needs no in-batch negatives, so it takes smaller, faster steps.
+ARM_RECIPES: dict[str, dict[str, float]] = {"supervised": {"batch_size": 0.5, "lr": 4.0}}
 #: Reference rows that are not ECG-embedding arms (they need no training and have no seeds of their own).
 REFERENCE_ARMS: tuple[str, ...] = tuple(a.name for a in REGISTRY if not a.trained)
 
@@ -74,3 +78,10 @@ def check_objectives(names: Iterable[str]) -> tuple[str, ...]:
         if name not in OBJECTIVES:
             raise ValueError(f"unknown arm {name!r}; choose from {OBJECTIVES}")
     return names
+
+
+def arm_recipe(name: str, batch_size: int, lr: float) -> dict[str, int | float]:
+    """``batch_size`` and ``lr`` of arm ``name`` under ``ARM_RECIPES`` (unchanged for an arm without one)."""
+    recipe = ARM_RECIPES.get(name, {})
+    return {"batch_size": max(1, round(batch_size * recipe.get("batch_size", 1.0))),
+            "lr": lr * recipe.get("lr", 1.0)}

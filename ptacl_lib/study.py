@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from .arms import OBJECTIVES, check_objectives
+from .arms import OBJECTIVES, arm_recipe, check_objectives
 from .runs import arm_run_dir, discover_runs
 from .train_config import LOCAL_NEGATIVES, MODEL_PRESET_NAMES, TrainConfig
 
@@ -45,6 +45,8 @@ class StudyConfig:
     epochs: int = field(default=15, metadata={"help": "epochs per run"})
     batch_size: int = field(default=64, metadata={"help": "samples per process and batch"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate"})
+    recipes: bool = field(default=True, metadata={"help": "per-arm batch/lr multipliers of arms.ARM_RECIPES; "
+                                                           "off: every arm trains with batch_size and lr"})
     local_negatives: str = field(default="within", metadata={"help": "negatives of PTACL's local term",
                                                              "choices": LOCAL_NEGATIVES})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
@@ -70,6 +72,8 @@ class StudyConfig:
             manifest=str(self.manifest), run_dir=str(arm_run_dir(self.out, arm, seed)), objective=arm,
             model=self.model, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
             local_negatives=self.local_negatives, seed=seed, device=self.device, threads=self.threads, resume=True)
+        if self.recipes:
+            settings.update(arm_recipe(arm, self.batch_size, self.lr))
         settings.update(overrides)
         return TrainConfig(**settings)
 
@@ -91,6 +95,7 @@ def read_study_config(run_root: str | Path) -> StudyConfig | None:
     names = {f.name for f in dataclasses.fields(StudyConfig)}
     values = {k: v for k, v in record.items() if k in names}
     values["arms"] = tuple(values.get("arms", OBJECTIVES))
+    values.setdefault("recipes", False)  # a study saved before per-arm recipes trained every arm alike
     return StudyConfig(**values)
 
 

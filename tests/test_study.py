@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from conftest import run_notebook
 from ptacl_lib.cli import main
-from ptacl_lib.study import StudyConfig, read_study_config, run_study
+from ptacl_lib.study import StudyConfig, read_study_config, run_study, save_study_config
 
 NOTEBOOKS = ("01_data_exploration", "02_pretraining", "03_embeddings_umap", "04_retrieval_case_studies",
              "05_regression", "06_alignment_inspector")
@@ -27,6 +28,19 @@ def test_study_config_is_validated_and_saved_settings_come_back(tmp_path: Path) 
     train = config.train_config("global", 1)
     assert (train.objective, train.seed, train.epochs, train.resume) == ("global", 1, 3, True)
     assert train.run_dir == str(tmp_path / "arms" / "global" / "seed1")
+
+
+def test_arm_recipes_scale_only_their_arm_and_old_studies_keep_one_recipe(tmp_path: Path) -> None:
+    config = StudyConfig(manifest="m.csv", out=str(tmp_path), batch_size=64, lr=2e-3)
+    supervised, ptacl = config.train_config("supervised", 0), config.train_config("ptacl", 0)
+    assert (supervised.batch_size, supervised.lr) == (32, pytest.approx(8e-3))
+    assert (ptacl.batch_size, ptacl.lr) == (64, 2e-3)
+    plain = dataclasses.replace(config, recipes=False).train_config("supervised", 0)
+    assert (plain.batch_size, plain.lr) == (64, 2e-3)
+    record = json.loads(save_study_config(config).read_text())
+    del record["recipes"]  # a study_config.json written before recipes existed
+    (tmp_path / "study_config.json").write_text(json.dumps(record))
+    assert read_study_config(tmp_path).train_config("supervised", 0).batch_size == 64
 
 
 @pytest.mark.slow
