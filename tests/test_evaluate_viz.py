@@ -101,3 +101,24 @@ def test_retrieval_card_layout(tiny_cohort: Path) -> None:
     assert cohort.table["subject_id"].iloc[2] in fig.axes[3].get_xlabel()
     with pytest.raises(ValueError, match="unknown leads"):
         retrieval_card(cohort, 0, [1], [0.1], leads=("X",))
+
+
+def test_loss_curves_keep_one_colour_per_arm_across_panels() -> None:
+    """The global and local panels hold different arm subsets; each arm keeps its registry colour in both."""
+    from matplotlib.colors import to_rgb
+
+    from ptacl_lib.viz.colours import arm_colours
+    from ptacl_lib.viz.training_plots import plot_loss_curves
+
+    rows = [{"objective": arm, "seed": 0, "epoch": e, "loss": 1.0 / e, "val_loss": 1.1 / e,
+             "loss_global": 4.0 - e / 10 if arm != "ecg_ssl" else np.nan,
+             "val_loss_global": 4.1 - e / 10 if arm != "ecg_ssl" else np.nan,
+             "loss_local": 2.0 - e / 10 if arm == "ptacl" else np.nan, "val_loss_local": 2.5 - e / 10}
+            for arm in ("global", "ptacl", "ecg_ssl") for e in (1, 2, 3)]
+    fig = plot_loss_curves(pd.DataFrame(rows))
+    want = arm_colours(["global", "ptacl", "ecg_ssl"])
+    for ax in fig.axes[:2]:
+        handles, labels = ax.get_legend_handles_labels()
+        seen = {label: to_rgb(h.get_color()) for h, label in zip(handles, labels) if label in want}
+        assert seen and all(np.allclose(colour, want[arm]) for arm, colour in seen.items())
+    assert set(dict(zip(*reversed(fig.axes[1].get_legend_handles_labels())))) >= {"global", "ptacl"}

@@ -10,15 +10,10 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ..arms import ARMS, arm_label, order_arms
+from ..arms import arm_label, order_arms
 from ..data.schema import PHENOTYPE_UNITS
 from ..evaluate.regression import ProbeResult
-
-
-def _arm_colours(arms: Sequence[str]) -> dict[str, tuple[float, ...]]:
-    """A fixed colour per arm, the same in every figure."""
-    palette = plt.get_cmap("tab10").colors
-    return {arm: palette[ARMS.index(arm) if arm in ARMS else (len(ARMS) + i) % 10] for i, arm in enumerate(arms)}
+from .colours import arm_colours
 
 
 def predicted_vs_true(results: Mapping[str, ProbeResult], targets: Sequence[str] | None = None,
@@ -28,7 +23,7 @@ def predicted_vs_true(results: Mapping[str, ProbeResult], targets: Sequence[str]
     if not arms:
         raise ValueError("no probe results to plot")
     targets = list(targets or results[arms[0]].targets)
-    colours = _arm_colours(arms)
+    colours = arm_colours(arms)
     n_rows = int(np.ceil(len(targets) / n_cols))
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(panel_size * n_cols, panel_size * n_rows),
                              squeeze=False, constrained_layout=True)
@@ -56,7 +51,7 @@ def predicted_vs_true(results: Mapping[str, ProbeResult], targets: Sequence[str]
 def bland_altman(results: Mapping[str, ProbeResult], target: str = "lvef", panel_size: float = 3.2) -> Figure:
     """Bland–Altman per arm: predicted − true against their mean, with the bias and 95 % limits of agreement."""
     arms = list(results)
-    colours = _arm_colours(arms)
+    colours = arm_colours(arms)
     fig, axes = plt.subplots(1, len(arms), figsize=(panel_size * len(arms), panel_size), squeeze=False,
                              sharey=True, constrained_layout=True)
     unit = PHENOTYPE_UNITS.get(target, "")
@@ -86,7 +81,7 @@ def metric_bars(summary: pd.DataFrame, metric: str = "r2", task: str = "regressi
         raise ValueError(f"no summary rows for task={task!r}, metric={metric!r}")
     targets = list(targets or sub["target"].drop_duplicates())
     arms = order_arms(sub["arm"])
-    colours = _arm_colours(arms)
+    colours = arm_colours(arms)
     if ax is None:
         _, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(targets) * max(1, len(arms)) / 3), 3.6),
                              constrained_layout=True)

@@ -14,6 +14,7 @@ from matplotlib.ticker import MaxNLocator
 from ..data import PTACLDataset, collate
 from ..models import ModelConfig, PTACLModel, beat_phase_pool, token_phase_bins
 from ..runs import read_metrics
+from .colours import arm_colours
 
 LOSS_PANELS: dict[str, str] = {"loss_global": "global InfoNCE", "loss_local": "local phase contrast",
                                "loss": "baselines' own losses"}
@@ -79,6 +80,7 @@ def plot_loss_curves(epochs: pd.DataFrame) -> Figure:
             data = data[data["objective"].isin(["ecg_ssl", "supervised"])]
         if len(data):
             sns.lineplot(data=data, x="epoch", y="value", hue="objective", style="split",
+                         palette=arm_colours(data["objective"].unique()),
                          errorbar=("pi", 100) if several_seeds else None, ax=ax)
         ax.set(title=title, ylabel="loss")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -91,6 +93,7 @@ def plot_step_losses(steps: pd.DataFrame) -> Figure:
     parts = steps.melt(id_vars=["objective", "seed", "step"], value_vars=["loss_global", "loss_local"],
                        var_name="part", value_name="value").dropna()
     grid = sns.relplot(data=parts, x="step", y="value", hue="objective", col="part", kind="line",
+                       palette=arm_colours(parts["objective"].unique()),
                        errorbar=None, height=3.2, aspect=1.6, facet_kws={"sharey": False})
     return grid.figure
 
