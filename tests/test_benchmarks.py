@@ -104,3 +104,29 @@ def test_gpu_check_dry_run_prints_every_promised_number(tmp_path: Path) -> None:
     assert records["dry_run"] is True
     assert [len(records[k]) for k in ("checkpoints", "local_loss", "memory", "throughput")] == [2, 2, 4, 4]
     assert not list(tmp_path.glob("ptacl_ckpt_*")), "the checkpoint sizes' temporary saves are removed"
+
+
+@pytest.mark.slow
+def test_local_negatives_ablation_retrains_only_ptacl_under_each_reading(tiny_cohort: Path, tmp_path: Path) -> None:
+    """The ablation copies the baseline study's settings, changes only the negatives, and prints a row per reading."""
+    from ptacl_lib.runs import read_config
+    from ptacl_lib.study import StudyConfig, run_study
+
+    baseline = tmp_path / "study"
+    run_study(StudyConfig(manifest=str(tiny_cohort), out=str(baseline), arms=("ptacl",), seeds=2, epochs=1,
+                          batch_size=8, notebooks=False, ceiling=False))
+    out = tmp_path / "ablation"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "local_negatives_ablation.py"), "--baseline",
+                           str(baseline), "--readings", "cross", "within", "--out", str(out)],
+                          capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = done.stdout.strip().splitlines()
+    header = next(i for i, line in enumerate(printed) if line.split()[:1] == ["reading"])
+    lines = [line.split() for line in printed[header:]]
+    assert [row[0] for row in lines[1:]] == ["within", "cross"]  # the baseline's reading is not retrained
+    assert not (out / "within").exists()
+    for seed in (0, 1):
+        config = read_config(out / "cross" / "arms" / "ptacl" / f"seed{seed}")
+        assert (config.local_negatives, config.epochs, config.batch_size) == ("cross", 1, 8)
+    difference, detectable = float(lines[2][4]), float(lines[2][-2])  # the CI sits between them
+    assert math.isfinite(difference) and math.isfinite(detectable) and detectable > 0
