@@ -152,6 +152,16 @@ def verdict_lines(paired: pd.DataFrame) -> list[str]:
     return lines
 
 
+def settings_line(config: StudyConfig) -> str:
+    """The study's training settings in one sentence, naming every arm whose recipe departs from them."""
+    runs = {arm: config.train_config(arm, 0) for arm in config.arms}
+    departures = [f"{arm_label(arm)}: batch {run.batch_size}, lr {run.lr:g}" for arm, run in runs.items()
+                  if (run.batch_size, run.lr) != (config.batch_size, config.lr)]
+    recipes = f" ({'; '.join(departures)}, `arms.ARM_RECIPES`)" if departures else ""
+    return (f"model preset `{config.model}`, {config.epochs} epochs, batch {config.batch_size}, lr {config.lr:g}"
+            f"{recipes}, seeds 0–{config.seeds - 1}, local negatives `{config.local_negatives}`.")
+
+
 def render_report(config: StudyConfig, tables: StudyTables, timings: dict[str, float],
                   failed_notebooks: list[str] | None = None) -> str:
     """The Markdown report."""
@@ -163,9 +173,8 @@ def render_report(config: StudyConfig, tables: StudyTables, timings: dict[str, f
     machine = _machine()
     lines = [
         "# PTACL study report", "",
-        f"Measured {when} on {machine}. Cohort `{config.manifest}`; arms {list(config.arms)}; model preset "
-        f"`{config.model}`, {config.epochs} epochs, batch {config.batch_size}, seeds 0–{config.seeds - 1}, "
-        f"local negatives `{config.local_negatives}`.", "",
+        f"Measured {when} on {machine}. Cohort `{config.manifest}`; arms {list(config.arms)}; "
+        f"{settings_line(config)}", "",
         "Cells are the mean over seeds [95 % percentile-bootstrap CI over seeds]. The paired contrasts "
         "below resample seeds *and* test subjects (`ptacl_lib.evaluate.bootstrap`), so their intervals "
         "say how large a difference this study could have seen.", "",

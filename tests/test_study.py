@@ -167,3 +167,14 @@ def test_report_says_so_when_no_contrast_can_be_tested() -> None:
     assert verdict_lines(pd.DataFrame()) == [
         "- No contrast to test: the study holds none of the pairs "
         "[('ptacl', 'global'), ('ptacl', 'none'), ('global', 'none'), ('supervised', 'none'), ('ecg_ssl', 'none')]."]
+
+
+def test_report_names_every_arm_whose_recipe_departs() -> None:
+    from ptacl_lib.report import settings_line
+
+    config = StudyConfig(manifest="m.csv", out="x", batch_size=64, lr=2e-3, epochs=8, seeds=5)
+    line = settings_line(config)
+    assert "batch 64, lr 0.002 (supervised ECG: batch 32, lr 0.008, `arms.ARM_RECIPES`)" in line
+    assert "8 epochs" in line and "seeds 0–4" in line
+    assert "supervised" not in settings_line(dataclasses.replace(config, recipes=False))
+    assert "supervised" not in settings_line(dataclasses.replace(config, arms=("ptacl", "global")))
