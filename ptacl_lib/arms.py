@@ -47,12 +47,11 @@ CMR_PROBE_SOURCE = "ptacl"
 CMR_PROBE_ARM = "cmr_probe"
 #: The baseline every arm's gain is measured from (the share of the window it closes).
 BASELINE_ARM = "none"
-#: Per-arm departures from a study's batch size and learning rate, as multipliers (``StudyConfig.recipes``).
-#: Chosen on each arm's own validation loss on the CPU demo cohort (docs/design.md §5); every other arm
-#: keeps the study's values. The supervised loss needs no in-batch negatives, so it takes smaller, faster
-#: steps; PTACL and ECG-SSL reach lower losses at 4x the lr, while global-only collapses to chance above 2e-3.
-ARM_RECIPES: dict[str, dict[str, float]] = {"ecg_ssl": {"lr": 4.0}, "ptacl": {"lr": 4.0},
-                                            "supervised": {"batch_size": 0.5, "lr": 4.0}}
+#: Per-arm departures from a study's batch size, learning rate and warm-up, as multipliers
+#: (``StudyConfig.recipes``). Chosen on each arm's own validation loss on the CPU demo cohort over the same
+#: grid of lr and warm-up (docs/design.md §5); an arm without an entry keeps the study's values.
+ARM_RECIPES: dict[str, dict[str, float]] = {"ecg_ssl": {"lr": 4.0}, "global": {"lr": 2.0, "warmup_epochs": 3.0},
+                                            "ptacl": {"lr": 4.0}, "supervised": {"batch_size": 0.5, "lr": 4.0}}
 #: Reference rows that are not ECG-embedding arms (they need no training and have no seeds of their own).
 REFERENCE_ARMS: tuple[str, ...] = tuple(a.name for a in REGISTRY if not a.trained)
 
@@ -82,8 +81,9 @@ def check_objectives(names: Iterable[str]) -> tuple[str, ...]:
     return names
 
 
-def arm_recipe(name: str, batch_size: int, lr: float) -> dict[str, int | float]:
-    """``batch_size`` and ``lr`` of arm ``name`` under ``ARM_RECIPES`` (unchanged for an arm without one)."""
+def arm_recipe(name: str, batch_size: int, lr: float, warmup_epochs: float = 1.0) -> dict[str, int | float]:
+    """``batch_size``, ``lr`` and ``warmup_epochs`` of arm ``name`` under ``ARM_RECIPES`` (unchanged without one)."""
     recipe = ARM_RECIPES.get(name, {})
     return {"batch_size": max(1, round(batch_size * recipe.get("batch_size", 1.0))),
-            "lr": lr * recipe.get("lr", 1.0)}
+            "lr": lr * recipe.get("lr", 1.0),
+            "warmup_epochs": warmup_epochs * recipe.get("warmup_epochs", 1.0)}

@@ -155,11 +155,13 @@ def verdict_lines(paired: pd.DataFrame) -> list[str]:
 def settings_line(config: StudyConfig) -> str:
     """The study's training settings in one sentence, naming every arm whose recipe departs from them."""
     runs = {arm: config.train_config(arm, 0) for arm in config.arms}
-    departures = [f"{arm_label(arm)}: batch {run.batch_size}, lr {run.lr:g}" for arm, run in runs.items()
-                  if (run.batch_size, run.lr) != (config.batch_size, config.lr)]
+    study = (config.batch_size, config.lr, config.warmup_epochs)
+    departures = [f"{arm_label(arm)}: batch {run.batch_size}, lr {run.lr:g}, warm-up {run.warmup_epochs:g}"
+                  for arm, run in runs.items() if (run.batch_size, run.lr, run.warmup_epochs) != study]
     recipes = f" ({'; '.join(departures)}, `arms.ARM_RECIPES`)" if departures else ""
-    return (f"model preset `{config.model}`, {config.epochs} epochs, batch {config.batch_size}, lr {config.lr:g}"
-            f"{recipes}, seeds 0–{config.seeds - 1}, local negatives `{config.local_negatives}`.")
+    return (f"model preset `{config.model}`, {config.epochs} epochs, batch {config.batch_size}, lr {config.lr:g}, "
+            f"warm-up {config.warmup_epochs:g} epoch(s){recipes}, seeds 0–{config.seeds - 1}, "
+            f"local negatives `{config.local_negatives}`.")
 
 
 def render_report(config: StudyConfig, tables: StudyTables, timings: dict[str, float],

@@ -45,8 +45,10 @@ class StudyConfig:
     epochs: int = field(default=15, metadata={"help": "epochs per run"})
     batch_size: int = field(default=64, metadata={"help": "samples per process and batch"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate"})
-    recipes: bool = field(default=True, metadata={"help": "per-arm batch/lr multipliers of arms.ARM_RECIPES; "
-                                                           "off: every arm trains with batch_size and lr"})
+    warmup_epochs: float = field(default=1.0, metadata={"help": "linear learning-rate warm-up, in epochs"})
+    recipes: bool = field(default=True, metadata={"help": "per-arm batch/lr/warm-up multipliers of "
+                                                           "arms.ARM_RECIPES; off: every arm trains with the "
+                                                           "study's batch_size, lr and warmup_epochs"})
     local_negatives: str = field(default="within", metadata={"help": "negatives of PTACL's local term",
                                                              "choices": LOCAL_NEGATIVES})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
@@ -71,9 +73,10 @@ class StudyConfig:
         settings: dict[str, Any] = dict(
             manifest=str(self.manifest), run_dir=str(arm_run_dir(self.out, arm, seed)), objective=arm,
             model=self.model, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-            local_negatives=self.local_negatives, seed=seed, device=self.device, threads=self.threads, resume=True)
+            warmup_epochs=self.warmup_epochs, local_negatives=self.local_negatives, seed=seed, device=self.device,
+            threads=self.threads, resume=True)
         if self.recipes:
-            settings.update(arm_recipe(arm, self.batch_size, self.lr))
+            settings.update(arm_recipe(arm, self.batch_size, self.lr, self.warmup_epochs))
         settings.update(overrides)
         return TrainConfig(**settings)
 

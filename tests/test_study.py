@@ -36,7 +36,8 @@ def test_arm_recipes_scale_only_their_arm_and_old_studies_keep_one_recipe(tmp_pa
     assert (supervised.batch_size, supervised.lr) == (32, pytest.approx(8e-3))
     assert (ptacl.batch_size, ptacl.lr) == (64, pytest.approx(8e-3))
     global_only = config.train_config("global", 0)
-    assert (global_only.batch_size, global_only.lr) == (64, 2e-3)
+    assert (global_only.lr, global_only.warmup_epochs) == (pytest.approx(4e-3), pytest.approx(3.0))
+    assert config.train_config("none", 0).warmup_epochs == 1.0
     plain = dataclasses.replace(config, recipes=False).train_config("supervised", 0)
     assert (plain.batch_size, plain.lr) == (64, 2e-3)
     record = json.loads(save_study_config(config).read_text())
@@ -176,9 +177,10 @@ def test_report_names_every_arm_whose_recipe_departs() -> None:
 
     config = StudyConfig(manifest="m.csv", out="x", batch_size=64, lr=2e-3, epochs=8, seeds=5)
     line = settings_line(config)
-    assert ("batch 64, lr 0.002 (ECG-only SSL: batch 64, lr 0.008; PTACL: batch 64, lr 0.008; "
-            "supervised ECG: batch 32, lr 0.008, `arms.ARM_RECIPES`)") in line
-    assert "global-only" not in line
+    assert ("batch 64, lr 0.002, warm-up 1 epoch(s) (ECG-only SSL: batch 64, lr 0.008, warm-up 1; "
+            "global-only (CLIP): batch 64, lr 0.004, warm-up 3; PTACL: batch 64, lr 0.008, warm-up 1; "
+            "supervised ECG: batch 32, lr 0.008, warm-up 1, `arms.ARM_RECIPES`)") in line
+    assert "random init" not in line
     assert "8 epochs" in line and "seeds 0–4" in line
     assert "supervised" not in settings_line(dataclasses.replace(config, recipes=False))
     assert "supervised" not in settings_line(dataclasses.replace(config, arms=("ptacl", "global")))
