@@ -15,10 +15,13 @@ from .data.schema import DEFAULT_IMAGE_SIZE, DEFAULT_N_FRAMES
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """Expose every field of a config dataclass as ``--field-name`` (booleans as on/off flags).
 
-    A field's metadata may carry ``help``, ``choices`` and ``required``.
+    A field's metadata may carry ``help``, ``choices`` and ``required``; ``cli=False`` keeps it off the
+    command line (it keeps its default).
     """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if not f.metadata.get("cli", True):
+            continue
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else None
@@ -39,7 +42,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 
 def dataclass_from_args(cls: type, args: argparse.Namespace) -> Any:
     """Build a config dataclass from parsed arguments (the inverse of ``add_dataclass_arguments``)."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.metadata.get("cli", True)}
     return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()})
 
 

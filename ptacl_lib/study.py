@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -24,9 +25,9 @@ from typing import Any
 
 import pandas as pd
 
-from .arms import OBJECTIVES, arm_recipe, check_objectives
+from .arms import ARM_RECIPES, OBJECTIVES, RECIPE_SETTINGS, arm_recipe, check_objectives
 from .runs import arm_run_dir, discover_runs
-from .train_config import LOCAL_NEGATIVES, MODEL_PRESET_NAMES, TrainConfig
+from .train_config import LOCAL_NEGATIVES, MODEL_PRESET_NAMES, TrainConfig, resume_conflicts
 
 STUDY_CONFIG_FILE = "study_config.json"
 
@@ -46,9 +47,12 @@ class StudyConfig:
     batch_size: int = field(default=64, metadata={"help": "samples per process and batch"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate"})
     warmup_epochs: float = field(default=1.0, metadata={"help": "linear learning-rate warm-up, in epochs"})
-    recipes: bool = field(default=True, metadata={"help": "per-arm batch/lr/warm-up multipliers of "
+    recipes: bool = field(default=True, metadata={"help": "per-arm batch/lr/warm-up/epochs multipliers of "
                                                            "arms.ARM_RECIPES; off: every arm trains with the "
-                                                           "study's batch_size, lr and warmup_epochs"})
+                                                           "study's batch_size, lr, warmup_epochs and epochs"})
+    recipe_table: dict[str, dict[str, float]] = field(default_factory=dict, metadata={
+        "cli": False, "help": "the multipliers this study trains with: arms.ARM_RECIPES when the study starts, "
+                              "then read back from study_config.json, so a resumed study keeps its own"})
     local_negatives: str = field(default="within", metadata={"help": "negatives of PTACL's local term",
                                                              "choices": LOCAL_NEGATIVES})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
@@ -63,6 +67,10 @@ class StudyConfig:
             raise ValueError("a study needs a manifest and an out folder")
         if self.seeds < 1 or self.jobs < 1:
             raise ValueError(f"seeds and jobs must be >= 1, got {self.seeds} and {self.jobs}")
+        if not self.recipes:
+            self.recipe_table = {}
+        elif not self.recipe_table:
+            self.recipe_table = copy.deepcopy(ARM_RECIPES)
 
     @property
     def seed_list(self) -> list[int]:
@@ -70,13 +78,11 @@ class StudyConfig:
 
     def train_config(self, arm: str, seed: int, **overrides: Any) -> TrainConfig:
         """The exact ``TrainConfig`` of one arm and seed of this study."""
+        study = {name: getattr(self, name) for name in RECIPE_SETTINGS}
         settings: dict[str, Any] = dict(
             manifest=str(self.manifest), run_dir=str(arm_run_dir(self.out, arm, seed)), objective=arm,
-            model=self.model, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-            warmup_epochs=self.warmup_epochs, local_negatives=self.local_negatives, seed=seed, device=self.device,
-            threads=self.threads, resume=True)
-        if self.recipes:
-            settings.update(arm_recipe(arm, self.batch_size, self.lr, self.warmup_epochs))
+            model=self.model, local_negatives=self.local_negatives, seed=seed, device=self.device,
+            threads=self.threads, resume=True, **arm_recipe(arm, study, self.recipe_table))
         settings.update(overrides)
         return TrainConfig(**settings)
 
@@ -100,6 +106,21 @@ def read_study_config(run_root: str | Path) -> StudyConfig | None:
     values["arms"] = tuple(values.get("arms", OBJECTIVES))
     values.setdefault("recipes", False)  # a study saved before per-arm recipes trained every arm alike
     return StudyConfig(**values)
+
+
+def check_resumable_study(config: StudyConfig) -> None:
+    """A clear error when ``config.out`` holds a study whose arms trained with other settings (a changed
+    recipe table, epochs, lr, ...): resuming would mix them. Adding arms or seeds is fine."""
+    saved = read_study_config(config.out)
+    if saved is None:
+        return
+    for arm in set(config.arms) & set(saved.arms):
+        changed = [name for name in resume_conflicts(config.train_config(arm, 0), saved.train_config(arm, 0))
+                   if name != "manifest" or Path(config.manifest).resolve() != Path(saved.manifest).resolve()]
+        if changed:
+            raise ValueError(f"{config.out} holds a study whose {arm!r} runs trained with other {changed} "
+                             f"({Path(config.out) / STUDY_CONFIG_FILE}); use a new out folder, or delete that "
+                             "one to start over")
 
 
 def _fit_quietly(config: TrainConfig) -> str:
@@ -184,6 +205,7 @@ def run_study(config: StudyConfig) -> StudyResult:
     from .report import StudyTables, render_report, study_tables
 
     out = Path(config.out)
+    check_resumable_study(config)
     save_study_config(config)
     timings: dict[str, float] = {}
 

@@ -28,7 +28,6 @@ the DDP gather adds negatives).
 from __future__ import annotations
 
 import csv
-import dataclasses
 import math
 import time
 from contextlib import nullcontext
@@ -76,7 +75,7 @@ from .runtime import (
     seed_everything,
     to_device,
 )
-from .train_config import RESUMABLE_CHANGES, TrainConfig
+from .train_config import TrainConfig, resume_conflicts
 
 __all__ = ["TrainConfig", "build_objective", "fit", "make_loader", "warmup_cosine", "ContrastiveObjective",
            "MaskedECGObjective", "PhenotypeObjective", "train_phenotype_stats"]
@@ -490,7 +489,6 @@ def _rng_states_of_all_ranks(dist_info: DistInfo) -> list[dict[str, Any]]:
 
 
 def _check_resumable(config: TrainConfig, saved: TrainConfig) -> None:
-    changed = [f.name for f in dataclasses.fields(TrainConfig)
-               if f.name not in RESUMABLE_CHANGES and getattr(config, f.name) != getattr(saved, f.name)]
+    changed = resume_conflicts(config, saved)
     if changed:
         raise ValueError(f"cannot resume {config.run_dir}: its saved config differs in {changed}")

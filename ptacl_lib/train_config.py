@@ -6,7 +6,7 @@ The fields' metadata carry the CLI's help text, choices and required flags
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from .arms import OBJECTIVES
 
@@ -77,3 +77,9 @@ class TrainConfig:
 RESUMABLE_CHANGES: frozenset[str] = frozenset({"run_dir", "resume", "device", "num_workers", "progress", "log_every",
                                                "threads",
                                                "keep_every", "compile"})
+
+
+def resume_conflicts(config: TrainConfig, saved: TrainConfig) -> list[str]:
+    """The fields in which ``config`` differs from the ``saved`` run it would resume (those that change numbers)."""
+    return [f.name for f in fields(TrainConfig)
+            if f.name not in RESUMABLE_CHANGES and getattr(config, f.name) != getattr(saved, f.name)]

@@ -24,26 +24,45 @@ def test_study_config_is_validated_and_saved_settings_come_back(tmp_path: Path) 
         StudyConfig(manifest="m.csv", out=str(tmp_path), arms=("ptacl", "clip"))
     with pytest.raises(ValueError, match="manifest and an out"):
         StudyConfig(out=str(tmp_path))
-    config = StudyConfig(manifest="m.csv", out=str(tmp_path), arms=("global", "none"), seeds=2, epochs=3)
-    train = config.train_config("global", 1)
-    assert (train.objective, train.seed, train.epochs, train.resume) == ("global", 1, 3, True)
-    assert train.run_dir == str(tmp_path / "arms" / "global" / "seed1")
+    config = StudyConfig(manifest="m.csv", out=str(tmp_path), arms=("supervised", "none"), seeds=2, epochs=3)
+    train = config.train_config("supervised", 1)
+    assert (train.objective, train.seed, train.epochs, train.resume) == ("supervised", 1, 3, True)
+    assert train.run_dir == str(tmp_path / "arms" / "supervised" / "seed1")
 
 
 def test_arm_recipes_scale_only_their_arm_and_old_studies_keep_one_recipe(tmp_path: Path) -> None:
-    config = StudyConfig(manifest="m.csv", out=str(tmp_path), batch_size=64, lr=2e-3)
+    config = StudyConfig(manifest="m.csv", out=str(tmp_path), batch_size=64, lr=2e-3, epochs=8)
     supervised, ptacl = config.train_config("supervised", 0), config.train_config("ptacl", 0)
-    assert (supervised.batch_size, supervised.lr) == (32, pytest.approx(8e-3))
-    assert (ptacl.batch_size, ptacl.lr) == (64, pytest.approx(8e-3))
+    assert (supervised.batch_size, supervised.lr, supervised.epochs) == (32, pytest.approx(8e-3), 8)
+    assert (ptacl.batch_size, ptacl.lr, ptacl.epochs) == (64, pytest.approx(8e-3), 12)
     global_only = config.train_config("global", 0)
-    assert (global_only.lr, global_only.warmup_epochs) == (pytest.approx(4e-3), pytest.approx(3.0))
-    assert config.train_config("none", 0).warmup_epochs == 1.0
+    assert (global_only.lr, global_only.warmup_epochs, global_only.epochs) == (pytest.approx(4e-3), 3.0, 12)
+    assert (config.train_config("none", 0).warmup_epochs, config.train_config("none", 0).epochs) == (1.0, 8)
     plain = dataclasses.replace(config, recipes=False).train_config("supervised", 0)
     assert (plain.batch_size, plain.lr) == (64, 2e-3)
     record = json.loads(save_study_config(config).read_text())
-    del record["recipes"]  # a study_config.json written before recipes existed
+    del record["recipes"], record["recipe_table"]  # a study_config.json written before recipes existed
     (tmp_path / "study_config.json").write_text(json.dumps(record))
     assert read_study_config(tmp_path).train_config("supervised", 0).batch_size == 64
+
+
+def test_a_study_keeps_its_saved_recipes_and_refuses_to_mix_them(tmp_path: Path) -> None:
+    from ptacl_lib.arms import ARM_RECIPES
+    from ptacl_lib.study import check_resumable_study
+
+    config = StudyConfig(manifest="m.csv", out=str(tmp_path), epochs=8, arms=("ptacl", "supervised"))
+    assert config.recipe_table == ARM_RECIPES and config.recipe_table is not ARM_RECIPES
+    older = dataclasses.replace(config, recipe_table={"ptacl": {"lr": 2.0}})
+    save_study_config(older)
+    saved = read_study_config(tmp_path)
+    assert saved.recipe_table == {"ptacl": {"lr": 2.0}}  # the study's own table, not today's ARM_RECIPES
+    assert (saved.train_config("ptacl", 0).lr, saved.train_config("ptacl", 0).epochs) == (pytest.approx(4e-3), 8)
+    check_resumable_study(saved)  # resuming with its own settings, or with more seeds, is fine
+    check_resumable_study(dataclasses.replace(saved, seeds=9, jobs=2))
+    with pytest.raises(ValueError, match=r"'ptacl' runs trained with other \['epochs', 'lr'\]"):
+        check_resumable_study(config)
+    with pytest.raises(ValueError, match="a recipe may scale"):
+        dataclasses.replace(config, recipe_table={"ptacl": {"temperature": 2.0}}).train_config("ptacl", 0)
 
 
 @pytest.mark.slow
@@ -177,9 +196,11 @@ def test_report_names_every_arm_whose_recipe_departs() -> None:
 
     config = StudyConfig(manifest="m.csv", out="x", batch_size=64, lr=2e-3, epochs=8, seeds=5)
     line = settings_line(config)
-    assert ("batch 64, lr 0.002, warm-up 1 epoch(s) (ECG-only SSL: batch 64, lr 0.008, warm-up 1; "
-            "global-only (CLIP): batch 64, lr 0.004, warm-up 3; PTACL: batch 64, lr 0.008, warm-up 1; "
-            "supervised ECG: batch 32, lr 0.008, warm-up 1, `arms.ARM_RECIPES`)") in line
+    assert ("8 epochs, batch 64, lr 0.002, warm-up 1 epoch(s) (per-arm recipes, `study_config.json`: "
+            "ECG-only SSL: 8 epochs, batch 64, lr 0.008, warm-up 1; "
+            "global-only (CLIP): 12 epochs, batch 64, lr 0.004, warm-up 3; "
+            "PTACL: 12 epochs, batch 64, lr 0.008, warm-up 1; "
+            "supervised ECG: 8 epochs, batch 32, lr 0.008, warm-up 1)") in line
     assert "random init" not in line
     assert "8 epochs" in line and "seeds 0–4" in line
     assert "supervised" not in settings_line(dataclasses.replace(config, recipes=False))

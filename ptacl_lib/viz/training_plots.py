@@ -98,6 +98,26 @@ def plot_step_losses(steps: pd.DataFrame) -> Figure:
     return grid.figure
 
 
+def convergence_table(epochs: pd.DataFrame) -> pd.DataFrame:
+    """Per arm and validation loss term (mean over seeds): the last epoch's value and its change over each of
+    the last three epochs, newest last; changes shrinking towards zero say the curve has flattened."""
+    rows = []
+    for part in LOSS_PANELS:
+        column = "val_" + part
+        if column not in epochs:
+            continue
+        for objective, runs in epochs.dropna(subset=[column]).groupby("objective"):
+            if part == "loss" and objective not in ("ecg_ssl", "supervised"):
+                continue  # the contrastive arms' total is the sum of the two terms shown
+            curve = runs.groupby("epoch")[column].mean()
+            change = curve.diff().iloc[-3:]
+            rows.append({"objective": objective, "val loss": LOSS_PANELS[part], "epochs": int(curve.index[-1]),
+                         "last": round(float(curve.iloc[-1]), 3),
+                         **{f"change, epoch {e}": round(float(d), 3) for e, d in change.dropna().items()}})
+    table = pd.DataFrame(rows)
+    return table.set_index(["objective", "val loss"]) if len(table) else table
+
+
 def throughput_table(epochs: pd.DataFrame) -> pd.DataFrame:
     """Per arm: epochs run, median training samples/s, and wall seconds summed over seeds."""
     return epochs.groupby("objective").agg(epochs=("epoch", "max"), samples_per_s=("samples_per_s", "median"),
