@@ -161,6 +161,7 @@ def train_arms(config: StudyConfig) -> list[Path]:
     PreprocessedCohort.build_or_load(open_cohort(config.manifest), PreprocessConfig())  # once, before the workers
     threads = config.threads or max(1, available_cpus() // config.jobs)
     quiet = [dataclasses.replace(c, threads=threads, progress=False) for c in configs]
+    quiet.sort(key=lambda c: -c.epochs)  # longest first, so the last to finish are short and no worker waits long
     with ProcessPoolExecutor(config.jobs, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(_fit_quietly, c): c for c in quiet}
         for future in tqdm(as_completed(futures), total=len(futures), desc="training runs", unit="run"):

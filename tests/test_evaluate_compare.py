@@ -91,3 +91,6 @@ def test_format_table_cells(runs: list[Path]) -> None:
     assert list(table.index) == ["global-only (CLIP)", "PTACL", "CMR probe (upper ref.)"]
     assert table.loc["PTACL", "lvef"].startswith("0.45 [")
     assert isinstance(table, pd.DataFrame)
+    summary = summarise(compare(runs))
+    summary.loc[summary["arm"] == "ptacl", ["ci_low", "ci_high"]] = np.nan  # a row with nothing to resample
+    assert format_table(summary, task="regression", metric="r2", digits=2).loc["PTACL", "lvef"] == "0.45"

@@ -109,12 +109,13 @@ def paired_difference(df: pd.DataFrame, arm: str, reference: str, confidence: fl
 
 
 def format_table(summary: pd.DataFrame, task: str, metric: str | Sequence[str], digits: int = 3) -> pd.DataFrame:
-    """A wide table for reading: rows = arms, columns = targets (or metrics), cells ``mean [low, high]``."""
+    """A wide table for reading: rows = arms, columns = targets (or metrics), cells ``mean [low, high]``
+    (just ``mean`` for a row without an interval, such as a seedless reference row)."""
     metrics = [metric] if isinstance(metric, str) else list(metric)
     sub = summary[(summary["task"] == task) & summary["metric"].isin(metrics)].copy()
     if sub.empty:
         raise ValueError(f"no summary rows for task={task!r} metric={metrics}")
-    sub["cell"] = [f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+    sub["cell"] = [f"{m:.{digits}f}" + ("" if pd.isna(lo) or pd.isna(hi) else f" [{lo:.{digits}f}, {hi:.{digits}f}]")
                    for m, lo, hi in zip(sub["mean"], sub["ci_low"], sub["ci_high"])]
     column = "target" if len(metrics) == 1 else "metric"
     if len(metrics) > 1 and sub["target"].nunique() > 1:
