@@ -122,3 +122,21 @@ def test_loss_curves_keep_one_colour_per_arm_across_panels() -> None:
         seen = {label: to_rgb(h.get_color()) for h, label in zip(handles, labels) if label in want}
         assert seen and all(np.allclose(colour, want[arm]) for arm, colour in seen.items())
     assert set(dict(zip(*reversed(fig.axes[1].get_legend_handles_labels())))) >= {"global", "ptacl"}
+
+
+def test_convergence_table_gives_each_arm_its_own_last_epochs_mean_over_seeds() -> None:
+    from ptacl_lib.viz.training_plots import convergence_table
+
+    rows = [{"objective": "ptacl", "seed": s, "epoch": e, "val_loss": np.nan, "val_loss_global": 4.0 - e * e / 10 + s,
+             "val_loss_local": 2.0 - e / 10} for s in (0, 1) for e in (1, 2, 3, 4, 5)]
+    rows += [{"objective": "supervised", "seed": 0, "epoch": e, "val_loss": [0.9, 0.8, 0.75][e - 1],
+              "val_loss_global": np.nan, "val_loss_local": np.nan} for e in (1, 2, 3)]
+    table = convergence_table(pd.DataFrame(rows))
+    ptacl = table.loc[("ptacl", "global InfoNCE")]
+    assert (ptacl["epochs n"], ptacl["value at n"]) == (5, pytest.approx(4.0 - 2.5 + 0.5))
+    assert [ptacl[f"change over n{k}"] for k in ("−2", "−1", "")] == pytest.approx([-0.5, -0.7, -0.9])
+    assert table.loc[("ptacl", "local phase contrast"), "change over n"] == pytest.approx(-0.1)
+    supervised = table.loc[("supervised", "baselines' own losses")]
+    assert supervised["epochs n"] == 3 and np.isnan(supervised["change over n−2"])  # epoch 1 has no change
+    assert [supervised["change over n−1"], supervised["change over n"]] == pytest.approx([-0.1, -0.05])
+    assert ("ptacl", "baselines' own losses") not in table.index  # a contrastive arm's total is not a panel

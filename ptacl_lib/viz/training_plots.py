@@ -99,8 +99,8 @@ def plot_step_losses(steps: pd.DataFrame) -> Figure:
 
 
 def convergence_table(epochs: pd.DataFrame) -> pd.DataFrame:
-    """Per arm and validation loss term (mean over seeds): the last epoch's value and its change over each of
-    the last three epochs, newest last; changes shrinking towards zero say the curve has flattened."""
+    """Per arm and validation loss term (mean over seeds): the last epoch ``n``'s value and its change over each
+    of epochs n−2, n−1 and n; changes shrinking towards zero say the curve has flattened."""
     rows = []
     for part in LOSS_PANELS:
         column = "val_" + part
@@ -110,10 +110,11 @@ def convergence_table(epochs: pd.DataFrame) -> pd.DataFrame:
             if part == "loss" and objective not in ("ecg_ssl", "supervised"):
                 continue  # the contrastive arms' total is the sum of the two terms shown
             curve = runs.groupby("epoch")[column].mean()
-            change = curve.diff().iloc[-3:]
-            rows.append({"objective": objective, "val loss": LOSS_PANELS[part], "epochs": int(curve.index[-1]),
-                         "last": round(float(curve.iloc[-1]), 3),
-                         **{f"change, epoch {e}": round(float(d), 3) for e, d in change.dropna().items()}})
+            change = curve.diff().iloc[::-1].iloc[:3]
+            rows.append({"objective": objective, "val loss": LOSS_PANELS[part], "epochs n": int(curve.index[-1]),
+                         "value at n": round(float(curve.iloc[-1]), 3),
+                         **{f"change over n{'−' + str(k) if k else ''}": round(float(d), 3)
+                            for k, d in reversed(list(enumerate(change))) if pd.notna(d)}})
     table = pd.DataFrame(rows)
     return table.set_index(["objective", "val loss"]) if len(table) else table
 
