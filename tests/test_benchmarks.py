@@ -125,8 +125,10 @@ def test_local_negatives_ablation_retrains_only_ptacl_under_each_reading(tiny_co
     lines = [line.split() for line in printed[header:]]
     assert [row[0] for row in lines[1:]] == ["within", "cross"]  # the baseline's reading is not retrained
     assert not (out / "within").exists()
-    for seed in (0, 1):
+    for seed in (0, 1):  # the baseline's own settings (its recipe: 1.5 x 1 epoch -> 2), other negatives
         config = read_config(out / "cross" / "arms" / "ptacl" / f"seed{seed}")
-        assert (config.local_negatives, config.epochs, config.batch_size) == ("cross", 1, 8)
+        trained = read_config(baseline / "arms" / "ptacl" / f"seed{seed}")
+        assert (config.local_negatives, config.epochs, config.batch_size, config.lr) == (
+            "cross", trained.epochs, 8, trained.lr) and trained.local_negatives == "within"
     difference, detectable = float(lines[2][4]), float(lines[2][-2])  # the CI sits between them
     assert math.isfinite(difference) and math.isfinite(detectable) and detectable > 0
