@@ -114,7 +114,7 @@ def check_resumable_study(config: StudyConfig) -> None:
     saved = read_study_config(config.out)
     if saved is None:
         return
-    for arm in set(config.arms) & set(saved.arms):
+    for arm in (a for a in config.arms if a in saved.arms):  # in the study's order, so the error is reproducible
         changed = [name for name in resume_conflicts(config.train_config(arm, 0), saved.train_config(arm, 0))
                    if name != "manifest" or Path(config.manifest).resolve() != Path(saved.manifest).resolve()]
         if changed:
