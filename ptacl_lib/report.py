@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .arms import REFERENCE_ARMS, arm_label, arm_rank
+from .arms import RECIPE_SETTINGS, REFERENCE_ARMS, arm_label, arm_rank
 
 if TYPE_CHECKING:
     from .study import StudyConfig
@@ -155,10 +155,9 @@ def verdict_lines(paired: pd.DataFrame) -> list[str]:
 def settings_line(config: StudyConfig) -> str:
     """The study's training settings in one sentence, naming every arm whose recipe departs from them."""
     runs = {arm: config.train_config(arm, 0) for arm in config.arms}
-    study = (config.epochs, config.batch_size, config.lr, config.warmup_epochs)
     departures = [f"{arm_label(arm)}: {run.epochs} epochs, batch {run.batch_size}, lr {run.lr:g}, "
                   f"warm-up {run.warmup_epochs:g}"
-                  for arm, run in runs.items() if (run.epochs, run.batch_size, run.lr, run.warmup_epochs) != study]
+                  for arm, run in runs.items() if any(getattr(run, k) != getattr(config, k) for k in RECIPE_SETTINGS)]
     recipes = f" (per-arm recipes, `study_config.json`: {'; '.join(departures)})" if departures else ""
     return (f"model preset `{config.model}`, {config.epochs} epochs, batch {config.batch_size}, lr {config.lr:g}, "
             f"warm-up {config.warmup_epochs:g} epoch(s){recipes}, seeds 0–{config.seeds - 1}, "

@@ -115,8 +115,7 @@ def check_resumable_study(config: StudyConfig) -> None:
     if saved is None:
         return
     for arm in (a for a in config.arms if a in saved.arms):  # in the study's order, so the error is reproducible
-        changed = [name for name in resume_conflicts(config.train_config(arm, 0), saved.train_config(arm, 0))
-                   if name != "manifest" or Path(config.manifest).resolve() != Path(saved.manifest).resolve()]
+        changed = resume_conflicts(config.train_config(arm, 0), saved.train_config(arm, 0))
         if changed:
             raise ValueError(f"{config.out} holds a study whose {arm!r} runs trained with other {changed} "
                              f"({Path(config.out) / STUDY_CONFIG_FILE}); use a new out folder, or delete that "

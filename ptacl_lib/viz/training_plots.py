@@ -18,6 +18,8 @@ from .colours import arm_colours
 
 LOSS_PANELS: dict[str, str] = {"loss_global": "global InfoNCE", "loss_local": "local phase contrast",
                                "loss": "baselines' own losses"}
+#: The arms whose total ``loss`` is their own objective (the contrastive arms' total is the sum of the two terms).
+OWN_LOSS_ARMS: tuple[str, ...] = ("ecg_ssl", "supervised")
 
 
 def model_parameter_table(model_config: ModelConfig) -> pd.DataFrame:
@@ -77,7 +79,7 @@ def plot_loss_curves(epochs: pd.DataFrame) -> Figure:
     for ax, (part, title) in zip(axes, LOSS_PANELS.items()):
         data = curves[curves["part"] == part]
         if part == "loss":
-            data = data[data["objective"].isin(["ecg_ssl", "supervised"])]
+            data = data[data["objective"].isin(OWN_LOSS_ARMS)]
         if len(data):
             sns.lineplot(data=data, x="epoch", y="value", hue="objective", style="split",
                          palette=arm_colours(data["objective"].unique()),
@@ -107,14 +109,14 @@ def convergence_table(epochs: pd.DataFrame) -> pd.DataFrame:
         if column not in epochs:
             continue
         for objective, runs in epochs.dropna(subset=[column]).groupby("objective"):
-            if part == "loss" and objective not in ("ecg_ssl", "supervised"):
-                continue  # the contrastive arms' total is the sum of the two terms shown
+            if part == "loss" and objective not in OWN_LOSS_ARMS:
+                continue
             curve = runs.groupby("epoch")[column].mean()
-            change = curve.diff().iloc[::-1].iloc[:3]
+            changes = curve.diff().iloc[-3:]
+            names = ("change over n−2", "change over n−1", "change over n")[3 - len(changes):]
             rows.append({"objective": objective, "val loss": LOSS_PANELS[part], "epochs n": int(curve.index[-1]),
                          "value at n": round(float(curve.iloc[-1]), 3),
-                         **{f"change over n{'−' + str(k) if k else ''}": round(float(d), 3)
-                            for k, d in reversed(list(enumerate(change))) if pd.notna(d)}})
+                         **{name: round(float(d), 3) for name, d in zip(names, changes) if pd.notna(d)}})
     table = pd.DataFrame(rows)
     return table.set_index(["objective", "val loss"]) if len(table) else table
 
