@@ -108,7 +108,14 @@ def run_model_config(run_dir: str | Path) -> ModelConfig:
     saved = record.get("model_config")
     if saved is None:
         return ModelConfig.preset(record.get("model", "small"))
-    return ModelConfig(**{**saved, "cmr_channels": tuple(saved["cmr_channels"])})
+    # runs saved before the ECG stem existed used a linear patchify
+    return ModelConfig(**{"ecg_stem": 0, **saved, "cmr_channels": tuple(saved["cmr_channels"])})
+
+
+def model_changes(run_dir: str | Path, model_config: ModelConfig) -> list[str]:
+    """The ``ModelConfig`` fields in which the model saved in ``run_dir`` differs from ``model_config``."""
+    saved = run_model_config(run_dir)
+    return [f.name for f in dataclasses.fields(saved) if getattr(saved, f.name) != getattr(model_config, f.name)]
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu",

@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from .arms import ARM_RECIPES, OBJECTIVES, RECIPE_SETTINGS, arm_recipe, check_objectives
-from .runs import arm_run_dir, discover_runs
+from .runs import CONFIG_FILE, arm_run_dir, discover_runs, model_changes
 from .train_config import LOCAL_NEGATIVES, MODEL_PRESET_NAMES, TrainConfig, resume_conflicts
 
 STUDY_CONFIG_FILE = "study_config.json"
@@ -111,11 +111,16 @@ def read_study_config(run_root: str | Path) -> StudyConfig | None:
 def check_resumable_study(config: StudyConfig) -> None:
     """A clear error when ``config.out`` holds a study whose arms trained with other settings (a changed
     recipe table, epochs, lr, ...): resuming would mix them. Adding arms or seeds is fine."""
+    from .models import ModelConfig
+
     saved = read_study_config(config.out)
     if saved is None:
         return
+    model = ModelConfig.preset(config.model)
     for arm in (a for a in config.arms if a in saved.arms):  # in the study's order, so the error is reproducible
         changed = resume_conflicts(config.train_config(arm, 0), saved.train_config(arm, 0))
+        trained = [d for d in (arm_run_dir(config.out, arm, s) for s in saved.seed_list) if (d / CONFIG_FILE).exists()]
+        changed += model_changes(trained[0], model) if trained else []  # a model of another library version
         if changed:
             raise ValueError(f"{config.out} holds a study whose {arm!r} runs trained with other {changed} "
                              f"({Path(config.out) / STUDY_CONFIG_FILE}); use a new out folder, or delete that "

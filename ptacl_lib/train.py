@@ -53,6 +53,7 @@ from .runs import (
     METRICS_DIR,
     checkpoint_path,
     config_record,
+    model_changes,
     read_config,
     run_model_config,
     write_config,
@@ -332,7 +333,7 @@ def _fit(config: TrainConfig, device: torch.device, dist_info: DistInfo) -> Path
     last = checkpoint_path(run_dir, LAST_CHECKPOINT)
     resuming = config.resume and last.exists()
     if resuming:
-        _check_resumable(config, read_config(run_dir))
+        _check_resumable(config, read_config(run_dir), model_changes(run_dir, ModelConfig.preset(config.model)))
     elif last.exists():
         raise ValueError(f"{run_dir} already holds a run; pass resume=True (--resume) or choose another run_dir")
 
@@ -488,7 +489,10 @@ def _rng_states_of_all_ranks(dist_info: DistInfo) -> list[dict[str, Any]]:
     return states
 
 
-def _check_resumable(config: TrainConfig, saved: TrainConfig) -> None:
+def _check_resumable(config: TrainConfig, saved: TrainConfig, model_changed: list[str]) -> None:
     changed = resume_conflicts(config, saved)
     if changed:
         raise ValueError(f"cannot resume {config.run_dir}: its saved config differs in {changed}")
+    if model_changed:
+        raise ValueError(f"cannot resume {config.run_dir}: it was built with another {config.model!r} model "
+                         f"(it differs in {model_changed}; written by an earlier version?); choose a new run_dir")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from ptacl_lib.losses import ptacl_loss
 from ptacl_lib.models import ECGEncoder, ModelConfig, PTACLModel, beat_phase_pool, token_phase_bins
+from ptacl_lib.models.ecg_encoder import patch_embedding
 
 
 def test_phase_bins_of_hand_made_beats() -> None:
@@ -58,6 +61,24 @@ def test_ecg_token_times_are_patch_centres() -> None:
     assert target.shape == (1, 2, 60) and target[0, 1, :5].tolist() == [5.0, 6.0, 7.0, 8.0, 9.0]
     with pytest.raises(ValueError, match="12"):
         enc(torch.randn(2, 8, 100))
+
+
+def test_ecg_stem_sees_across_patch_edges_and_keeps_the_token_grid() -> None:
+    """The convolutional stem (``ecg_stem``) keeps one token per patch at the same times; with ``stem=0`` the
+    patch embedding is the linear patchify of runs saved before the stem existed (their weights still load)."""
+    torch.manual_seed(0)
+    plain, stemmed = patch_embedding(12, 10, 16, 0), patch_embedding(12, 10, 16, 8)
+    assert isinstance(plain, torch.nn.Conv1d) and plain.kernel_size == (10,)
+    ecg = torch.randn(2, 12, 100)
+    assert stemmed(ecg).shape == plain(ecg).shape == (2, 16, 10)
+    edge = ecg.clone()
+    edge[..., 10] += 1.0  # the first sample of patch 1: the stem lets patch 0 see it, a plain patchify does not
+    assert torch.equal(plain(edge)[..., 0], plain(ecg)[..., 0])
+    assert not torch.allclose(stemmed(edge)[..., 0], stemmed(ecg)[..., 0])
+    enc = ECGEncoder(leads=12, patch=10, dim=16, depth=1, heads=2, stem=8)
+    assert enc(ecg).token_times.tolist() == ECGEncoder(12, 10, 16, 1, 2).token_times(10).tolist()
+    old = PTACLModel(dataclasses.replace(tiny_model().config, ecg_stem=0))
+    assert "ecg_encoder.patchify.weight" in old.state_dict()  # the pre-stem layout
 
 
 def synthetic_batch(b: int = 4, t: int = 10, seed: int = 0) -> dict[str, torch.Tensor]:

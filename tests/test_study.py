@@ -63,6 +63,17 @@ def test_a_study_keeps_its_saved_recipes_and_refuses_to_mix_them(tmp_path: Path)
         check_resumable_study(config)
     with pytest.raises(ValueError, match="a recipe may scale"):
         dataclasses.replace(config, recipe_table={"ptacl": {"temperature": 2.0}}).train_config("ptacl", 0)
+    # runs built by an earlier library version (another preset model) are refused before any training
+    from ptacl_lib.data import PreprocessConfig
+    from ptacl_lib.models import ModelConfig
+    from ptacl_lib.runs import config_record, write_config
+
+    save_study_config(config)
+    check_resumable_study(config)
+    seed1 = config.train_config("supervised", 1)
+    write_config(seed1.run_dir, config_record(seed1, ModelConfig(ecg_stem=0), PreprocessConfig(), 1))
+    with pytest.raises(ValueError, match=r"'supervised' runs trained with other \['ecg_stem'\]"):
+        check_resumable_study(config)
 
 
 @pytest.mark.slow

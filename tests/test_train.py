@@ -17,7 +17,7 @@ import ptacl_lib.train as train_module
 from conftest import REPO, run_notebook
 from ptacl_lib.losses import ptacl_loss
 from ptacl_lib.models import ModelConfig, PTACLModel
-from ptacl_lib.runs import load_run, read_metrics
+from ptacl_lib.runs import load_run, read_metrics, run_model_config
 from ptacl_lib.runtime import load_checkpoint, seed_everything
 from ptacl_lib.train import EPOCH_COLUMNS, STEP_COLUMNS, ContrastiveObjective, MaskedECGObjective, TrainConfig, fit
 
@@ -265,4 +265,16 @@ def test_load_run_names_a_mismatched_checkpoint(tmp_path: Path) -> None:
     torch.save(state, ckpt)
     with pytest.raises(ValueError, match=r"last.pt does not fit this version's 'small' model"):
         load_run(run)
+
+
+def test_a_run_of_another_model_version_is_not_resumed(tmp_path: Path) -> None:
+    """A run saved by a library whose preset differed (here: before the ECG stem) is refused, and kept intact."""
+    run = fit(TrainConfig(manifest="unused", run_dir=str(tmp_path / "run"), objective="none", progress=False))
+    record = json.loads((run / "config.json").read_text())
+    del record["model_config"]["ecg_stem"]  # as a run written before the stem existed
+    (run / "config.json").write_text(json.dumps(record))
+    assert run_model_config(run).ecg_stem == 0
+    with pytest.raises(ValueError, match=r"another 'small' model \(it differs in \['ecg_stem'\]"):
+        fit(TrainConfig(manifest="unused", run_dir=str(run), objective="none", progress=False, resume=True))
+    assert run_model_config(run).ecg_stem == 0  # its config was not overwritten
 

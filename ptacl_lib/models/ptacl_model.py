@@ -19,18 +19,20 @@ from .phase_pooling import PHASE_POOLERS
 class ModelConfig:
     """Encoder sizes. Use ``ModelConfig.preset("small" | "base")``.
 
-    ``small`` (the default, CPU demo; ~0.2 M parameters): ECG patch 5 samples at 100 Hz, so a 10 s
-    recording gives 200 tokens of width 64, 3 layers, 4 heads; CMR CNN with 16/32/64 channels on
+    ``small`` (the default, CPU demo; ~0.2 M parameters): a 32-channel convolutional ECG stem, then
+    patches of 10 samples at 100 Hz, so a 10 s recording gives 100 tokens of width 64, 3 layers,
+    4 heads; CMR CNN with 16/32/64 channels on
     32x32 frames, 2 temporal layers of width 64; shared space 64. Measured step times are in
     ``benchmarks/RESULTS.md``.
 
-    ``base`` (paper-like, for a GPU; ~116 M parameters): ViT-B-like ECG transformer (width 768,
-    12 layers, 12 heads, patch 10 samples -> 100 tokens), CMR CNN with 64/128/256/512 channels and
+    ``base`` (paper-like, for a GPU; ~116 M parameters): ViT-B-like ECG transformer (the same stem,
+    width 768, 12 layers, 12 heads, patch 10 samples -> 100 tokens), CMR CNN with 64/128/256/512 channels and
     a 4-layer temporal transformer of width 768, shared space 256, dropout 0.1.
     """
 
     ecg_leads: int = 12
-    ecg_patch: int = 5
+    ecg_stem: int = 32  # channels of the ECG's convolutional stem; 0: a linear patchify (runs before 2026-11-29)
+    ecg_patch: int = 10
     ecg_dim: int = 64
     ecg_depth: int = 3
     ecg_heads: int = 4
@@ -54,7 +56,7 @@ class ModelConfig:
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
     "small": ModelConfig(),
-    "base": ModelConfig(ecg_patch=10, ecg_dim=768, ecg_depth=12, ecg_heads=12, cmr_channels=(64, 128, 256, 512),
+    "base": ModelConfig(ecg_dim=768, ecg_depth=12, ecg_heads=12, cmr_channels=(64, 128, 256, 512),
                         cmr_dim=768, cmr_depth=4, cmr_heads=12, mlp_ratio=4.0, dropout=0.1, embed_dim=256),
 }
 
@@ -75,7 +77,7 @@ class PTACLModel(nn.Module):
             raise ValueError(f"unknown phase pooling {cfg.phase_pooling!r}; choose from {sorted(PHASE_POOLERS)}")
         self.config = cfg
         self.ecg_encoder = ECGEncoder(cfg.ecg_leads, cfg.ecg_patch, cfg.ecg_dim, cfg.ecg_depth, cfg.ecg_heads,
-                                      cfg.mlp_ratio, cfg.dropout)
+                                      cfg.mlp_ratio, cfg.dropout, cfg.ecg_stem)
         self.cmr_encoder = CMREncoder(cfg.cmr_channels, cfg.cmr_dim, cfg.cmr_depth, cfg.cmr_heads,
                                       cfg.mlp_ratio, cfg.dropout)
         self.ecg_head = ProjectionHead(cfg.ecg_dim, cfg.embed_dim, cfg.head_hidden)
