@@ -56,7 +56,7 @@ ARM_RECIPES: dict[str, dict[str, float]] = {
     "ecg_ssl": {"lr": 4.0},
     "global": {"lr": 2.0, "warmup_epochs": 3.0, "epochs": 1.5},
     "ptacl": {"lr": 4.0, "epochs": 1.5},
-    "supervised": {"batch_size": 0.5, "lr": 4.0},
+    "supervised": {"batch_size": 0.5, "lr": 2.0, "epochs": 1.5},
 }
 #: The training settings a recipe may scale; ``batch_size`` and ``epochs`` are rounded to whole numbers.
 RECIPE_SETTINGS: tuple[str, ...] = ("batch_size", "lr", "warmup_epochs", "epochs")

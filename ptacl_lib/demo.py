@@ -20,7 +20,7 @@ DEFAULT_OUT = "runs/demo"
 
 #: Cohort size and study settings of each scale.
 SCALES: dict[str, dict[str, Any]] = {
-    "cpu": {"n_subjects": 2000, "study": {"seeds": 5, "epochs": 8, "batch_size": 64, "model": "small", "jobs": 2}},
+    "cpu": {"n_subjects": 3000, "study": {"seeds": 5, "epochs": 6, "batch_size": 64, "model": "small", "jobs": 2}},
     # the per-arm recipes were chosen on the CPU demo; the base model keeps one recipe until measured on a GPU
     "gpu": {"n_subjects": 8000, "study": {"seeds": 5, "epochs": 10, "batch_size": 256, "model": "base", "jobs": 1,
                                          "recipes": False}},
