@@ -49,9 +49,10 @@ CMR_PROBE_ARM = "cmr_probe"
 BASELINE_ARM = "none"
 #: Per-arm departures from a study's batch size, learning rate, warm-up and epochs, as multipliers
 #: (``StudyConfig.recipes``). Learning rate and warm-up were chosen on each arm's own validation loss on the
-#: CPU demo cohort over the same grid; the contrastive arms train 1.5x the epochs because their validation
-#: losses were still falling at the study's 8, while ECG-SSL's and supervised ECG's had flattened
-#: (docs/design.md §5). An arm without an entry keeps the study's values.
+#: CPU demo cohort over the same grid, and checked again after the ECG stem (supervised ECG then moved from
+#: 4x to 2x the lr); the contrastive and supervised arms train 1.5x the epochs because their validation
+#: losses were still falling where ECG-SSL's had flattened (docs/design.md §5). An arm without an entry
+#: keeps the study's values.
 ARM_RECIPES: dict[str, dict[str, float]] = {
     "ecg_ssl": {"lr": 4.0},
     "global": {"lr": 2.0, "warmup_epochs": 3.0, "epochs": 1.5},

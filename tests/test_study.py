@@ -212,7 +212,7 @@ def test_report_names_every_arm_whose_recipe_departs() -> None:
             "ECG-only SSL: 8 epochs, batch 64, lr 0.008, warm-up 1; "
             "global-only (CLIP): 12 epochs, batch 64, lr 0.004, warm-up 3; "
             "PTACL: 12 epochs, batch 64, lr 0.008, warm-up 1; "
-            "supervised ECG: 8 epochs, batch 32, lr 0.008, warm-up 1)") in line
+            "supervised ECG: 12 epochs, batch 32, lr 0.004, warm-up 1)") in line
     assert "random init" not in line
     assert "8 epochs" in line and "seeds 0–4" in line
     assert "supervised" not in settings_line(dataclasses.replace(config, recipes=False))
