@@ -55,7 +55,6 @@ from .runs import (
     config_record,
     model_changes,
     read_config,
-    run_model_config,
     write_config,
 )
 from .runtime import (
@@ -312,9 +311,10 @@ def fit(config: TrainConfig) -> Path:
 def _initial_model(config: TrainConfig) -> tuple[PTACLModel, ModelConfig]:
     """The seeded initial model (identical for every arm of one seed), or ``init_from``'s trained weights."""
     model_config = ModelConfig.preset(config.model)
-    if config.init_from and run_model_config(config.init_from) != model_config:
-        raise ValueError(f"init_from={config.init_from} was trained with another model "
-                         f"({run_model_config(config.init_from)}), not the {config.model!r} preset")
+    changed = model_changes(config.init_from, model_config) if config.init_from else []
+    if changed:
+        raise ValueError(f"init_from={config.init_from} was trained with another model than the {config.model!r} "
+                         f"preset (it differs in {changed})")
     seed_everything(config.seed)
     model = PTACLModel(model_config)
     if config.init_from:

@@ -186,7 +186,7 @@ def test_init_from_starts_at_another_runs_weights(tiny_cohort: Path, tmp_path: P
     tuned = fit(tiny_config(tiny_cohort, tmp_path / "tuned", objective="supervised", epochs=0, init_from=str(source)))
     a, b = load_run(source)[0].state_dict(), load_run(tuned)[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    with pytest.raises(ValueError, match="another model"):
+    with pytest.raises(ValueError, match=r"another model than the 'base' preset \(it differs in \['ecg_dim'"):
         fit(tiny_config(tiny_cohort, tmp_path / "bad", objective="supervised", epochs=0, model="base",
                         init_from=str(source)))
 
