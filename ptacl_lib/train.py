@@ -333,7 +333,7 @@ def _fit(config: TrainConfig, device: torch.device, dist_info: DistInfo) -> Path
     last = checkpoint_path(run_dir, LAST_CHECKPOINT)
     resuming = config.resume and last.exists()
     if resuming:
-        _check_resumable(config, read_config(run_dir), model_changes(run_dir, ModelConfig.preset(config.model)))
+        _check_resumable(config, run_dir)
     elif last.exists():
         raise ValueError(f"{run_dir} already holds a run; pass resume=True (--resume) or choose another run_dir")
 
@@ -489,10 +489,12 @@ def _rng_states_of_all_ranks(dist_info: DistInfo) -> list[dict[str, Any]]:
     return states
 
 
-def _check_resumable(config: TrainConfig, saved: TrainConfig, model_changed: list[str]) -> None:
-    changed = resume_conflicts(config, saved)
+def _check_resumable(config: TrainConfig, run_dir: Path) -> None:
+    """Refuse to resume ``run_dir`` with other settings or another model than it was trained with."""
+    changed = resume_conflicts(config, read_config(run_dir))
     if changed:
         raise ValueError(f"cannot resume {config.run_dir}: its saved config differs in {changed}")
+    model_changed = model_changes(run_dir, ModelConfig.preset(config.model))
     if model_changed:
         raise ValueError(f"cannot resume {config.run_dir}: it was built with another {config.model!r} model "
                          f"(it differs in {model_changed}; written by an earlier version?); choose a new run_dir")
