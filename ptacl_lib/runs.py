@@ -108,8 +108,8 @@ def run_model_config(run_dir: str | Path) -> ModelConfig:
     saved = record.get("model_config")
     if saved is None:
         return ModelConfig.preset(record.get("model", "small"))
-    # runs saved before the ECG stem existed used a linear patchify
-    return ModelConfig(**{"ecg_stem": 0, **saved, "cmr_channels": tuple(saved["cmr_channels"])})
+    # runs saved before these fields existed: a linear ECG patchify, a frame CNN of 3x3 stride-2 stages only
+    return ModelConfig(**{"ecg_stem": 0, "cmr_first_stride": 2, **saved, "cmr_channels": tuple(saved["cmr_channels"])})
 
 
 def model_changes(run_dir: str | Path, model_config: ModelConfig) -> list[str]:

@@ -9,6 +9,7 @@ import torch
 
 from ptacl_lib.losses import ptacl_loss
 from ptacl_lib.models import ECGEncoder, ModelConfig, PTACLModel, beat_phase_pool, token_phase_bins
+from ptacl_lib.models.cmr_encoder import FrameCNN
 from ptacl_lib.models.ecg_encoder import patch_embedding
 
 
@@ -79,6 +80,25 @@ def test_ecg_stem_sees_across_patch_edges_and_keeps_the_token_grid() -> None:
     assert enc(ecg).token_times.tolist() == ECGEncoder(12, 10, 16, 1, 2).token_times(10).tolist()
     old = PTACLModel(dataclasses.replace(tiny_model().config, ecg_stem=0))
     assert "ecg_encoder.patchify.weight" in old.state_dict()  # the pre-stem layout
+
+
+def test_frame_cnn_first_stride_4_reads_non_overlapping_patches() -> None:
+    """``cmr_first_stride=4``: the first stage sees each pixel once, in 4x4 patches (a quarter of the pixels of
+    a stride-2 stage go on); ``2`` is the 3x3 stride-2 stage of runs saved before it. Other strides are refused."""
+    torch.manual_seed(0)
+    frames = torch.rand(3, 1, 32, 32)
+    patched, plain = FrameCNN((4, 8), 16, first_stride=4), FrameCNN((4, 8), 16, first_stride=2)
+    assert patched.features[0](frames).shape == (3, 4, 8, 8) and plain.features[0](frames).shape == (3, 4, 16, 16)
+    assert patched(frames).shape == plain(frames).shape == (3, 16)
+    edge = frames.clone()
+    edge[..., 0, 4] += 1.0  # the first pixel of patch (0, 1): only that patch's output changes
+    first = patched.features[0]
+    assert torch.equal(first(edge)[..., 0, 0], first(frames)[..., 0, 0])
+    assert not torch.allclose(first(edge)[..., 0, 1], first(frames)[..., 0, 1])
+    with pytest.raises(ValueError, match="2 or 4"):
+        FrameCNN((4,), 16, first_stride=3)
+    old = PTACLModel(dataclasses.replace(tiny_model().config, cmr_first_stride=2))
+    assert old.cmr_encoder.frame_encoder.features[0].kernel_size == (3, 3)  # the layout of older runs
 
 
 def synthetic_batch(b: int = 4, t: int = 10, seed: int = 0) -> dict[str, torch.Tensor]:

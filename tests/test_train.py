@@ -272,9 +272,10 @@ def test_a_run_of_another_model_version_is_not_resumed(tmp_path: Path) -> None:
     run = fit(TrainConfig(manifest="unused", run_dir=str(tmp_path / "run"), objective="none", progress=False))
     record = json.loads((run / "config.json").read_text())
     del record["model_config"]["ecg_stem"]  # as a run written before the stem existed
+    del record["model_config"]["cmr_first_stride"]  # and before the frame CNN's 4x4 first stage
     (run / "config.json").write_text(json.dumps(record))
-    assert run_model_config(run).ecg_stem == 0
-    with pytest.raises(ValueError, match=r"another 'small' model \(it differs in \['ecg_stem'\]"):
+    assert run_model_config(run).ecg_stem == 0 and run_model_config(run).cmr_first_stride == 2
+    with pytest.raises(ValueError, match=r"another 'small' model \(it differs in \['ecg_stem', 'cmr_first_stride'\]"):
         fit(TrainConfig(manifest="unused", run_dir=str(run), objective="none", progress=False, resume=True))
     assert run_model_config(run).ecg_stem == 0  # its config was not overwritten
 

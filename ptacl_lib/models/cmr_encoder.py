@@ -19,19 +19,27 @@ class CMREncoderOutput:
 
 
 class FrameCNN(nn.Module):
-    """One strided 3x3 conv per stage (GroupNorm, GELU), global average pool, linear to ``dim``.
+    """One strided conv per stage (GroupNorm, GELU), global average pool, linear to ``dim``.
+
+    Every stage is a 3x3 conv of stride 2, except the first when ``first_stride`` is 4: then it reads
+    non-overlapping 4x4 patches, so every later stage works on a quarter of the pixels.
 
     GroupNorm instead of BatchNorm keeps every sample independent of its batch, so a loss is
     invariant to batch order and identical across data-parallel ranks.
     """
 
-    def __init__(self, channels: tuple[int, ...], dim: int) -> None:
+    def __init__(self, channels: tuple[int, ...], dim: int, first_stride: int = 2) -> None:
         super().__init__()
+        if first_stride not in (2, 4):
+            raise ValueError(f"the frame CNN's first stride is 2 or 4, got {first_stride}")
         blocks: list[nn.Module] = []
         in_ch = 1
-        for out_ch in channels:
-            blocks += [nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1), nn.GroupNorm(min(8, out_ch), out_ch),
-                       nn.GELU()]
+        for i, out_ch in enumerate(channels):
+            if i == 0 and first_stride == 4:
+                conv = nn.Conv2d(in_ch, out_ch, 4, stride=4)
+            else:
+                conv = nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1)
+            blocks += [conv, nn.GroupNorm(min(8, out_ch), out_ch), nn.GELU()]
             in_ch = out_ch
         self.features = nn.Sequential(*blocks)
         self.proj = nn.Linear(in_ch, dim)
@@ -53,10 +61,10 @@ class CMREncoder(nn.Module):
     """``[B, T, H, W]`` cine in [0, 1] -> per-frame tokens and their mean."""
 
     def __init__(self, channels: tuple[int, ...], dim: int, depth: int, heads: int,
-                 mlp_ratio: float = 2.0, dropout: float = 0.0) -> None:
+                 mlp_ratio: float = 2.0, dropout: float = 0.0, first_stride: int = 2) -> None:
         super().__init__()
         self.dim = dim
-        self.frame_encoder = FrameCNN(channels, dim)
+        self.frame_encoder = FrameCNN(channels, dim, first_stride)
         self.transformer = transformer_stack(dim, depth, heads, mlp_ratio, dropout)
 
     def forward(self, cmr: torch.Tensor) -> CMREncoderOutput:
