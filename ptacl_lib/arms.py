@@ -50,13 +50,13 @@ BASELINE_ARM = "none"
 #: Per-arm departures from a study's batch size, learning rate, warm-up and epochs, as multipliers
 #: (``StudyConfig.recipes``). Learning rate and warm-up were chosen on each arm's own validation loss on the
 #: CPU demo cohort over the same grid, and checked again after the ECG stem (supervised ECG then moved from
-#: 4x to 2x the lr); the contrastive and supervised arms train 1.5x the epochs because their validation
-#: losses were still falling where ECG-SSL's had flattened (docs/design.md §5). An arm without an entry
-#: keeps the study's values.
+#: 4x to 2x the lr) and after the frame CNN's 4x4 first stage. Epochs: the supervised arm trains 1.5x, the
+#: contrastive arms 2x, the fewest at which their validation losses flatten on the 3,000-subject demo
+#: cohort (docs/design.md §5); ECG-SSL's flattens at 1x. An arm without an entry keeps the study's values.
 ARM_RECIPES: dict[str, dict[str, float]] = {
     "ecg_ssl": {"lr": 4.0},
-    "global": {"lr": 2.0, "warmup_epochs": 3.0, "epochs": 1.5},
-    "ptacl": {"lr": 4.0, "epochs": 1.5},
+    "global": {"lr": 2.0, "warmup_epochs": 3.0, "epochs": 2.0},
+    "ptacl": {"lr": 4.0, "epochs": 2.0},
     "supervised": {"batch_size": 0.5, "lr": 2.0, "epochs": 1.5},
 }
 #: The training settings a recipe may scale; ``batch_size`` and ``epochs`` are rounded to whole numbers.
