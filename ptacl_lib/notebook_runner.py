@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -47,22 +48,41 @@ class NotebookRun:
         return not self.error
 
 
-def execute_notebooks(names: Sequence[str], out_dir: str | Path,
-                      common: Mapping[str, Any] | None = None) -> list[NotebookRun]:
-    """Run every notebook in order with the parameters ``common``, even when one fails.
+def _run_one(name: str, out_dir: Path, parameters: dict[str, Any], progress: bool) -> NotebookRun:
+    """One notebook, its failure caught and returned (see ``execute_notebooks``)."""
+    print(f"[notebooks] {name}", flush=True)
+    try:
+        return NotebookRun(name, execute_notebook(name, out_dir, progress=progress, **parameters))
+    except Exception as err:  # papermill's PapermillExecutionError, a kernel death, a bad parameter
+        reason = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"
+        print(f"[notebooks] {name} FAILED: {reason}", flush=True)
+        return NotebookRun(name, out_dir / name, reason)
+
+
+def execute_notebooks(names: Sequence[str], out_dir: str | Path, common: Mapping[str, Any] | None = None,
+                      jobs: int = 1) -> list[NotebookRun]:
+    """Run every notebook with the parameters ``common``, even when one fails; results in ``names``' order.
 
     A failed notebook's executed copy (with the failing cell's traceback) is still written, and its
-    error is returned, not raised: the caller decides what a failure means.
+    error is returned, not raised: the caller decides what a failure means. The notebooks read a study
+    and write their own figures, never each other's, so ``jobs > 1`` runs that many kernels side by side,
+    each started with ``OMP_NUM_THREADS`` = its share of the cores (unless the caller set it), because
+    torch's spinning threads slow down badly on oversubscribed cores (``runtime.configure_threads``).
     """
-    results = []
-    for name in names:
-        params = dict(common or {})
-        print(f"[notebooks] {name}", flush=True)
-        try:
-            output = execute_notebook(name, out_dir, progress=True, **params)
-            results.append(NotebookRun(name, output))
-        except Exception as err:  # papermill's PapermillExecutionError, a kernel death, a bad parameter
-            reason = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"
-            results.append(NotebookRun(name, Path(out_dir) / name, reason))
-            print(f"[notebooks] {name} FAILED: {results[-1].error}", flush=True)
-    return results
+    out = Path(out_dir)
+    params = dict(common or {})
+    if jobs <= 1 or len(names) <= 1:
+        return [_run_one(name, out, params, progress=True) for name in names]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .runtime import available_cpus
+
+    share = str(max(1, available_cpus() // jobs))
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = saved or share  # kernels inherit the environment they start in
+    try:
+        with ThreadPoolExecutor(jobs) as pool:  # the threads only wait on their kernels
+            return list(pool.map(lambda name: _run_one(name, out, params, progress=False), names))
+    finally:
+        if saved is None:
+            os.environ.pop("OMP_NUM_THREADS", None)

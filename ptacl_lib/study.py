@@ -229,7 +229,7 @@ def run_study(config: StudyConfig) -> StudyResult:
     if config.notebooks:
         start = time.perf_counter()
         names = [n for n in list_notebooks() if n[:2] <= "06"]
-        results = execute_notebooks(names, out / "notebooks", common=notebook_parameters(config))
+        results = execute_notebooks(names, out / "notebooks", common=notebook_parameters(config), jobs=config.jobs)
         failed = [r.name for r in results if not r.ok]
         timings["notebooks"] = time.perf_counter() - start
 

@@ -146,6 +146,38 @@ def test_run_notebooks_keeps_going_and_exits_nonzero(tmp_path: Path, monkeypatch
     assert "1 of" in printed.err
 
 
+def test_notebooks_run_side_by_side_with_a_share_of_the_cores(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``jobs=2`` runs real kernels two at a time: results keep the given order, a failing notebook is
+    reported and does not stop the others, each kernel gets ``OMP_NUM_THREADS`` = its share of the cores,
+    and the caller's environment is left as it was."""
+    import ptacl_lib.notebook_runner as runner
+    from ptacl_lib.runtime import available_cpus
+
+    books = tmp_path / "notebooks"
+    books.mkdir()
+    write = "import os, pathlib\npathlib.Path(out, '{}').write_text(os.environ.get('OMP_NUM_THREADS', 'unset'))"
+    sources = {"01_a.ipynb": write.format("a"), "02_b.ipynb": "raise RuntimeError('broken on purpose')",
+               "03_c.ipynb": write.format("c")}
+    for name, source in sources.items():
+        book = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                                 "display_name": "Python 3"}})
+        book.cells = [nbformat.v4.new_code_cell("out = ''", metadata={"tags": ["parameters"]}),
+                      nbformat.v4.new_code_cell(source)]
+        nbformat.write(book, books / name)
+    monkeypatch.setattr(runner, "NOTEBOOKS_DIR", books)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    names = runner.list_notebooks()
+    results = runner.execute_notebooks(names, tmp_path / "out", {"out": str(tmp_path)}, jobs=2)
+    assert [r.name for r in results] == names and [r.ok for r in results] == [True, False, True]
+    assert "broken on purpose" in results[1].error and (tmp_path / "out" / "02_b.ipynb").exists()
+    share = str(max(1, available_cpus() // 2))
+    assert (tmp_path / "a").read_text() == (tmp_path / "c").read_text() == share
+    runner.execute_notebooks(names[:1], tmp_path / "out", {"out": str(tmp_path)}, jobs=2)
+    assert (tmp_path / "a").read_text() == "unset"  # one notebook runs alone, in the caller's environment
+    assert "OMP_NUM_THREADS" not in os.environ
+
+
 def test_every_notebook_accepts_the_common_parameters() -> None:
     from ptacl_lib.notebook_runner import NOTEBOOKS_DIR, list_notebooks
 
