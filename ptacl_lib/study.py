@@ -4,7 +4,7 @@
    every rank trains, and everything after training runs on rank 0);
 2. evaluate every run (retrieval, regression, alignment; ``metrics.json`` per run), compare the arms,
    and add the information ceiling (``evaluate.ceiling``) as reference rows;
-3. execute the ordered notebooks into ``<out>/notebooks`` (all of them, even when one fails);
+3. execute the ordered notebooks into ``<out>/notebooks`` (all of them, even when one fails; ``jobs`` at a time);
 4. write ``<out>/report.md``.
 
 ``ptacl demo`` is "generate the synthetic cohort, then this".
@@ -56,7 +56,8 @@ class StudyConfig:
     local_negatives: str = field(default="within", metadata={"help": "negatives of PTACL's local term",
                                                              "choices": LOCAL_NEGATIVES})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
-    jobs: int = field(default=1, metadata={"help": "runs trained side by side (CPU: one thread each)"})
+    jobs: int = field(default=1, metadata={"help": "runs trained (CPU: one thread each) and notebooks executed "
+                                                   "side by side"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads per run; 0: the runtime's policy"})
     notebooks: bool = field(default=True, metadata={"help": "execute the notebooks into <out>/notebooks"})
     ceiling: bool = field(default=True, metadata={"help": "add the information-ceiling reference rows"})
