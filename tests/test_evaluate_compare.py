@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ptacl_lib.evaluate.compare import COLUMNS, bootstrap_ci, compare, format_table, paired_difference, summarise
+from ptacl_lib.evaluate.compare import COLUMNS, bootstrap_ci, compare, format_table, summarise
 from ptacl_lib.runs import discover_runs
 
 
@@ -76,14 +76,6 @@ def test_bootstrap_ci_narrows_with_more_seeds() -> None:
     rng = np.random.default_rng(1)
     small, large = rng.normal(size=4), rng.normal(size=400)
     assert np.diff(bootstrap_ci(large)) < np.diff(bootstrap_ci(small))
-
-
-def test_paired_difference_by_hand(runs: list[Path]) -> None:
-    diff = paired_difference(compare(runs), "ptacl", "global")
-    row = diff.iloc[0]
-    assert row["n"] == 3
-    assert row["mean_difference"] == pytest.approx(np.mean([0.10, 0.15, 0.25]))
-    assert 0.10 - 1e-12 <= row["ci_low"] <= row["mean_difference"] <= row["ci_high"] <= 0.25 + 1e-12
 
 
 def test_format_table_cells(runs: list[Path]) -> None:

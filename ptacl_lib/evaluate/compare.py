@@ -84,30 +84,6 @@ def summarise(df: pd.DataFrame, confidence: float = 0.95, n_resamples: int = 200
     return _order_arms(pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))).reset_index(drop=True)
 
 
-def paired_difference(df: pd.DataFrame, arm: str, reference: str, confidence: float = 0.95,
-                      n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """``arm - reference`` per seed (paired: same seed, same data split), mean and bootstrap CI.
-
-    Columns: ``task, target, metric, n, mean_difference, ci_low, ci_high``. An interval that
-    excludes zero says the arms differ beyond seed noise; one that straddles zero does not.
-    """
-    keys = ["seed", "task", "target", "metric"]
-    a = df[df["arm"] == arm].set_index(keys)["value"]
-    b = df[df["arm"] == reference].set_index(keys)["value"]
-    if a.empty or b.empty:
-        raise ValueError(f"need both arms in the table, got {sorted(df['arm'].unique())}")
-    diff = (a - b).dropna().rename("difference").reset_index()
-    if diff.empty:
-        raise ValueError(f"arms {arm!r} and {reference!r} share no seed")
-    rows = []
-    for (task, target, metric), group in diff.groupby(["task", "target", "metric"], sort=False):
-        values = group["difference"].to_numpy()
-        low, high = bootstrap_ci(values, confidence, n_resamples, seed)
-        rows.append({"task": task, "target": target, "metric": metric, "n": len(values),
-                     "mean_difference": float(values.mean()), "ci_low": low, "ci_high": high})
-    return pd.DataFrame(rows)
-
-
 def format_table(summary: pd.DataFrame, task: str, metric: str | Sequence[str], digits: int = 3) -> pd.DataFrame:
     """A wide table for reading: rows = arms, columns = targets (or metrics), cells ``mean [low, high]``
     (just ``mean`` for a row without an interval, such as a seedless reference row)."""
