@@ -144,6 +144,9 @@ def test_run_notebooks_keeps_going_and_exits_nonzero(tmp_path: Path, monkeypatch
     assert all(p == {"run_root": "runs/x", "seed": 3} for _, p in seen)
     assert "FAILED 02_pretraining.ipynb" in printed.out and "kernel died" in printed.out
     assert "1 of" in printed.err
+    seen.clear()
+    assert main(["run-notebooks", "--out", str(tmp_path), "--jobs", "2", "--only", "01", "02", "03"]) == 2
+    assert sorted(n for n, _ in seen) == runner.list_notebooks()[:3]  # side by side: all three ran
 
 
 def test_notebooks_run_side_by_side_with_a_share_of_the_cores(tmp_path: Path,
