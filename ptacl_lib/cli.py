@@ -83,7 +83,11 @@ def _cmd_run_notebooks(args: argparse.Namespace) -> None:
     from .notebook_runner import execute_notebooks, find_notebook, list_notebooks
 
     names = [find_notebook(k) for k in args.only] if args.only else list_notebooks()
-    results = execute_notebooks(names, args.out, common=dict(args.param or []), jobs=args.jobs)
+    params = dict(args.param or [])
+    if args.jobs > 1 and params.get("train") and len(names) > 1:
+        raise ValueError("-p train=true makes notebook 02 train runs that the other notebooks read: run it alone "
+                         "first (--only 02), or use --jobs 1")
+    results = execute_notebooks(names, args.out, common=params, jobs=args.jobs)
     failed = [r for r in results if not r.ok]
     for r in results:
         print(f"  {'ok    ' if r.ok else 'FAILED'} {r.name} -> {r.output}" + (f"  ({r.error})" if r.error else ""))
@@ -174,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--param", type=_parse_param, action="append", metavar="KEY=VALUE",
                    help="notebook parameter (repeatable); values are parsed as JSON when possible")
     p.add_argument("--jobs", type=int, default=1, help="notebooks run side by side, each kernel with its share "
-                                                       "of the cores")
+                                                       "of the cores (not with -p train=true)")
     p.set_defaults(func=_cmd_run_notebooks)
 
     from .study import StudyConfig

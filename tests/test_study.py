@@ -147,6 +147,9 @@ def test_run_notebooks_keeps_going_and_exits_nonzero(tmp_path: Path, monkeypatch
     seen.clear()
     assert main(["run-notebooks", "--out", str(tmp_path), "--jobs", "2", "--only", "01", "02", "03"]) == 2
     assert sorted(n for n, _ in seen) == runner.list_notebooks()[:3]  # side by side: all three ran
+    seen.clear()  # notebook 02 training runs that 03 reads at the same time would race: refused, nothing runs
+    assert main(["run-notebooks", "--out", str(tmp_path), "--jobs", "2", "-p", "train=true"]) == 2
+    assert seen == [] and "--only 02" in capsys.readouterr().err
 
 
 def test_notebooks_run_side_by_side_with_a_share_of_the_cores(tmp_path: Path,
