@@ -68,6 +68,7 @@ def execute_notebooks(names: Sequence[str], out_dir: str | Path, common: Mapping
     and write their own figures, never each other's, so ``jobs > 1`` runs that many kernels side by side,
     each started with ``OMP_NUM_THREADS`` = its share of the cores (unless the caller set it), because
     torch's spinning threads slow down badly on oversubscribed cores (``runtime.configure_threads``).
+    The exception is notebook 02 with ``train=True``, which writes runs the others read: run it alone.
     """
     out = Path(out_dir)
     params = dict(common or {})
