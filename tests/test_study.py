@@ -248,8 +248,8 @@ def test_report_names_every_arm_whose_recipe_departs() -> None:
     line = settings_line(config)
     assert ("8 epochs, batch 64, lr 0.002, warm-up 1 epoch(s) (per-arm recipes, `study_config.json`: "
             "ECG-only SSL: 8 epochs, batch 64, lr 0.008, warm-up 1; "
-            "global-only (CLIP): 12 epochs, batch 64, lr 0.004, warm-up 3; "
-            "PTACL: 12 epochs, batch 64, lr 0.008, warm-up 1; "
+            "global-only (CLIP): 16 epochs, batch 64, lr 0.004, warm-up 3; "
+            "PTACL: 16 epochs, batch 64, lr 0.008, warm-up 1; "
             "supervised ECG: 12 epochs, batch 32, lr 0.004, warm-up 1)") in line
     assert "random init" not in line
     assert "8 epochs" in line and "seeds 0–4" in line
