@@ -76,9 +76,9 @@ def execute_notebooks(names: Sequence[str], out_dir: str | Path, common: Mapping
         return [_run_one(name, out, params, progress=True) for name in names]
     from concurrent.futures import ThreadPoolExecutor
 
-    from .runtime import available_cpus
+    from .runtime import cpu_share
 
-    share = str(max(1, available_cpus() // jobs))
+    share = str(cpu_share(jobs))
     saved = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = saved or share  # kernels inherit the environment they start in
     try:

@@ -40,14 +40,18 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def cpu_share(processes: int) -> int:
+    """The cores each of ``processes`` side-by-side processes may use: available CPUs // processes, at least 1."""
+    return max(1, available_cpus() // max(1, processes))
+
+
 def default_threads() -> int:
-    """``min(available CPUs / processes on this node, DEFAULT_MAX_THREADS)``, at least 1.
+    """``min(cpu_share(processes on this node), DEFAULT_MAX_THREADS)``.
 
     The processes on this node are ``LOCAL_WORLD_SIZE`` (set by ``torchrun``), so data-parallel
     ranks on one machine share its cores instead of each claiming all of them.
     """
-    local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
-    return max(1, min(available_cpus() // local_processes, DEFAULT_MAX_THREADS))
+    return min(cpu_share(int(os.environ.get("LOCAL_WORLD_SIZE") or 1)), DEFAULT_MAX_THREADS)
 
 
 def _threads_from_environment() -> int | None:

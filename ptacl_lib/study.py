@@ -120,8 +120,9 @@ def check_resumable_study(config: StudyConfig) -> None:
     model = ModelConfig.preset(config.model)
     for arm in (a for a in config.arms if a in saved.arms):  # in the study's order, so the error is reproducible
         changed = resume_conflicts(config.train_config(arm, 0), saved.train_config(arm, 0))
-        trained = [d for d in (arm_run_dir(config.out, arm, s) for s in saved.seed_list) if (d / CONFIG_FILE).exists()]
-        changed += model_changes(trained[0], model) if trained else []  # a model of another library version
+        trained = next((d for d in (arm_run_dir(config.out, arm, s) for s in saved.seed_list)
+                        if (d / CONFIG_FILE).exists()), None)
+        changed += model_changes(trained, model) if trained else []  # a model of another library version
         if changed:
             raise ValueError(f"{config.out} holds a study whose {arm!r} runs trained with other {changed} "
                              f"({Path(config.out) / STUDY_CONFIG_FILE}); use a new out folder, or delete that "
@@ -138,14 +139,14 @@ def train_arms(config: StudyConfig) -> list[Path]:
     """Train every arm x seed of the study (resumably) and return the run directories.
 
     With ``jobs > 1`` on a CPU, that many runs train side by side in spawned processes with
-    ``max(1, cores // jobs)`` threads each (two 1-thread processes out-ran one 2-thread process on
+    ``runtime.cpu_share(jobs)`` threads each (two 1-thread processes out-ran one 2-thread process on
     a 2-core machine: ``benchmarks/RESULTS.md``). Under ``torchrun`` runs go one at a time, every
     rank taking part.
     """
     from tqdm.auto import tqdm
 
     from .data import PreprocessConfig, PreprocessedCohort, open_cohort
-    from .runtime import available_cpus, resolve_device
+    from .runtime import cpu_share, resolve_device
 
     configs = [config.train_config(arm, seed) for seed in config.seed_list for arm in config.arms]
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -164,7 +165,7 @@ def train_arms(config: StudyConfig) -> list[Path]:
             cleanup_distributed()
         return [Path(c.run_dir) for c in configs]
     PreprocessedCohort.build_or_load(open_cohort(config.manifest), PreprocessConfig())  # once, before the workers
-    threads = config.threads or max(1, available_cpus() // config.jobs)
+    threads = config.threads or cpu_share(config.jobs)
     quiet = [dataclasses.replace(c, threads=threads, progress=False) for c in configs]
     quiet.sort(key=lambda c: -c.epochs)  # longest first, so the last to finish are short and no worker waits long
     with ProcessPoolExecutor(config.jobs, mp_context=get_context("spawn")) as pool:
