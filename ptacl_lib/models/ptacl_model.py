@@ -37,7 +37,7 @@ class ModelConfig:
     ecg_depth: int = 3
     ecg_heads: int = 4
     cmr_channels: tuple[int, ...] = (16, 32, 64)
-    cmr_first_stride: int = 4  # the frame CNN's first stage: 4, 4x4 patches; 2, a 3x3 conv (runs before 2026-11-29 s7)
+    cmr_first_stride: int = 4  # the frame CNN's first stage: 4, 4x4 patches; 2, a 3x3 conv (runs saved before it)
     cmr_dim: int = 64
     cmr_depth: int = 2
     cmr_heads: int = 4
