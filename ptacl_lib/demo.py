@@ -2,7 +2,7 @@
 
 Scales (``ptacl demo --scale``):
 
-* ``cpu``  the default on a machine without CUDA, about 30 minutes on 2 CPU cores (measured: README);
+* ``cpu``  the default on a machine without CUDA, 26-30 minutes on 2 CPU cores (measured: README);
 * ``gpu``  the default when CUDA is present: a larger cohort and the ``base`` model, sized for about
   10 minutes on one H100-class card (not yet measured on one: ``benchmarks/RESULTS.md``);
 * ``fast`` seconds-scale settings for the tests (``make demo DEMO_FAST=1``).
