@@ -5,7 +5,7 @@ whole file, walk the dict to StripData, split each lead's text on commas and con
 ``int``. Both parsers must return the same millivolt arrays before anything is timed.
 
 Usage: python benchmarks/bench_xml_parse.py [--n 200] [--repeats 3]
-Target (issue 6): at least 5x the baseline's files per second.
+Target: at least 5x the baseline's files per second.
 """
 
 from __future__ import annotations
