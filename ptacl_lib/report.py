@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 CEILING_FILE = "ceiling.csv"
 PAIRED_FILE = "paired.csv"
 #: Figures the report embeds (paths under ``<out>/figures``), written by the notebooks.
-KEY_FIGURES = ("02_pretraining/loss_curves.png", "03_umap_by_arm.png", "05_r2_bars.png",
-               "05_predicted_vs_true.png", "05_bland_altman_lvef.png", "04_card_ptacl_0.png")
+KEY_FIGURES = ("02_pretraining/loss_curves.png", "03_umap_by_arm.png", "05_information_window.png",
+               "05_r2_by_target.png", "05_predicted_vs_true.png", "05_bland_altman_lvef.png", "04_card_ptacl_0.png")
 #: The contrasts the report tests: (arm, reference).
 CONTRASTS: tuple[tuple[str, str], ...] = (("ptacl", "global"), ("ptacl", "none"), ("global", "none"),
                                           ("supervised", "none"), ("ecg_ssl", "none"))

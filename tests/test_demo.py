@@ -39,4 +39,4 @@ def test_make_demo_fast(tmp_path: Path) -> None:
                  "05_regression", "06_alignment_inspector"):
         assert (out / "notebooks" / f"{name}.ipynb").exists()
     assert (out / "figures" / "03_umap_by_arm.png").exists()
-    assert "![05_r2_bars.png](figures/05_r2_bars.png)" in report
+    assert "![05_information_window.png](figures/05_information_window.png)" in report

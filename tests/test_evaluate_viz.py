@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from ptacl_lib.evaluate.regression import ProbeResult  # noqa: E402
-from ptacl_lib.viz.regression_plots import bland_altman, metric_bars, predicted_vs_true  # noqa: E402
+from ptacl_lib.viz.regression_plots import bland_altman, metric_dots, predicted_vs_true, window_chart  # noqa: E402
 from ptacl_lib.viz.retrieval_cards import mid_systole_frame, retrieval_card  # noqa: E402
 from ptacl_lib.viz.umap_views import plot_umap_grid  # noqa: E402
 
@@ -45,16 +45,39 @@ def test_bland_altman_bias_is_the_mean_difference() -> None:
                                         diff.mean() + 1.96 * diff.std(ddof=1)])
 
 
-def test_metric_bars_heights_and_whiskers_follow_the_summary() -> None:
+def test_metric_dots_positions_and_whiskers_follow_the_summary() -> None:
     summary = pd.DataFrame({"arm": ["ptacl", "ptacl", "global", "global"], "task": "regression",
                             "target": ["lvef", "lvm"] * 2, "metric": "r2", "n": 3,
                             "mean": [0.5, 0.6, 0.3, 0.4], "ci_low": [0.4, 0.5, 0.2, 0.3],
                             "ci_high": [0.55, 0.7, 0.35, 0.5]})
-    fig = metric_bars(summary)
-    heights = [p.get_height() for p in fig.axes[0].patches]
-    assert heights == [0.3, 0.4, 0.5, 0.6]  # reporting order: global before ptacl
+    fig = metric_dots(summary)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["lvm", "lvef"]  # first target on top
+    dots = sorted((round(y, 3), x) for c in ax.containers for x, y in zip(*c.lines[0].get_data()))
+    # within a row, global (first in reporting order) sits above ptacl
+    assert [x for _, x in dots] == [0.6, 0.4, 0.5, 0.3]
+    assert [h.get_text() for h in ax.get_legend().get_texts()] == ["global-only (CLIP)", "PTACL"]
+    whisker = ax.containers[0].lines[2][0].get_segments()[0]  # global's first dot: lvm, bottom row
+    np.testing.assert_allclose([whisker[0][0], whisker[1][0]], [0.3, 0.5])
     with pytest.raises(ValueError, match="no summary rows"):
-        metric_bars(summary, metric="mae")
+        metric_dots(summary, metric="mae")
+
+
+def test_window_chart_shades_random_init_to_the_best_ceiling() -> None:
+    summary = pd.DataFrame({"arm": ["none", "ptacl", "median_beat", "latent_oracle"], "task": "regression",
+                            "target": "mean", "metric": "r2", "n": [5, 5, 1, 1],
+                            "mean": [0.1, 0.35, 0.3, 0.5], "ci_low": [0.08, 0.3, np.nan, np.nan],
+                            "ci_high": [0.12, 0.4, np.nan, np.nan]})
+    fig = window_chart(summary)
+    ax = fig.axes[0]
+    (span,) = ax.patches
+    fig.canvas.draw()
+    extent = span.get_window_extent().transformed(ax.transData.inverted())
+    np.testing.assert_allclose([extent.x0, extent.x1], [0.1, 0.5], atol=1e-6)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(labels) == 4 and labels[-1] == "random init"  # reporting order, top to bottom
+    with pytest.raises(ValueError, match="no regression R²"):
+        window_chart(summary, target="lvef")
 
 
 def test_umap_grid_layout_and_length_check() -> None:

@@ -67,5 +67,25 @@ def test_notebook_05_regression(evaluated_runs: Path, tiny_cohort: Path, tmp_pat
     out = run_notebook("05_regression.ipynb", tmp_path, run_root=str(evaluated_runs), manifest=str(tiny_cohort))
     text = _outputs(out)
     assert "CMR probe (upper ref.)" in text and "mean_difference" in text
-    for name in ("05_r2_bars.png", "05_predicted_vs_true.png", "05_bland_altman_lvef.png"):
+    for name in ("05_information_window.png", "05_r2_by_target.png", "05_predicted_vs_true.png",
+                 "05_bland_altman_lvef.png"):
         assert (evaluated_runs / "figures" / name).exists(), name
+
+
+def test_notebook_runs_from_its_own_folder_with_the_default_kernel(evaluated_runs: Path, tiny_cohort: Path,
+                                                                   tmp_path: Path) -> None:
+    """JupyterLab starts the notebooks' default ``python3`` kernel in ``notebooks/``; paths relative to the
+    repository root (as every default is) must still resolve there."""
+    import os
+
+    import papermill as pm
+
+    from ptacl_lib.notebook_runner import NOTEBOOKS_DIR
+    from ptacl_lib.paths import REPO_ROOT
+
+    run_root = os.path.relpath(evaluated_runs, REPO_ROOT)  # from notebooks/ this path leads elsewhere
+    assert not (NOTEBOOKS_DIR / run_root).exists()
+    pm.execute_notebook(str(NOTEBOOKS_DIR / "05_regression.ipynb"), str(tmp_path / "05.ipynb"), kernel_name="python3",
+                        cwd=str(NOTEBOOKS_DIR), progress_bar=False,
+                        parameters={"run_root": run_root, "manifest": os.path.relpath(tiny_cohort, REPO_ROOT)})
+    assert "CMR probe (upper ref.)" in _outputs(tmp_path / "05.ipynb")

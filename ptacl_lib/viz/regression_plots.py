@@ -1,4 +1,5 @@
-"""Regression figures: predicted against true per target, Bland–Altman for LVEF, R² bars with CIs per arm."""
+"""Regression figures: predicted against true per target, Bland–Altman for LVEF, R² dot plots with CIs per arm,
+the information window and the paired contrasts."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ..arms import arm_label, order_arms
+from ..arms import REFERENCE_ARMS, arm_label, order_arms
 from ..data.schema import PHENOTYPE_UNITS
 from ..evaluate.regression import ProbeResult
 from .colours import arm_colours
@@ -70,9 +71,19 @@ def bland_altman(results: Mapping[str, ProbeResult], target: str = "lvef", panel
     return fig
 
 
-def metric_bars(summary: pd.DataFrame, metric: str = "r2", task: str = "regression",
+def _dot_rows(ax: Axes, rows: pd.DataFrame, y: float, colour: str, label: str, offset: float = 0.0) -> None:
+    """One dot per summary row at height ``y + offset``, with its CI as a horizontal whisker where it has one."""
+    mean = rows["mean"].to_numpy(dtype=float)
+    low, high = rows["ci_low"].to_numpy(dtype=float), rows["ci_high"].to_numpy(dtype=float)
+    err = np.vstack([mean - low, high - mean])
+    ax.errorbar(mean, np.full(len(mean), y) + offset, xerr=np.where(np.isfinite(err), err, 0), fmt="o",
+                color=colour, markersize=5, elinewidth=1.2, capsize=2, label=label)
+
+
+def metric_dots(summary: pd.DataFrame, metric: str = "r2", task: str = "regression",
                 targets: Sequence[str] | None = None, ax: Axes | None = None) -> Figure:
-    """Grouped bars of ``metric`` per target (groups) and arm (bars), mean over seeds with CI whiskers.
+    """A dot plot of ``metric`` per target (rows) and arm (dots, offset within a row), mean over seeds with
+    its CI as a whisker: readable at any number of targets, unlike grouped bars.
 
     ``summary`` is the output of ``ptacl_lib.evaluate.summarise``.
     """
@@ -83,21 +94,47 @@ def metric_bars(summary: pd.DataFrame, metric: str = "r2", task: str = "regressi
     arms = order_arms(sub["arm"])
     colours = arm_colours(arms)
     if ax is None:
-        _, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(targets) * max(1, len(arms)) / 3), 3.6),
+        _, ax = plt.subplots(figsize=(6.4, 0.42 * len(targets) * max(1, len(arms)) ** 0.5 + 1.4),
                              constrained_layout=True)
-    width = 0.8 / len(arms)
-    x = np.arange(len(targets))
+    step = 0.7 / max(1, len(arms))
     for i, arm in enumerate(arms):
         rows = sub[sub["arm"] == arm].set_index("target").reindex(targets)
-        mean = rows["mean"].to_numpy(dtype=float)
-        err = np.vstack([mean - rows["ci_low"].to_numpy(dtype=float), rows["ci_high"].to_numpy(dtype=float) - mean])
-        ax.bar(x + (i - (len(arms) - 1) / 2) * width, mean, width, yerr=err, capsize=2,
-               color=colours[arm], label=arm_label(arm), error_kw={"lw": 0.8})
-    ax.axhline(0, color="black", lw=0.6)
-    ax.set_xticks(x, targets)
-    ax.set_ylabel(f"{metric} (mean over seeds, 95 % bootstrap CI)")
-    ax.legend(fontsize=7, frameon=False, ncols=len(arms), loc="lower center", bbox_to_anchor=(0.5, 1.0))
+        for y, target in enumerate(targets[::-1]):
+            _dot_rows(ax, rows.loc[[target]], y, colours[arm], arm_label(arm) if y == 0 else "_",
+                      offset=(len(arms) - 1) / 2 * step - i * step)
+    ax.axvline(0, color="0.5", lw=0.6)
+    ax.set_yticks(np.arange(len(targets)), targets[::-1])
+    ax.set_xlabel(f"test {metric} (mean over seeds, 95 % bootstrap CI)")
+    ax.grid(axis="x", color="0.9")
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return ax.figure
+
+
+def window_chart(summary: pd.DataFrame, target: str = "mean", baseline_arm: str = "none") -> Figure:
+    """The information window: each arm's test R² (``target``, default the mean over phenotypes) with its CI,
+    against the reference rows (``REFERENCE_ARMS``), the random-init baseline and the best ceiling shaded.
+
+    ``summary`` is the output of ``ptacl_lib.evaluate.summarise`` over the arms and the ceiling rows.
+    """
+    sub = summary[(summary["task"] == "regression") & (summary["metric"] == "r2") & (summary["target"] == target)]
+    if sub.empty:
+        raise ValueError(f"no regression R² rows for target {target!r}")
+    arms = order_arms(sub["arm"])
+    colours = arm_colours(arms)
+    fig, ax = plt.subplots(figsize=(6.4, 0.38 * len(arms) + 1.3), constrained_layout=True)
+    for y, arm in enumerate(arms[::-1]):
+        reference = arm in REFERENCE_ARMS and arm != "cmr_probe"
+        _dot_rows(ax, sub[sub["arm"] == arm], y, "0.35" if reference else colours[arm], "_")
+    means = sub.set_index("arm")["mean"]
+    ceilings = [means[a] for a in arms if a in REFERENCE_ARMS and a != "cmr_probe"]
+    if baseline_arm in means and ceilings:
+        ax.axvspan(means[baseline_arm], max(ceilings), color="tab:blue", alpha=0.08, lw=0,
+                   label="window: random init → ceiling")
+        ax.legend(fontsize=8, frameon=False, loc="lower right")
+    ax.set_yticks(np.arange(len(arms)), [arm_label(a) for a in arms[::-1]])
+    ax.set_xlabel(f"test R² ({'mean over phenotypes' if target == 'mean' else target}; 95 % CI over seeds)")
+    ax.grid(axis="x", color="0.9")
+    return fig
 
 
 def plot_paired_differences(paired: pd.DataFrame) -> Figure:

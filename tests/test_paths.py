@@ -1,0 +1,19 @@
+"""Notebook paths resolve against the repository root wherever the kernel starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ptacl_lib.paths import REPO_ROOT, project_path
+
+
+def test_a_relative_default_resolves_from_the_notebooks_folder() -> None:
+    assert project_path("runs/demo", cwd=REPO_ROOT / "notebooks") == str(REPO_ROOT / "runs" / "demo")
+
+
+def test_paths_that_already_resolve_are_kept(tmp_path: Path) -> None:
+    assert project_path("runs/demo", cwd=REPO_ROOT) == "runs/demo"  # the root: the headless runs' folder
+    assert project_path("runs/demo", cwd=tmp_path) == "runs/demo"  # outside the repository: the user's cwd
+    assert project_path(str(tmp_path)) == str(tmp_path)  # absolute
+    assert project_path("05_regression.ipynb", cwd=REPO_ROOT / "notebooks") == "05_regression.ipynb"  # exists here
+    assert project_path(None) is None and project_path("") == ""
