@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The prepared device check: one run on one H100/H200-class card, within 8 minutes.
+# The prepared device check: one short run on one H100/H200-class card.
 #
 # Prints markdown for benchmarks/RESULTS.md: checkpoint sizes per preset (last.pt with AdamW state,
 # best.pt weights only), the PTACL / global-only step ratio, peak memory per batch size, and samples/s,

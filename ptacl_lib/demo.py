@@ -2,9 +2,10 @@
 
 Scales (``ptacl demo --scale``):
 
-* ``cpu``  the default on a machine without CUDA, 26-30 minutes on 2 CPU cores (measured: README);
-* ``gpu``  the default when CUDA is present: a larger cohort and the ``base`` model, sized for about
-  10 minutes on one H100-class card (not yet measured on one: ``benchmarks/RESULTS.md``);
+* ``cpu``  the default on a machine without CUDA, sized for a 2-core CPU within half an hour (its
+  measured time is in the README);
+* ``gpu``  the default when CUDA is present: a larger cohort and the ``base`` model, sized for one
+  H100-class card (``benchmarks/RESULTS.md`` says what has been measured on one);
 * ``fast`` seconds-scale settings for the tests (``make demo DEMO_FAST=1``).
 """
 

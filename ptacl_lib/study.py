@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -130,9 +131,23 @@ def check_resumable_study(config: StudyConfig) -> None:
 
 
 def _fit_quietly(config: TrainConfig) -> str:
+    from .data.cache import PreprocessingNotice
     from .train import fit
 
+    warnings.simplefilter("ignore", PreprocessingNotice)  # the study said it once (announce_preprocessing)
     return str(fit(config))
+
+
+def announce_preprocessing(config: StudyConfig) -> None:
+    """Build (or load) the study's preprocessing cache and say once, in plain words, what it left out."""
+    from .data import PreprocessConfig, PreprocessedCohort, open_cohort
+    from .data.cache import PreprocessingNotice
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PreprocessingNotice)
+        cache = PreprocessedCohort.build_or_load(open_cohort(config.manifest), PreprocessConfig())
+    for line in cache.notices():
+        print(f"[study] note: {line}", flush=True)
 
 
 def train_arms(config: StudyConfig) -> list[Path]:
@@ -173,7 +188,7 @@ def train_arms(config: StudyConfig) -> list[Path]:
         for future in tqdm(as_completed(futures), total=len(futures), desc="training runs", unit="run"):
             cfg = futures[future]
             future.result()  # re-raises a run's error here, naming nothing lost: finished runs stay on disk
-            print(f"[study] done {cfg.objective} seed {cfg.seed}", flush=True)
+            tqdm.write(f"[study] done {cfg.objective} seed {cfg.seed}")
     return [Path(c.run_dir) for c in configs]
 
 
@@ -207,6 +222,7 @@ class StudyResult:
 
 def run_study(config: StudyConfig) -> StudyResult:
     """Run every stage (each one resumable) and return the report's path and any failed notebook."""
+    from .data.cache import PreprocessingNotice
     from .evaluate import evaluate_runs
     from .notebook_runner import execute_notebooks, list_notebooks
     from .report import StudyTables, render_report, study_tables
@@ -215,25 +231,28 @@ def run_study(config: StudyConfig) -> StudyResult:
     check_resumable_study(config)
     save_study_config(config)
     timings: dict[str, float] = {}
-
-    start = time.perf_counter()
-    runs = train_arms(config)
-    timings["train"] = time.perf_counter() - start
-    if int(os.environ.get("RANK", "0")) != 0:
-        return StudyResult(out / "report.md", [])
-
-    start = time.perf_counter()
-    evaluate_runs(runs, config.manifest, out, device=config.device)
-    tables: StudyTables = study_tables(out, config.manifest, ceiling=config.ceiling)
-    timings["evaluate"] = time.perf_counter() - start
-
-    failed: list[str] = []
-    if config.notebooks:
+    if int(os.environ.get("RANK", "0")) == 0:
+        announce_preprocessing(config)
+    with warnings.catch_warnings():  # said once above: every run and split would repeat it
+        warnings.simplefilter("ignore", PreprocessingNotice)
         start = time.perf_counter()
-        names = [n for n in list_notebooks() if n[:2] <= "06"]
-        results = execute_notebooks(names, out / "notebooks", common=notebook_parameters(config), jobs=config.jobs)
-        failed = [r.name for r in results if not r.ok]
-        timings["notebooks"] = time.perf_counter() - start
+        runs = train_arms(config)
+        timings["train"] = time.perf_counter() - start
+        if int(os.environ.get("RANK", "0")) != 0:
+            return StudyResult(out / "report.md", [])
+
+        start = time.perf_counter()
+        evaluate_runs(runs, config.manifest, out, device=config.device)
+        tables: StudyTables = study_tables(out, config.manifest, ceiling=config.ceiling)
+        timings["evaluate"] = time.perf_counter() - start
+
+        failed: list[str] = []
+        if config.notebooks:
+            start = time.perf_counter()
+            names = [n for n in list_notebooks() if n[:2] <= "06"]
+            results = execute_notebooks(names, out / "notebooks", common=notebook_parameters(config), jobs=config.jobs)
+            failed = [r.name for r in results if not r.ok]
+            timings["notebooks"] = time.perf_counter() - start
 
     report = out / "report.md"
     report.write_text(render_report(config, tables, timings, failed))

@@ -255,3 +255,29 @@ def test_report_names_every_arm_whose_recipe_departs() -> None:
     assert "8 epochs" in line and "seeds 0–4" in line
     assert "supervised" not in settings_line(dataclasses.replace(config, recipes=False))
     assert "supervised" not in settings_line(dataclasses.replace(config, arms=("ptacl", "global")))
+
+
+@pytest.mark.slow
+def test_a_study_says_each_preprocessing_notice_once(tiny_cohort: Path, tmp_path: Path,
+                                                     capfd: pytest.CaptureFixture[str],
+                                                     recwarn: pytest.WarningsRecorder) -> None:
+    """One broken subject: the study states it once, in plain words, and no run or split repeats it."""
+    import shutil
+
+    from ptacl_lib.data.cache import PreprocessingNotice
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(tiny_cohort.parent, cohort, ignore=shutil.ignore_patterns("cache"))
+    (cohort / "corrupt.npy").write_bytes(b"not a numpy file")
+    table = pd.read_csv(cohort / tiny_cohort.name, dtype={"subject_id": str})
+    table.loc[0, "ecg_path"] = "corrupt.npy"
+    table.to_csv(cohort / tiny_cohort.name, index=False)
+    config = StudyConfig(manifest=str(cohort / tiny_cohort.name), out=str(tmp_path / "study"),
+                         arms=("ptacl", "none"), seeds=1, epochs=1, batch_size=8, device="cpu", notebooks=False,
+                         ceiling=False, jobs=2, threads=1)
+    run_study(config)
+    out, err = capfd.readouterr()
+    assert (out + err).count("preprocessing skipped 1 of 48 subjects") == 1, out + err
+    assert "[study] note: preprocessing skipped 1 of 48 subjects" in out
+    assert "PreprocessingNotice" not in err and "were skipped in preprocessing" not in out + err  # the workers
+    assert not [w for w in recwarn if issubclass(w.category, PreprocessingNotice)]  # this process

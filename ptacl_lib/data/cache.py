@@ -48,6 +48,11 @@ MAX_BEATS = 40  # 10 s at 240 bpm
 CACHE_VERSION = 2
 
 
+class PreprocessingNotice(UserWarning):
+    """Subjects that preprocessing left out or flagged. Said once when a cache is built and once per split a
+    dataset serves; ``ptacl study`` states it once itself and silences the repeats."""
+
+
 def cache_key(cohort: Cohort, config: PreprocessConfig) -> str:
     """Fingerprint of the manifest bytes and the preprocessing config."""
     h = hashlib.sha1(cohort.manifest_path.read_bytes())
@@ -67,6 +72,7 @@ class PreprocessedCohort:
     ok: np.ndarray
     lead_scale: np.ndarray
     errors: pd.DataFrame
+    n_too_few_beats: int = 0
 
     @classmethod
     def load(cls, root: Path) -> "PreprocessedCohort":
@@ -77,16 +83,33 @@ class PreprocessedCohort:
         return cls(root=root, config=PreprocessConfig(**meta["config"]),
                    ecg=np.load(root / "ecg.npy", mmap_mode="r"), cmr=np.load(root / "cmr.npy", mmap_mode="r"),
                    rpeaks=np.load(root / "rpeaks.npy", mmap_mode="r"), ok=np.load(root / "ok.npy"),
-                   lead_scale=np.asarray(meta["lead_scale"], dtype=np.float32), errors=errors)
+                   lead_scale=np.asarray(meta["lead_scale"], dtype=np.float32), errors=errors,
+                   n_too_few_beats=int(meta.get("n_too_few_beats", 0)))
 
     @classmethod
     def build_or_load(cls, cohort: Cohort, config: PreprocessConfig = PreprocessConfig(),
                       progress: bool = True) -> "PreprocessedCohort":
         """Return the cohort's cache for ``config``, building it first if it does not exist."""
         root = cohort.root / "cache" / f"prep-{cache_key(cohort, config)}"
-        if not (root / "meta.json").exists():
-            build_cache(cohort, config, root, progress=progress)
-        return cls.load(root)
+        if (root / "meta.json").exists():
+            return cls.load(root)
+        build_cache(cohort, config, root, progress=progress)
+        cache = cls.load(root)
+        for line in cache.notices():
+            warnings.warn(line, PreprocessingNotice, stacklevel=2)
+        return cache
+
+    def notices(self) -> list[str]:
+        """What preprocessing left out or flagged, in plain sentences (none when every subject is fine)."""
+        n, lines = len(self.ok), []
+        if len(self.errors):
+            reasons = self.errors["reason"].astype(str).value_counts()
+            lines.append(f"preprocessing skipped {len(self.errors)} of {n} subjects (most often: {reasons.index[0]}, "
+                         f"{reasons.iloc[0]} of them); the list is in {self.root / 'errors.csv'}")
+        if self.n_too_few_beats:
+            lines.append(f"{self.n_too_few_beats} of {n} subjects have fewer than {MIN_USABLE_BEATS} beats regular "
+                         f"enough to pool (rhythm_flag too_few_beats); see {self.root / 'beats.csv'}")
+        return lines
 
     def rpeaks_of(self, i: int) -> np.ndarray:
         """R peaks of row ``i`` at ``config.target_fs`` (padding removed)."""
@@ -170,10 +193,4 @@ def build_cache(cohort: Cohort, config: PreprocessConfig, root: Path, progress: 
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         os.replace(tmp, root)
-    if too_few:
-        warnings.warn(f"{too_few} of {n} subjects have fewer than {MIN_USABLE_BEATS} beats regular enough to pool "
-                      f"(rhythm_flag too_few_beats); see {root / 'beats.csv'}", stacklevel=2)
-    if errors:
-        warnings.warn(f"preprocessing skipped {len(errors)} of {n} subjects; see {root / 'errors.csv'} "
-                      f"(first: {errors[0]['reason']})", stacklevel=2)
     return root

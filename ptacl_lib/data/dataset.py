@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .cache import PreprocessedCohort
+from .cache import PreprocessedCohort, PreprocessingNotice
 from .cohort import Cohort
 from .preprocess import PreprocessConfig
 
@@ -31,7 +31,7 @@ class PTACLDataset(Dataset):
         keep = self.cache.ok[rows]
         if not keep.all():
             warnings.warn(f"{int((~keep).sum())} subject(s) of split {split!r} were skipped in preprocessing; "
-                          f"see {self.cache.root / 'errors.csv'}", stacklevel=2)
+                          f"see {self.cache.root / 'errors.csv'}", PreprocessingNotice, stacklevel=2)
         self.rows = rows[keep]
         self.phenotypes = cohort.phenotypes(self.rows)
         self.subject_ids = cohort.table["subject_id"].to_numpy()[self.rows]
