@@ -105,7 +105,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     from .demo import DEFAULT_OUT, DemoConfig, default_scale, run_demo
 
     scale = "fast" if args.fast else (args.scale if args.scale != "auto" else default_scale())
-    _report_study(run_demo(DemoConfig(out=str(args.out or DEFAULT_OUT), scale=scale)))
+    _report_study(run_demo(DemoConfig(out=str(args.out or DEFAULT_OUT), scale=scale, test_subjects=args.test_subjects)))
 
 
 def _report_study(result: object) -> None:
@@ -192,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: gpu when CUDA is present, else cpu")
     p.add_argument("--fast", action="store_true", help="same as --scale fast (tests, DEMO_FAST=1)")
     p.add_argument("--out", type=Path, default=None, help="demo folder (default runs/demo)")
+    p.add_argument("--test-subjects", type=int, default=-1,
+                   help="size of the held-out test cohort (-1: the scale's; 0: score the cohort's own test split)")
     p.set_defaults(func=_cmd_demo)
 
     from .cxr.cli import add_cxr_parser

@@ -19,13 +19,17 @@ from .study import StudyConfig, StudyResult, run_study
 
 DEFAULT_OUT = "runs/demo"
 
-#: Cohort size and study settings of each scale.
+#: Cohort size, held-out test cohort size and study settings of each scale. Held-out test subjects cost
+#: generation, preprocessing and embedding but no training, so they are the cheap lever on the detectable
+#: difference (``evaluate.power``).
 SCALES: dict[str, dict[str, Any]] = {
-    "cpu": {"n_subjects": 3000, "study": {"seeds": 5, "epochs": 6, "batch_size": 64, "model": "small", "jobs": 2}},
+    "cpu": {"n_subjects": 3000, "test_subjects": 4000,
+            "study": {"seeds": 5, "epochs": 6, "batch_size": 64, "model": "small", "jobs": 2}},
     # the per-arm recipes were chosen on the CPU demo; the base model keeps one recipe until measured on a GPU
-    "gpu": {"n_subjects": 8000, "study": {"seeds": 5, "epochs": 10, "batch_size": 256, "model": "base", "jobs": 1,
-                                         "recipes": False}},
-    "fast": {"n_subjects": 64, "study": {"seeds": 2, "epochs": 1, "batch_size": 16, "model": "small", "jobs": 1}},
+    "gpu": {"n_subjects": 8000, "test_subjects": 8000,
+            "study": {"seeds": 5, "epochs": 10, "batch_size": 256, "model": "base", "jobs": 1, "recipes": False}},
+    "fast": {"n_subjects": 64, "test_subjects": 40,
+             "study": {"seeds": 2, "epochs": 1, "batch_size": 16, "model": "small", "jobs": 1}},
 }
 
 
@@ -37,6 +41,7 @@ class DemoConfig:
     scale: str = "cpu"
     cohort_seed: int = 0
     n_subjects: int = 0  # 0: the scale's
+    test_subjects: int = -1  # the held-out test cohort (same generator, seed cohort_seed + 1); -1: the scale's, 0: none
     study: dict[str, Any] = field(default_factory=dict)  # overrides of the scale's study settings
 
     def __post_init__(self) -> None:
@@ -47,9 +52,18 @@ class DemoConfig:
     def manifest(self) -> Path:
         return Path(self.out) / "cohort" / "manifest.csv"
 
+    @property
+    def n_test_subjects(self) -> int:
+        return SCALES[self.scale]["test_subjects"] if self.test_subjects < 0 else self.test_subjects
+
+    @property
+    def test_manifest(self) -> Path | None:
+        return Path(self.out) / "test_cohort" / "manifest.csv" if self.n_test_subjects else None
+
     def study_config(self) -> StudyConfig:
         settings = {**SCALES[self.scale]["study"], **self.study}
-        return StudyConfig(manifest=str(self.manifest), out=self.out, **settings)
+        test = str(self.test_manifest) if self.test_manifest else ""
+        return StudyConfig(manifest=str(self.manifest), out=self.out, test_manifest=test, **settings)
 
 
 def default_scale() -> str:
@@ -66,4 +80,7 @@ def run_demo(config: DemoConfig) -> StudyResult:
     if not config.manifest.exists():
         n = config.n_subjects or SCALES[config.scale]["n_subjects"]
         generate_cohort(config.manifest.parent, n_subjects=n, seed=config.cohort_seed)
+    if config.test_manifest is not None and not config.test_manifest.exists():
+        generate_cohort(config.test_manifest.parent, n_subjects=config.n_test_subjects, seed=config.cohort_seed + 1,
+                        id_prefix="HOT")  # held-out test: its own ids, so no subject is named twice
     return run_study(config.study_config())

@@ -77,6 +77,67 @@ def paired_table(run_root: str | Path, n_resamples: int = 2000) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def read_paired(run_root: str | Path) -> pd.DataFrame:
+    """The study's saved paired contrasts (``paired.csv``), or ``paired_table`` when it has none yet."""
+    path = Path(run_root) / PAIRED_FILE
+    return pd.read_csv(path) if path.exists() else paired_table(run_root)
+
+
+def run_seconds(run_root: str | Path) -> dict[str, float]:
+    """Per arm, the mean wall seconds of one run's training (the sum of its ``epochs.csv`` seconds)."""
+    from .runs import discover_runs, read_config, read_metrics
+
+    seconds: dict[str, list[float]] = {}
+    for run in discover_runs(run_root):
+        epochs = read_metrics(run)[1]
+        if len(epochs) and "seconds" in epochs:
+            seconds.setdefault(read_config(run).objective, []).append(float(epochs["seconds"].sum()))
+    return {arm: sum(values) / len(values) for arm, values in seconds.items()}
+
+
+#: The differences the power planner is asked to resolve, and the test subjects it may use at most.
+POWER_TARGETS: tuple[float, ...] = (0.02, 0.01)
+MAX_TEST_SUBJECTS = 20_000
+
+
+def power_lines(paired: pd.DataFrame, seconds: dict[str, float], contrast: tuple[str, str] = ("ptacl", "global"),
+                targets: tuple[float, ...] = POWER_TARGETS, max_subjects: int = MAX_TEST_SUBJECTS) -> list[str]:
+    """The report's power section: each contrast's SE split by source, which lever shrinks the detectable
+    difference, and the cheapest design (``evaluate.power``) that resolves each of ``targets`` for ``contrast``."""
+    from .evaluate.power import VarianceParts, plan_table
+
+    mean = paired[paired["target"] == "mean"] if not paired.empty else paired
+    if mean.empty or "se_seed" not in mean or mean["se_seed"].isna().all():
+        return ["Power cannot be planned: it needs a paired contrast with at least two seeds.", ""]
+    split = mean.assign(contrast=[f"{arm_label(a)} − {arm_label(b)}" for a, b in zip(mean["arm"], mean["reference"])])
+    lines = ["Mean test R². The standard error of each contrast, split into the part from the seeds and the part "
+             "from the test subjects (`ptacl_lib.evaluate.bootstrap`); seed variance falls as 1/seeds, subject "
+             "variance as 1/test subjects (`ptacl_lib.evaluate.power`).", "",
+             split[["contrast", "n_seeds", "n_subjects", "se_seed", "se_subject", "se", "mdd"]].round(4)
+             .to_markdown(index=False), ""]
+    row = mean[(mean["arm"] == contrast[0]) & (mean["reference"] == contrast[1])]
+    if row.empty:
+        return lines
+    parts = VarianceParts.from_row(row.iloc[0])
+    per_run = sum(seconds.get(a, float("nan")) for a in contrast) / 2
+    plan = plan_table(parts, targets, per_run, max_subjects=max_subjects)
+    unreachable = plan["seeds"].isna()
+    plan = plan.astype(object).where(~plan.isna(), "—")
+    plan.loc[unreachable, "seeds"] = "over 200"
+    name = f"{arm_label(contrast[0])} − {arm_label(contrast[1])}"
+    lines += [f"**{name}.** {parts.lever()}", "",
+              f"The cheapest designs that resolve a smaller difference (fewest training runs, then test subjects, "
+              f"at most {max_subjects:,}), with this study's {per_run:.0f} s per run (the mean of the two arms' "
+              f"training, one run on its share of this machine):", "",
+              plan.rename(columns={"target": "detectable difference", "runs": "training runs",
+                                   "test_subjects": "test subjects", "training_hours": "run-hours"})
+              .to_markdown(index=False, floatfmt=".2f"), ""]
+    if unreachable.any():
+        lines += ["No design within 200 seeds and the subject cap resolves a difference marked \"over 200\": the "
+                  "seed part alone stays above it.", ""]
+    return lines
+
+
 def window_table(table: pd.DataFrame) -> pd.DataFrame:
     """Per arm: mean test R² over the nine phenotypes, the ceiling (the best reference row), and the share
     of the window ``(arm − random init) / (ceiling − random init)`` it closes (``evaluate.window_share``),
@@ -96,8 +157,10 @@ def window_table(table: pd.DataFrame) -> pd.DataFrame:
             .reset_index())
 
 
-def study_tables(out: str | Path, manifest: str | Path, ceiling: bool = True) -> StudyTables:
-    """Gather (and write) ``ceiling.csv``, ``summary.csv`` and ``paired.csv`` of an evaluated study."""
+def study_tables(out: str | Path, manifest: str | Path, ceiling: bool = True,
+                 test_manifest: str | Path | None = None) -> StudyTables:
+    """Gather (and write) ``ceiling.csv``, ``summary.csv`` and ``paired.csv`` of an evaluated study; the
+    ceiling is scored on ``test_manifest``'s subjects when the study has a held-out test cohort."""
     from .evaluate import summarise, with_mean_r2
 
     out = Path(out)
@@ -105,7 +168,9 @@ def study_tables(out: str | Path, manifest: str | Path, ceiling: bool = True) ->
         from .data import open_cohort
         from .evaluate.ceiling import ceiling_table
 
-        with_mean_r2(ceiling_table(open_cohort(manifest))).to_csv(out / CEILING_FILE, index=False)
+        test_cohort = open_cohort(test_manifest) if test_manifest else None
+        table = ceiling_table(open_cohort(manifest), test_cohort=test_cohort)
+        with_mean_r2(table).to_csv(out / CEILING_FILE, index=False)
     table = read_comparison(out)
     summary = summarise(table)
     summary.to_csv(out / "summary.csv", index=False)
@@ -127,6 +192,18 @@ def data_lines(manifest: str | Path) -> list[str]:
         reasons = cache.errors["reason"].str.split(" \\(").str[0].str.replace(r"^subject \S+: ", "", regex=True)
         line += " (" + "; ".join(f"{n} × {r}" for r, n in reasons.value_counts().head(3).items()) + ")"
     return [line + f", listed in `{(cache.root / 'errors.csv').as_posix()}`.", ""]
+
+
+def test_set_lines(config: StudyConfig) -> list[str]:
+    """Which test set every number below comes from: the held-out cohort (with its size) or the test split."""
+    if not config.test_manifest:
+        return ["**Test set:** the test split of the study cohort; every test number below comes from it.", ""]
+    from .data import open_cohort
+
+    held = open_cohort(config.test_manifest)
+    return [f"**Test set:** the held-out test cohort `{config.test_manifest}`, all {len(held)} subjects (before "
+            "preprocessing); every test number below, retrieval and alignment included, comes from it. Probes "
+            "and the retrieval database use the study cohort's train split.", ""]
 
 
 def _cell(mean: float, low: float, high: float, digits: int = 3) -> str:
@@ -180,7 +257,7 @@ def render_report(config: StudyConfig, tables: StudyTables, timings: dict[str, f
         "Cells are the mean over seeds [95 % percentile-bootstrap CI over seeds]. The paired contrasts "
         "below resample seeds *and* test subjects (`ptacl_lib.evaluate.bootstrap`), so their intervals "
         "say how large a difference this study could have seen.", "",
-        "## Data", "", *data_lines(config.manifest),
+        "## Data", "", *data_lines(config.manifest), *test_set_lines(config),
         "## Regression from the frozen ECG embedding (test R², ridge probe)", "",
         format_table(summary, task="regression", metric="r2").to_markdown(), "",
     ]
@@ -197,8 +274,10 @@ def render_report(config: StudyConfig, tables: StudyTables, timings: dict[str, f
         shown = tables.paired[tables.paired["target"].isin(["mean", "lvef", "lvm", "lvedv"])]
         lines += [shown[["arm", "reference", "target", "n_seeds", "n_subjects", "mean_difference", "ci_low",
                          "ci_high", "mdd"]].round(4).to_markdown(index=False), ""]
+    lines += ["## Power: what would resolve a smaller difference", "",
+              *power_lines(tables.paired, run_seconds(out))]
     if (summary["task"] == "alignment").any():
-        lines += ["## What the local loss visibly learns (ECG phase ↔ CMR frame, test split)", "",
+        lines += ["## What the local loss visibly learns (ECG phase ↔ CMR frame, test set)", "",
                   "Diagonal accuracy: the share of ECG phases whose most similar CMR frame is their own "
                   "(chance 1/T). Phase error: circular distance from that frame to their own.", "",
                   format_table(summary, task="alignment",

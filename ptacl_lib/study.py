@@ -62,6 +62,10 @@ class StudyConfig:
     threads: int = field(default=0, metadata={"help": "torch CPU threads per run; 0: the runtime's policy"})
     notebooks: bool = field(default=True, metadata={"help": "execute the notebooks into <out>/notebooks"})
     ceiling: bool = field(default=True, metadata={"help": "add the information-ceiling reference rows"})
+    test_manifest: str = field(default="", metadata={
+        "help": "a held-out test cohort: every run, the ceiling and the contrasts are scored on all of its "
+                "subjects (probes still fit on the study cohort's train split); empty: the study cohort's "
+                "test split"})
 
     def __post_init__(self) -> None:
         self.arms = check_objectives(self.arms)
@@ -225,10 +229,13 @@ def run_study(config: StudyConfig) -> StudyResult:
     from .data.cache import PreprocessingNotice
     from .evaluate import evaluate_runs
     from .notebook_runner import execute_notebooks, list_notebooks
-    from .report import StudyTables, render_report, study_tables
+    from .report import CEILING_FILE, StudyTables, render_report, study_tables
 
     out = Path(config.out)
     check_resumable_study(config)
+    previous = read_study_config(out)
+    if previous is not None and previous.test_manifest != config.test_manifest:
+        (out / CEILING_FILE).unlink(missing_ok=True)  # it was scored on the other test set
     save_study_config(config)
     timings: dict[str, float] = {}
     if int(os.environ.get("RANK", "0")) == 0:
@@ -242,8 +249,9 @@ def run_study(config: StudyConfig) -> StudyResult:
             return StudyResult(out / "report.md", [])
 
         start = time.perf_counter()
-        evaluate_runs(runs, config.manifest, out, device=config.device)
-        tables: StudyTables = study_tables(out, config.manifest, ceiling=config.ceiling)
+        evaluate_runs(runs, config.manifest, out, device=config.device, test_cohort=config.test_manifest or None)
+        tables: StudyTables = study_tables(out, config.manifest, ceiling=config.ceiling,
+                                           test_manifest=config.test_manifest or None)
         timings["evaluate"] = time.perf_counter() - start
 
         failed: list[str] = []
@@ -270,31 +278,42 @@ class Study:
     summary: pd.DataFrame
     per_arm: dict[str, Any]
     figures: Path
+    test_cohort: Any = None  # the held-out test cohort the study was scored on (None: the cohort's test split)
+
+    @property
+    def test_rows_cohort(self) -> Any:
+        """The cohort that the embeddings' test rows index: the held-out test cohort, or the study cohort."""
+        return self.test_cohort if self.test_cohort is not None else self.cohort
 
     def describe(self) -> str:
-        """One line: how many runs, which arms and seeds, and whose embeddings are shown."""
+        """One line: how many runs, which arms and seeds, whose embeddings are shown, and the test set."""
         seeds = sorted(int(s) for s in self.table["seed"].dropna().unique())
+        test = (f"held-out test cohort {self.test_cohort.manifest_path}" if self.test_cohort is not None
+                else "the cohort's test split")
         return (f"{len(self.runs)} runs under {self.run_root}; arms {sorted(self.table['arm'].unique())}; "
-                f"seeds {seeds}; embeddings shown: {', '.join(self.per_arm)}")
+                f"seeds {seeds}; embeddings shown: {', '.join(self.per_arm)}; test set: {test}")
 
 
 def load_study(run_root: str | Path, manifest: str | Path | None = None, seed: int | None = None) -> Study:
     """Open an evaluated study: runs under ``run_root``, its cohort (``manifest`` or the study's own),
-    the comparison table and summary (with the ceiling rows when present), and the embeddings of
-    ``seed`` (each arm's lowest when None)."""
+    the comparison table and summary (with the ceiling rows when present), the embeddings of ``seed``
+    (each arm's lowest when None), and its held-out test cohort when it was scored on one."""
     from .data import open_cohort
     from .evaluate import embeddings_by_arm, summarise
+    from .paths import project_path
     from .report import read_comparison
 
     root = Path(run_root)
     runs = discover_runs(root)
+    saved = read_study_config(root)
     if manifest is None:
-        saved = read_study_config(root)
         if saved is None:
             raise ValueError(f"{root} holds no {STUDY_CONFIG_FILE}: pass the cohort's manifest")
-        manifest = saved.manifest
+        manifest = project_path(saved.manifest)
     table = read_comparison(root)
     figures = root / "figures"
     figures.mkdir(parents=True, exist_ok=True)
+    held = project_path(saved.test_manifest) if saved is not None and saved.test_manifest else None
+    test_cohort = open_cohort(held) if held else None
     return Study(root, runs, open_cohort(manifest), table, summarise(table), embeddings_by_arm(runs, seed=seed),
-                 figures)
+                 figures, test_cohort)

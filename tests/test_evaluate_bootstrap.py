@@ -53,3 +53,18 @@ def test_different_test_subjects_are_refused() -> None:
         paired_r2_difference({0: _result(truth, 0.5, 0)}, {0: _result(truth[::-1].copy(), 0.5, 1)})
     with pytest.raises(ValueError, match="share no seed"):
         paired_r2_difference({0: _result(truth, 0.5, 0)}, {1: _result(truth, 0.5, 1)})
+
+
+def test_the_standard_error_splits_into_its_seed_and_subject_parts() -> None:
+    """Seeds that disagree a lot on a large test set: the seed part dominates, and the parts add up."""
+    rng = np.random.default_rng(4)
+    truth = rng.standard_normal((3000, 2))
+    arm = {s: _result(truth, 0.5 + 0.15 * rng.random(), s) for s in range(6)}  # seed-to-seed spread in quality
+    ref = {s: _result(truth, 0.6, 100 + s) for s in range(6)}
+    row = paired_r2_difference(arm, ref, n_resamples=1000).set_index("target").loc["mean"]
+    diffs = [np.mean(arm[s].metric_array("r2") - ref[s].metric_array("r2")) for s in range(6)]
+    assert row["se_seed"] == pytest.approx(np.std(diffs, ddof=1) / np.sqrt(6))
+    assert row["se_seed"] > 2 * row["se_subject"] > 0
+    assert row["se"] == pytest.approx(np.hypot(row["se_seed"], row["se_subject"]), rel=0.25)
+    one_seed = paired_r2_difference({0: arm[0]}, {0: ref[0]}, n_resamples=200)
+    assert one_seed["se_seed"].isna().all() and (one_seed["se_subject"] > 0).all()

@@ -104,3 +104,27 @@ def test_finetune_is_seeded_and_scores_the_test_split(random_init_run: Path, tin
     assert np.isfinite(first.predictions).all()
     np.testing.assert_allclose(first.predictions, second.predictions)
     assert {r["task"] for r in first.metrics(task="finetune")} == {"finetune"}
+
+
+@pytest.mark.slow
+def test_a_held_out_test_cohort_is_the_test_set_of_every_score(tiny_cohort: Path, tmp_path: Path) -> None:
+    """Probes and retrieval fit on the study cohort's train split; every held-out subject is scored."""
+    from ptacl_lib.data import open_cohort
+    from ptacl_lib.data.synthetic import generate_cohort
+    from ptacl_lib.evaluate.ceiling import ceiling_table
+    from ptacl_lib.train import TrainConfig, fit
+
+    held = generate_cohort(tmp_path / "held", n_subjects=24, seed=7, progress=False, id_prefix="HOT")
+    run = fit(TrainConfig(manifest=str(tiny_cohort), run_dir=str(tmp_path / "run"), objective="ptacl", epochs=1,
+                          batch_size=16, seed=0, progress=False))
+    payload = evaluate_run(run, tiny_cohort, device="cpu", test_cohort=held)
+    assert payload["settings"]["test_manifest"] == str(held) and "held-out" in payload["settings"]["test_set"]
+    emb = Embeddings.load(run)
+    test, train = emb.subset("test"), emb.subset("train")
+    assert len(test) == 24 and all(s.startswith("HOT") for s in test.subject_ids)
+    assert len(train) == len(open_cohort(tiny_cohort).indices("train"))
+    np.testing.assert_allclose(test.phenotypes, open_cohort(held).phenotypes(test.index), rtol=1e-6)
+    records = {(r["embedding"], r["task"], r["target"], r["metric"]) for r in payload["records"]}
+    assert ("ecg", "alignment", "all", "diagonal_accuracy") in records and ("cmr", "regression", "lvef", "r2") in records
+    ceiling = ceiling_table(open_cohort(tiny_cohort), test_cohort=open_cohort(held))
+    assert set(ceiling["arm"]) == {"latent_oracle", "median_beat"} and len(ceiling) > 0

@@ -45,20 +45,23 @@ def test_bland_altman_bias_is_the_mean_difference() -> None:
                                         diff.mean() + 1.96 * diff.std(ddof=1)])
 
 
-def test_metric_dots_positions_and_whiskers_follow_the_summary() -> None:
+def test_metric_dots_grid_has_a_panel_per_target_and_dots_follow_the_summary() -> None:
     summary = pd.DataFrame({"arm": ["ptacl", "ptacl", "global", "global"], "task": "regression",
                             "target": ["lvef", "lvm"] * 2, "metric": "r2", "n": 3,
                             "mean": [0.5, 0.6, 0.3, 0.4], "ci_low": [0.4, 0.5, 0.2, 0.3],
                             "ci_high": [0.55, 0.7, 0.35, 0.5]})
     fig = metric_dots(summary)
-    ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["lvm", "lvef"]  # first target on top
-    dots = sorted((round(y, 3), x) for c in ax.containers for x, y in zip(*c.lines[0].get_data()))
-    # within a row, global (first in reporting order) sits above ptacl
-    assert [x for _, x in dots] == [0.6, 0.4, 0.5, 0.3]
-    assert [h.get_text() for h in ax.get_legend().get_texts()] == ["global-only (CLIP)", "PTACL"]
-    whisker = ax.containers[0].lines[2][0].get_segments()[0]  # global's first dot: lvm, bottom row
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["lvef", "lvm"]
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == ["global-only (CLIP)", "PTACL"]
+    lvm = panels[1]
+    dots = {round(float(c.lines[0].get_ydata()[0])): float(c.lines[0].get_xdata()[0]) for c in lvm.containers}
+    assert dots == {1: 0.4, 0: 0.6}  # global (first in reporting order) on the top row
+    whisker = lvm.containers[0].lines[2][0].get_segments()[0]
     np.testing.assert_allclose([whisker[0][0], whisker[1][0]], [0.3, 0.5])
+    wide = metric_dots(pd.concat([summary.assign(target=f"t{i}") for i in range(10)]))
+    width, height = wide.get_size_inches()
+    assert width / height < 3  # a grid, not one long strip
     with pytest.raises(ValueError, match="no summary rows"):
         metric_dots(summary, metric="mae")
 

@@ -16,9 +16,10 @@ from .retrieval import MetricRecord
 ALIGNMENT_METRICS: tuple[str, ...] = ("diagonal_accuracy", "phase_error_ms", "phase_error_frames")
 
 
-def alignment_records(run_dir: str | Path, cohort: Cohort, split: str = "test",
+def alignment_records(run_dir: str | Path, cohort: Cohort, split: str | None = "test",
                       device: str = "auto") -> list[MetricRecord]:
-    """Mean diagonal accuracy and phase error of the run's model on ``split`` (task ``alignment``)."""
+    """Mean diagonal accuracy and phase error of the run's model on ``split`` (None: every subject; task
+    ``alignment``)."""
     from ..viz.inspector import AlignmentInspector
 
     scores = AlignmentInspector(run_dir, cohort, split=split, device=device).metrics()

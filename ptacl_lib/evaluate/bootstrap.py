@@ -6,6 +6,15 @@ independently, the test subjects with replacement (the same subjects for both ar
 is paired), recomputes every R² on those subjects, and averages ``arm − reference`` over the drawn
 seeds. The percentile interval of those means is the CI; its spread gives the standard error and
 the minimum detectable difference (two-sided alpha 0.05, power 0.8: ``(1.96 + 0.84) x SE``).
+
+The standard error is also split into its two sources, for planning (``evaluate.power``):
+
+- ``se_seed``: from the seeds alone, the spread of the per-seed differences on the whole test set,
+  ``sd(d_s) / sqrt(S)``;
+- ``se_subject``: from the test subjects alone, the spread of the seed-averaged difference when only the
+  subjects are resampled (every seed kept).
+
+With independent sources the total is close to ``sqrt(se_seed² + se_subject²)``.
 """
 
 from __future__ import annotations
@@ -20,12 +29,16 @@ from .regression import ProbeResult
 Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided 5 %, 80 % power
 
 
-def _r2_per_resample(result: ProbeResult, idx: np.ndarray) -> np.ndarray:
-    """R² of every target on each row of subject indices ``idx`` ``[B, n]`` -> ``[B, targets]``."""
-    y, p = result.truth[idx], result.predictions[idx]  # [B, n, T]
-    sse = ((y - p) ** 2).sum(axis=1)
-    sst = ((y - y.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
-    return 1.0 - sse / np.where(sst > 0, sst, np.nan)
+def _r2_per_resample(result: ProbeResult, idx: np.ndarray, block: int = 200) -> np.ndarray:
+    """R² of every target on each row of subject indices ``idx`` ``[B, n]`` -> ``[B, targets]``, computed
+    ``block`` resamples at a time so that memory stays bounded on large test sets."""
+    out = []
+    for start in range(0, len(idx), block):
+        y, p = result.truth[idx[start:start + block]], result.predictions[idx[start:start + block]]  # [b, n, T]
+        sse = ((y - p) ** 2).sum(axis=1)
+        sst = ((y - y.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+        out.append(1.0 - sse / np.where(sst > 0, sst, np.nan))
+    return np.concatenate(out)
 
 
 def paired_r2_difference(arm: Mapping[int, ProbeResult], reference: Mapping[int, ProbeResult],
@@ -33,7 +46,8 @@ def paired_r2_difference(arm: Mapping[int, ProbeResult], reference: Mapping[int,
     """``arm − reference`` test R² per target and for the mean over targets (target ``mean``).
 
     ``arm`` and ``reference`` map each seed to that run's probe result on the same test subjects in
-    the same order. Columns: ``target, n_seeds, n_subjects, mean_difference, ci_low, ci_high, se, mdd``.
+    the same order. Columns: ``target, n_seeds, n_subjects, mean_difference, ci_low, ci_high, se, mdd,
+    se_seed, se_subject`` (the module docstring defines the last two; ``se_seed`` is NaN with one seed).
     """
     seeds = sorted(set(arm) & set(reference))
     if not seeds:
@@ -51,11 +65,16 @@ def paired_r2_difference(arm: Mapping[int, ProbeResult], reference: Mapping[int,
                          for s in seeds])  # [S, B, T]
     boot = np.take_along_axis(per_seed, drawn_seeds.T[:, :, None], axis=0).mean(axis=0)  # [B, T]
     boot = np.concatenate([boot, boot.mean(axis=1, keepdims=True)], axis=1)
-    point = np.array([arm[s].metric_array("r2") - reference[s].metric_array("r2") for s in seeds]).mean(axis=0)
-    point = np.append(point, point.mean())
+    subjects_only = per_seed.mean(axis=0)  # [B, T]: every seed kept, only the subjects resampled
+    subjects_only = np.concatenate([subjects_only, subjects_only.mean(axis=1, keepdims=True)], axis=1)
+    by_seed = np.array([arm[s].metric_array("r2") - reference[s].metric_array("r2") for s in seeds])  # [S, T]
+    by_seed = np.concatenate([by_seed, by_seed.mean(axis=1, keepdims=True)], axis=1)
+    point = by_seed.mean(axis=0)
     tail = (1 - confidence) / 2 * 100
     low, high = np.nanpercentile(boot, [tail, 100 - tail], axis=0)
     se = np.nanstd(boot, axis=0, ddof=1)
+    se_seed = by_seed.std(axis=0, ddof=1) / np.sqrt(len(seeds)) if len(seeds) > 1 else np.full(len(point), np.nan)
     return pd.DataFrame({"target": targets + ["mean"], "n_seeds": len(seeds), "n_subjects": n,
                          "mean_difference": point, "ci_low": low, "ci_high": high, "se": se,
-                         "mdd": (Z_ALPHA + Z_POWER) * se})
+                         "mdd": (Z_ALPHA + Z_POWER) * se, "se_seed": se_seed,
+                         "se_subject": np.nanstd(subjects_only, axis=0, ddof=1)})

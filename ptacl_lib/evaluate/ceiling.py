@@ -110,30 +110,34 @@ def _rows(result: ProbeResult, arm: str, seed: int) -> list[dict[str, object]]:
     return [{"arm": arm, "seed": seed, **record} for record in result.metrics()]
 
 
-def ceiling_table(cohort: Cohort, arms: Sequence[str] | None = None, seed: int = 0) -> pd.DataFrame:
+def ceiling_table(cohort: Cohort, arms: Sequence[str] | None = None, seed: int = 0,
+                  test_cohort: Cohort | None = None) -> pd.DataFrame:
     """Test-set R², MAE and Pearson r of the reference probes, as tidy rows (``compare.COLUMNS``).
 
     ``arms`` defaults to ``latent_oracle`` (when the cohort has latents) and ``median_beat``; add
     ``latent_oracle_nonlinear`` for the tree probe. ``seed`` labels the rows (the ridge probes are
-    deterministic) and seeds the trees. Split and targets are those of the arms' probes.
+    deterministic) and seeds the trees. Split and targets are those of the arms' probes: fit on
+    ``cohort``'s train split, scored on its test split, or on every subject of ``test_cohort`` when given.
     """
-    has_latents = cohort.extra(LATENT_EXTRA, 0) is not None
+    scored = test_cohort if test_cohort is not None else cohort
+    has_latents = cohort.extra(LATENT_EXTRA, 0) is not None and scored.extra(LATENT_EXTRA, 0) is not None
     chosen = list(arms) if arms is not None else ([LATENT_ORACLE] if has_latents else []) + [MEDIAN_BEAT]
     unknown = sorted(set(chosen) - set(CEILING_ARMS))
     if unknown:
         raise ValueError(f"unknown ceiling arm(s) {unknown}; known: {CEILING_ARMS}")
-    train, test = cohort.indices("train"), cohort.indices("test")
-    train_y, test_y = cohort.phenotypes(train).astype(np.float64), cohort.phenotypes(test).astype(np.float64)
+    train = cohort.indices("train")
+    test = scored.indices("test") if test_cohort is None else np.arange(len(scored))
+    train_y, test_y = cohort.phenotypes(train).astype(np.float64), scored.phenotypes(test).astype(np.float64)
     rows: list[dict[str, object]] = []
     if {LATENT_ORACLE, LATENT_ORACLE_NONLINEAR} & set(chosen):
-        train_x, test_x = latent_features(cohort, train), latent_features(cohort, test)
+        train_x, test_x = latent_features(cohort, train), latent_features(scored, test)
         for arm in (LATENT_ORACLE, LATENT_ORACLE_NONLINEAR):
             if arm in chosen:
                 result = probe_features(train_x, train_y, test_x, test_y, nonlinear=arm == LATENT_ORACLE_NONLINEAR,
                                         seed=seed)
                 rows += _rows(result, arm, seed)
     if MEDIAN_BEAT in chosen:
-        result = probe_features(cohort_median_beats(cohort, train), train_y, cohort_median_beats(cohort, test), test_y)
+        result = probe_features(cohort_median_beats(cohort, train), train_y, cohort_median_beats(scored, test), test_y)
         rows += _rows(result, MEDIAN_BEAT, seed)
     return pd.DataFrame(rows, columns=list(COLUMNS))
 

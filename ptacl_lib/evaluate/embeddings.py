@@ -109,6 +109,27 @@ def embed(source: str | Path | torch.nn.Module, cohort: Cohort | str | Path,
     return result
 
 
+def heldout_embeddings(run_dir: str | Path, cohort: Cohort, test_cohort: Cohort, batch_size: int = 64,
+                       device: str = "auto") -> Embeddings:
+    """The run's embeddings of ``cohort``'s train split and of *every* subject of ``test_cohort``, labelled
+    ``test``; saved in the run directory like ``embed``'s. ``index`` then refers to rows of ``test_cohort`` for
+    the test rows. The held-out cohort is preprocessed with the run's settings (its own cache, per-lead scale
+    from its own train split)."""
+    run_dir = Path(run_dir)
+    dev = resolve_device(device)
+    model, _ = load_run(run_dir, device=str(dev))
+    preprocess = run_preprocess_config(run_dir)
+    train = embed(model, cohort, "train", preprocess=preprocess, batch_size=batch_size, device=str(dev))
+    splits = [s for s in ("train", "val", "test") if len(test_cohort.indices(s))]
+    held = embed(model, test_cohort, splits, preprocess=preprocess, batch_size=batch_size, device=str(dev))
+    held = Embeddings(**{**{f.name: getattr(held, f.name) for f in fields(Embeddings)},
+                         "split": np.full(len(held), "test")})
+    result = Embeddings(**{f.name: np.concatenate([getattr(train, f.name), getattr(held, f.name)])
+                           for f in fields(Embeddings)})
+    result.save(run_dir / EMBEDDINGS_FILE)
+    return result
+
+
 @torch.no_grad()
 def _embed_split(model: torch.nn.Module, cohort: Cohort, split: str, preprocess: PreprocessConfig,
                  batch_size: int, device: torch.device, num_workers: int) -> Embeddings:

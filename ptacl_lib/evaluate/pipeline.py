@@ -22,7 +22,7 @@ from ..data import Cohort, open_cohort
 from ..runs import EMBEDDINGS_FILE, METRICS_FILE, read_config, read_evaluation
 from .alignment import alignment_records
 from .compare import compare, summarise, with_mean_r2
-from .embeddings import Embeddings, embed
+from .embeddings import Embeddings, embed, heldout_embeddings
 from .finetune import FinetuneConfig, finetune
 from .regression import ProbeResult, fit_linear_probe
 from .retrieval import (
@@ -104,21 +104,38 @@ def evaluate_embeddings(embeddings: Embeddings, cmr_probe: bool = False, ks: Seq
     return records
 
 
+def test_set_name(cohort: Cohort, test_cohort: Cohort | None) -> str:
+    """Where a study's test numbers come from, in words: a held-out cohort, or the cohort's own test split."""
+    if test_cohort is None:
+        return f"the test split of {cohort.manifest_path}"
+    return f"the held-out test cohort {test_cohort.manifest_path} (every subject)"
+
+
 def evaluate_run(run_dir: str | Path, cohort: Cohort | str | Path, ks: Sequence[int] = DEFAULT_KS,
                  radius: float = RELEVANCE_RADIUS, cmr_probe: bool | None = None, device: str = "auto",
-                 batch_size: int = 64, finetune_config: FinetuneConfig | None = None) -> dict[str, Any]:
+                 batch_size: int = 64, finetune_config: FinetuneConfig | None = None,
+                 test_cohort: Cohort | str | Path | None = None) -> dict[str, Any]:
     """Embed train and test, evaluate, and write ``<run_dir>/metrics.json``; returns what was written.
 
     ``cmr_probe`` defaults to "only for PTACL runs" (the upper reference of the comparison).
     With ``finetune_config``, the run's ECG encoder is also fine-tuned (records of task ``finetune``).
+    With ``test_cohort`` (a held-out cohort), every one of its subjects is the test set: probes and the
+    retrieval database still come from ``cohort``'s train split, and retrieval, probes and the alignment
+    scores are scored on the held-out subjects. ``settings.test_set`` names the test set used.
     """
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     cohort = cohort if isinstance(cohort, Cohort) else open_cohort(cohort)
-    embeddings = embed(run_dir, cohort, batch_size=batch_size, device=device)
+    if test_cohort is not None and not isinstance(test_cohort, Cohort):
+        test_cohort = open_cohort(test_cohort)
+    if test_cohort is None:
+        embeddings = embed(run_dir, cohort, batch_size=batch_size, device=device)
+    else:
+        embeddings = heldout_embeddings(run_dir, cohort, test_cohort, batch_size=batch_size, device=device)
     with_cmr = config.objective == CMR_PROBE_SOURCE if cmr_probe is None else cmr_probe
     records = evaluate_embeddings(embeddings, cmr_probe=with_cmr, ks=ks, radius=radius)
-    records += [{"embedding": "ecg", **r} for r in alignment_records(run_dir, cohort, device=device)]
+    scored, split = (cohort, "test") if test_cohort is None else (test_cohort, None)
+    records += [{"embedding": "ecg", **r} for r in alignment_records(run_dir, scored, split=split, device=device)]
     if finetune_config is not None:
         tuned = finetune(run_dir, cohort, dataclasses.replace(finetune_config, device=device, seed=config.seed))
         records += [{"embedding": "ecg", **r} for r in tuned.metrics(task="finetune")]
@@ -127,6 +144,8 @@ def evaluate_run(run_dir: str | Path, cohort: Cohort | str | Path, ks: Sequence[
         "seed": int(config.seed),
         "run_dir": str(run_dir),
         "settings": {"ks": list(ks), "relevance_radius": radius, "embeddings": EMBEDDINGS_FILE,
+                     "test_set": test_set_name(cohort, test_cohort),
+                     "test_manifest": str(test_cohort.manifest_path) if test_cohort is not None else None,
                      "n_train": int((embeddings.split == "train").sum()),
                      "n_test": int((embeddings.split == "test").sum()),
                      "finetune": dataclasses.asdict(finetune_config) if finetune_config is not None else None},
@@ -139,14 +158,18 @@ def evaluate_run(run_dir: str | Path, cohort: Cohort | str | Path, ks: Sequence[
 
 
 def evaluate_runs(run_dirs: Iterable[str | Path], cohort: Cohort | str | Path, out_dir: str | Path,
-                  device: str = "auto") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Evaluate every run, then write ``comparison.csv`` (tidy, with the mean R²) and ``summary.csv`` (CIs)."""
+                  device: str = "auto", test_cohort: Cohort | str | Path | None = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Evaluate every run (on ``test_cohort`` when given: ``evaluate_run``), then write ``comparison.csv``
+    (tidy, with the mean R²) and ``summary.csv`` (CIs)."""
     from tqdm.auto import tqdm
 
     run_dirs = [Path(r) for r in run_dirs]
     cohort = cohort if isinstance(cohort, Cohort) else open_cohort(cohort)
+    if test_cohort is not None and not isinstance(test_cohort, Cohort):
+        test_cohort = open_cohort(test_cohort)
     for run_dir in tqdm(run_dirs, desc="evaluating runs", unit="run"):
-        evaluate_run(run_dir, cohort, device=device)
+        evaluate_run(run_dir, cohort, device=device, test_cohort=test_cohort)
     table = with_mean_r2(compare(run_dirs))
     summary = summarise(table)
     out_dir = Path(out_dir)

@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ..arms import REFERENCE_ARMS, arm_label, order_arms
 from ..data.schema import PHENOTYPE_UNITS
+from ..evaluate.power import VarianceParts
 from ..evaluate.regression import ProbeResult
 from .colours import arm_colours
 
@@ -81,9 +83,9 @@ def _dot_rows(ax: Axes, rows: pd.DataFrame, y: float, colour: str, label: str, o
 
 
 def metric_dots(summary: pd.DataFrame, metric: str = "r2", task: str = "regression",
-                targets: Sequence[str] | None = None, ax: Axes | None = None) -> Figure:
-    """A dot plot of ``metric`` per target (rows) and arm (dots, offset within a row), mean over seeds with
-    its CI as a whisker: readable at any number of targets, unlike grouped bars.
+                targets: Sequence[str] | None = None, n_cols: int = 4) -> Figure:
+    """A grid of small dot plots, one panel per target: one row per arm, the mean over seeds as a dot with its
+    CI as a whisker. Readable at a glance at any number of targets, unlike one long row of grouped bars.
 
     ``summary`` is the output of ``ptacl_lib.evaluate.summarise``.
     """
@@ -93,21 +95,26 @@ def metric_dots(summary: pd.DataFrame, metric: str = "r2", task: str = "regressi
     targets = list(targets or sub["target"].drop_duplicates())
     arms = order_arms(sub["arm"])
     colours = arm_colours(arms)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 0.42 * len(targets) * max(1, len(arms)) ** 0.5 + 1.4),
-                             constrained_layout=True)
-    step = 0.7 / max(1, len(arms))
-    for i, arm in enumerate(arms):
-        rows = sub[sub["arm"] == arm].set_index("target").reindex(targets)
-        for y, target in enumerate(targets[::-1]):
-            _dot_rows(ax, rows.loc[[target]], y, colours[arm], arm_label(arm) if y == 0 else "_",
-                      offset=(len(arms) - 1) / 2 * step - i * step)
-    ax.axvline(0, color="0.5", lw=0.6)
-    ax.set_yticks(np.arange(len(targets)), targets[::-1])
-    ax.set_xlabel(f"test {metric} (mean over seeds, 95 % bootstrap CI)")
-    ax.grid(axis="x", color="0.9")
-    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return ax.figure
+    n_cols = min(n_cols, len(targets))
+    n_rows = -(-len(targets) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.5 * n_cols + 1.6, (0.2 * len(arms) + 1.1) * n_rows),
+                             sharey=True, squeeze=False, constrained_layout=True)
+    y = np.arange(len(arms))[::-1]
+    for ax, target in zip(axes.flat, targets):
+        rows = sub[sub["target"] == target].set_index("arm")
+        for yi, arm in zip(y, arms):
+            if arm in rows.index:
+                _dot_rows(ax, rows.loc[[arm]], yi, colours[arm], "_")
+        ax.axvline(0, color="0.5", lw=0.6)
+        ax.set_title(target, fontsize=10)
+        ax.grid(axis="x", color="0.9")
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.tick_params(labelsize=8)
+    for ax in axes.flat[len(targets):]:
+        ax.set_visible(False)
+    axes[0, 0].set_yticks(y, [arm_label(a) for a in arms])
+    fig.supxlabel(f"test {metric}: mean over seeds, 95 % bootstrap CI", fontsize=9)
+    return fig
 
 
 def window_chart(summary: pd.DataFrame, target: str = "mean", baseline_arm: str = "none") -> Figure:
@@ -128,9 +135,8 @@ def window_chart(summary: pd.DataFrame, target: str = "mean", baseline_arm: str 
     means = sub.set_index("arm")["mean"]
     ceilings = [means[a] for a in arms if a in REFERENCE_ARMS and a != "cmr_probe"]
     if baseline_arm in means and ceilings:
-        ax.axvspan(means[baseline_arm], max(ceilings), color="tab:blue", alpha=0.08, lw=0,
-                   label="window: random init → ceiling")
-        ax.legend(fontsize=8, frameon=False, loc="lower right")
+        ax.axvspan(means[baseline_arm], max(ceilings), color="tab:blue", alpha=0.08, lw=0)
+        ax.set_title("shaded: the window from random init to the best ceiling", fontsize=9, loc="left")
     ax.set_yticks(np.arange(len(arms)), [arm_label(a) for a in arms[::-1]])
     ax.set_xlabel(f"test R² ({'mean over phenotypes' if target == 'mean' else target}; 95 % CI over seeds)")
     ax.grid(axis="x", color="0.9")
@@ -155,4 +161,25 @@ def plot_paired_differences(paired: pd.DataFrame) -> Figure:
         ax.set_yticks(y, rows["target"])
         ax.set(title=f"{arm_label(arm)} − {arm_label(reference)}", xlabel="Δ test R²")
     fig.tight_layout()
+    return fig
+
+
+def plot_power(parts: VarianceParts, targets: Sequence[float] = (0.02, 0.01), seeds: Sequence[int] = (3, 5, 10, 20),
+               max_subjects: int = 30_000) -> Figure:
+    """The planner's detectable difference against test subjects (log axis), one line per number of seeds,
+    with the differences to resolve as dashed lines and the pilot study as a dot."""
+    subjects = np.unique(np.geomspace(max(50, parts.n_subjects // 4), max_subjects, 60).astype(int))
+    fig, ax = plt.subplots(figsize=(6.4, 3.8), constrained_layout=True)
+    colours = plt.get_cmap("viridis")(np.linspace(0.1, 0.85, len(seeds)))
+    for colour, s in zip(colours, seeds):
+        ax.plot(subjects, [parts.mdd(s, int(n)) for n in subjects], color=colour, lw=1.6, label=f"{s} seeds")
+    for target in targets:
+        ax.axhline(target, color="0.4", lw=0.8, ls="--")
+        ax.text(subjects[-1], target, f" {target:g}", va="center", fontsize=8, color="0.3")
+    ax.plot([parts.n_subjects], [parts.mdd(parts.n_seeds, parts.n_subjects)], "o", color="crimson",
+            label=f"this study ({parts.n_seeds} seeds, {parts.n_subjects:,} subjects)")
+    ax.set_xscale("log")
+    ax.set(xlabel="test subjects", ylabel="smallest detectable difference\n(mean R², 80 % power)", ylim=(0, None))
+    ax.grid(color="0.9")
+    ax.legend(fontsize=8, frameon=False)
     return fig

@@ -46,23 +46,24 @@ def _phenotype_text(table_row: pd.Series) -> str:
 
 def retrieval_card(cohort: Cohort, query_row: int, neighbour_rows: Sequence[int], distances: Sequence[float],
                    leads: Sequence[str] = ("I", "II", "V5"), title: str | None = None,
-                   panel_size: float = 1.9) -> Figure:
+                   panel_size: float = 1.9, query_cohort: Cohort | None = None) -> Figure:
     """One card: the query's ECG (``leads``, full length), then its own mid-systolic frame and each neighbour's.
 
-    ``*_row`` are cohort rows; ``distances`` are the neighbours' cosine distances to the query.
+    ``*_row`` are cohort rows; ``distances`` are the neighbours' cosine distances to the query. The query
+    comes from ``query_cohort`` when given (a held-out test cohort), else from ``cohort`` like its neighbours.
     """
     if len(neighbour_rows) != len(distances):
         raise ValueError(f"{len(neighbour_rows)} neighbours but {len(distances)} distances")
     unknown = [lead for lead in leads if lead not in LEADS]
     if unknown:
         raise ValueError(f"unknown leads {unknown}; expected names from {LEADS}")
-    table = cohort.table
     n_cols = len(neighbour_rows) + 1
     fig = plt.figure(figsize=(panel_size * n_cols, panel_size * 2.6), constrained_layout=True)
     grid = fig.add_gridspec(2, n_cols, height_ratios=[1.0, 1.6])
 
-    ecg = cohort.ecg(query_row)
-    seconds = np.arange(ecg.shape[1]) / cohort.sampling_rate
+    source = query_cohort or cohort
+    ecg = source.ecg(query_row)
+    seconds = np.arange(ecg.shape[1]) / source.sampling_rate
     ax = fig.add_subplot(grid[0, :])
     spacing = 2.0 * float(np.max(np.abs(ecg[[LEADS.index(lead) for lead in leads]]))) or 1.0
     for j, lead in enumerate(leads):
@@ -71,13 +72,14 @@ def retrieval_card(cohort: Cohort, query_row: int, neighbour_rows: Sequence[int]
     ax.set_yticks([])
     ax.set_xlabel("time (s)")
     ax.set_xlim(seconds[0], seconds[-1])
-    ax.set_title(title or f"query {table['subject_id'].iloc[query_row]}", fontsize=10, loc="left")
+    ax.set_title(title or f"query {source.table['subject_id'].iloc[query_row]}", fontsize=10, loc="left")
 
-    panels = [(query_row, "query (own CMR)")] + [
-        (int(r), f"#{n + 1}  d={float(d):.3f}") for n, (r, d) in enumerate(zip(neighbour_rows, distances))]
-    for c, (row, heading) in enumerate(panels):
+    panels = [(source, query_row, "query (own CMR)")] + [
+        (cohort, int(r), f"#{n + 1}  d={float(d):.3f}") for n, (r, d) in enumerate(zip(neighbour_rows, distances))]
+    for c, (owner, row, heading) in enumerate(panels):
         ax = fig.add_subplot(grid[1, c])
-        frame = cohort.cmr(row)[mid_systole_frame(cohort, row)]
+        table = owner.table
+        frame = owner.cmr(row)[mid_systole_frame(owner, row)]
         ax.imshow(frame, cmap="gray", vmin=0.0, vmax=1.0)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -98,9 +100,11 @@ def spread_queries(embeddings: Embeddings, n: int, phenotype: str = "lvef") -> n
 
 
 def card_for_query(cohort: Cohort, embeddings: Embeddings, query: int, k: int = 5, title: str | None = None,
-                   leads: Sequence[str] = ("I", "II", "V5")) -> Figure:
-    """The retrieval card of test position ``query``: its ``k`` nearest training ECG embeddings."""
+                   leads: Sequence[str] = ("I", "II", "V5"), test_cohort: Cohort | None = None) -> Figure:
+    """The retrieval card of test position ``query``: its ``k`` nearest training ECG embeddings.
+
+    ``test_cohort`` is where the test rows live when the study scored a held-out test cohort."""
     train, test = embeddings.subset("train"), embeddings.subset("test")
     nn = query_neighbours(embeddings, k)
     return retrieval_card(cohort, int(test.index[query]), train.index[nn.indices[query]], nn.distances[query],
-                          leads=leads, title=title)
+                          leads=leads, title=title, query_cohort=test_cohort)

@@ -82,6 +82,7 @@ class SyntheticOptions:
     p_af: float = 0.012
     p_pvc: float = 0.06
     workers: int = 1
+    id_prefix: str = "SYN"  # subject ids are <prefix><6-digit index>: a held-out cohort takes another prefix
 
     def __post_init__(self) -> None:
         checks = {
@@ -180,7 +181,7 @@ def simulate_subject(index: int, seed: int, options: SyntheticOptions) -> Subjec
     trace = np.stack([ventricular_volume(trace_t - beats.r[beat], beat_rr[beat], edv, esv, timing)
                       for (edv, esv), timing in zip(chambers, timings)]).astype(np.float32)
 
-    subject_id = f"SYN{index + 1:06d}"
+    subject_id = f"{options.id_prefix}{index + 1:06d}"
     row: dict[str, Any] = {
         "subject_id": subject_id, "split": split_of(subject_id, SPLIT_FRACTIONS),
         "ecg_path": f"{ARRAY_PREFIX}{index}", "cmr_path": f"{ARRAY_PREFIX}{index}",
