@@ -103,3 +103,4 @@ def test_real_chest_cr_from_pydicom_data() -> None:
     image = decode_image(path)
     assert image.shape == (1955, 1841)
     assert np.percentile(image, 95) - np.percentile(image, 5) > 0.5 and 0.2 < image.mean() < 0.8
+    assert _lungs_darker(image)  # MONOCHROME1 inverted: bone and mediastinum bright, lungs dark
