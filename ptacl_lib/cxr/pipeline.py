@@ -50,7 +50,8 @@ from .data import (
 )
 from .decode import beam_search
 from .evaluation import box_mask, lung_localisation
-from .mentions import observations_present
+from .heatmaps import pathology_heatmaps, upsample
+from .mentions import CHEXPERT, observations_present
 from .metrics import (
     CAPTION_METRICS,
     METEOR_NO_JAVA,
@@ -365,4 +366,33 @@ def caption_files(run_dir: str | Path, images: Sequence[str | Path], beam: int =
     for path in images:
         image = store.load_file(path)
         out.append((Path(path), beam_search(trained.model, trained.vocab, image, beam, config.max_len)))
+    return out
+
+
+def lung_cases(run_dir: str | Path, n: int = 4, beam: int = 3) -> list[dict[str, Any]]:
+    """Up to ``n`` evaluated studies (``per_study.csv``) that have lung boxes, recaptioned for display.
+
+    Each: ``image`` (float [S, S]), ``lungs`` (bool mask), ``generated``, ``reference``, ``heatmap`` (the first
+    asserted finding's, else the mean attention of all words) and ``heatmap_of`` (its CheXpert name or "all words").
+    """
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    per_study = pd.read_csv(run_dir / "per_study.csv", dtype=str).fillna("")
+    masks = _lung_masks(config, list(per_study["image_used"]))
+    if masks is None:
+        return []
+    picked = [(p, m, r) for p, m, r in zip(per_study["image_used"], masks, per_study["reference"]) if m.any()][:n]
+    store, out = ImageStore(config.image_size), []
+    for (path, lungs, reference), (_, dec) in zip(picked, caption_files(run_dir, [p for p, _, _ in picked], beam)):
+        image = store.load_file(path)
+        maps = pathology_heatmaps(dec, image.shape)
+        if maps:
+            name, heat = next(iter(maps.items()))
+            name = CHEXPERT[name]
+        else:
+            name = "all words"
+            heat = upsample(dec.attention.mean(0), image.shape) if len(dec.attention) else np.zeros(image.shape)
+            heat = heat / max(float(heat.max()), 1e-12)
+        out.append({"image": image, "lungs": lungs, "generated": dec.text, "reference": reference, "heatmap": heat,
+                    "heatmap_of": name})
     return out
