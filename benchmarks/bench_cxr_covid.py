@@ -1,6 +1,7 @@
 """Train and evaluate the chest X-ray captioner on the public COVID-19 chest X-ray collection, with baselines.
 
-Usage: python benchmarks/bench_cxr_covid.py ROOT [--run-dir DIR] [--epochs 10] [--cache-dir DIR] [--no-meteor]
+Usage: python benchmarks/bench_cxr_covid.py ROOT [--run-dir DIR] [--epochs 10] [--seed 0] [--cache-dir DIR]
+[--no-meteor]
 
 ROOT is a folder in the ``ieee8023/covid-chestxray-dataset`` layout (``metadata.csv``, ``images/``, optionally
 ``annotations/annotations.json`` with lung boxes). Runs ``ptacl cxr train --dataset covid-cxr`` with the default
@@ -65,13 +66,14 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, default=Path("runs/bench_cxr_covid"))
     parser.add_argument("--epochs", type=int, default=CXRRunConfig.epochs)
     parser.add_argument("--cache-dir", type=Path, default=None, help="resized-image cache (decode once)")
+    parser.add_argument("--seed", type=int, default=0, help="split and training seed")
     parser.add_argument("--no-meteor", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print("caption rule:", json.dumps(caption_rule_counts(args.root)))
     t0 = time.perf_counter()
     config = CXRRunConfig(dataset="covid-cxr", root=str(args.root), run_dir=str(args.run_dir), epochs=args.epochs,
-                          cache_dir=str(args.cache_dir or ""))
+                          cache_dir=str(args.cache_dir or ""), seed=args.seed)
     train_run(config)
     t_train = time.perf_counter() - t0
     metrics = evaluate_run(args.run_dir, meteor=False if args.no_meteor else None)
