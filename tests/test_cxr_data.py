@@ -123,13 +123,14 @@ def test_image_store_cache_and_unreadable_images(tmp_path: Path) -> None:
 
 
 def test_caption_dataset_skips_unreadable_images(tmp_path: Path) -> None:
-    Image.fromarray(np.full((20, 20), 200, np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.tile(np.arange(20, dtype=np.uint8) * 10, (20, 1))).save(tmp_path / "a.png")
     samples = [CXRSample("x", n, n, None, tmp_path / f"{n}.png", None, "", "") for n in ("a", "gone")]
     vocab = Vocabulary.build(["left effusion ."])
     data = CaptionDataset(samples, ["left effusion .", "left ."], vocab, ImageStore(8), max_len=10)
     batch = collate_captions([data[0], data[1]], vocab.pad)
     assert data[1] is None and batch is not None
-    assert batch["images"].shape == (1, 8, 8) and float(batch["images"].max()) == pytest.approx(200 / 255)
+    assert batch["images"].shape == (1, 8, 8) and float(batch["images"].max()) > 0.9
+    assert float(batch["images"].min()) < 0.1
     assert batch["captions"].tolist() == [vocab.encode("left effusion .")] and batch["index"].tolist() == [0]
     assert collate_captions([None]) is None
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import run_notebook
-from ptacl_lib.cxr.fixtures import write_kaggle_fixture
+from ptacl_lib.cxr.fixtures import write_covid_fixture, write_kaggle_fixture
 
 
 @pytest.mark.slow
@@ -53,4 +53,24 @@ def test_notebook_07_real_data_section_on_kaggle_fixture(tmp_path: Path) -> None
     assert {Path(f) for f in errors["file"]} >= {damaged["missing"], damaged["truncated"]}
     assert (real_run / "word_attention.png").exists()
     nb = nbformat.read(executed, as_version=4)
-    assert any("text/html" in o.get("data", {}) for o in nb.cells[-1].outputs)  # the real-data metrics table
+    table = next(c for c in nb.cells if 'real_metrics["protocol"]' in c.source)
+    assert any("text/html" in o.get("data", {}) for o in table.outputs)  # the real-data metrics table
+    assert not nb.cells[-1].outputs  # no lung boxes in Open-I: the lung-case cell shows nothing
+
+
+@pytest.mark.slow
+def test_notebook_07_shows_real_cases_with_lung_boxes(tmp_path: Path) -> None:
+    """Section 6 on a fixture in the COVID-19 collection's layout (16-bit PNG, DICOM, broken image, lung boxes)."""
+    root = tmp_path / "covid"
+    write_covid_fixture(root, n_patients=10, image_size=32)
+    real_run = tmp_path / "real"
+    executed = run_notebook("07_cxr_report_generation.ipynb", tmp_path / "executed", n_phantoms=16, n_test=4,
+                            epochs=1, image_size=32, beam_size=2, device="cpu", use_llm=False, meteor=False,
+                            run_dir=str(tmp_path / "cxr"), root=str(root), dataset="covid-cxr",
+                            real_run_dir=str(real_run), real_epochs=1, real_image_size=32, real_batch_size=4,
+                            real_min_word_count=1)
+    metrics = json.loads((real_run / "metrics.json").read_text())
+    assert "lung_localisation" in metrics and (real_run / "lung_heatmaps.png").exists()
+    nb = nbformat.read(executed, as_version=4)
+    text = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    assert "all_words_lung_area_share" in text

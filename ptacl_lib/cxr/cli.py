@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-_DATASETS = ("openi", "openi-kaggle", "mimic-cxr", "phantoms")  # = data.DATASETS, kept here so --help is light
+# = data.DATASETS, kept here so --help is light
+_DATASETS = ("openi", "openi-kaggle", "mimic-cxr", "covid-cxr", "phantoms")
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -111,7 +112,8 @@ def add_cxr_parser(subparsers: Any) -> None:
     cxr = subparsers.add_parser("cxr", help="chest X-ray report generation: train, evaluate, caption, report")
     sub = cxr.add_subparsers(dest="cxr_command", required=True)
 
-    p = sub.add_parser("train", help="train the Show-Attend-Tell captioner on Open-I / MIMIC-CXR / phantoms")
+    p = sub.add_parser("train", help="train the Show-Attend-Tell captioner on Open-I / MIMIC-CXR / COVID-CXR /"
+                                             " phantoms")
     p.add_argument("--dataset", choices=_DATASETS, required=True)
     p.add_argument("--root", type=Path, default=None, help="the data set's folder (phantoms: where PNGs go)")
     p.add_argument("--run-dir", type=Path, required=True)

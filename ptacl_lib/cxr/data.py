@@ -24,10 +24,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from .images import decode_image, resize_grey
 from .readers import CXRReadError, CXRSample, read_mimic_cxr, read_openi, read_openi_kaggle
 from .vocab import Vocabulary, detokenize, tokenize
 
-DATASETS: tuple[str, ...] = ("openi", "openi-kaggle", "mimic-cxr", "phantoms")
+DATASETS: tuple[str, ...] = ("openi", "openi-kaggle", "mimic-cxr", "covid-cxr", "phantoms")
 TARGETS: tuple[str, ...] = ("findings", "findings+impression", "impression")
 ERROR_COLUMNS: tuple[str, ...] = ("file", "study_id", "reason", "stage")
 _PLACEHOLDER = re.compile(r"x{2,}")
@@ -72,8 +73,10 @@ def load_samples(dataset: str, root: str | Path, errors: list[dict[str, str]] | 
 
     Layouts: ``openi`` = ``root/ecgen-radiology/*.xml`` + ``root/images/*.png`` (+ optional
     ``root/indiana_projections.csv`` for views); ``openi-kaggle`` = ``read_openi_kaggle``; ``mimic-cxr`` =
-    ``root/mimic-cxr-2.0.0-metadata.csv`` + ``root/files/``; ``phantoms`` writes ``n_phantoms`` synthetic
-    radiographs as PNGs under ``root`` (once) and reads them back.
+    ``root/mimic-cxr-2.0.0-metadata.csv`` + ``root/files/``; ``covid-cxr`` = ``root/metadata.csv`` +
+    ``root/images/`` (``covid.read_covid_cxr``: the notes' radiograph sentences are its findings, it has no
+    impression); ``phantoms`` writes ``n_phantoms`` synthetic radiographs as PNGs under ``root`` (once) and
+    reads them back.
     """
     root = Path(root)
     if dataset not in DATASETS:
@@ -88,6 +91,12 @@ def load_samples(dataset: str, root: str | Path, errors: list[dict[str, str]] | 
         samples = read_openi_kaggle(root, frontal_only, errors=errors)
     elif dataset == "mimic-cxr":
         samples = read_mimic_cxr(root, views=("PA", "AP") if frontal_only else None, errors=errors)
+    elif dataset == "covid-cxr":
+        from .covid import read_covid_cxr
+
+        if target == "impression":
+            raise ValueError("covid-cxr has no impression: its target is the notes' radiograph sentences (findings)")
+        samples = read_covid_cxr(root, frontal_only, errors=errors)
     else:
         samples = write_phantom_images(root, n_phantoms, image_size, seed)
     return [s for s in samples if report_target(s, target)]
@@ -166,13 +175,17 @@ def splits_from_table(samples: Sequence[CXRSample], path: str | Path) -> pd.Data
 class ImageStore:
     """Decode one sample's image as grey uint8 ``[size, size]``; with ``cache_dir``, through a resized cache.
 
+    Decoding is ``images.decode_image`` (DICOM, 8/16-bit PNG, JPEG with EXIF orientation, colour -> grey,
+    percentile normalisation), then ``images.resize_grey``.
+
     The cache holds one ``.npy`` per image (``size**2`` bytes; 256 px -> 64 KiB, so MIMIC-CXR's ~370k
     images take about 24 GiB), named by a hash of the source path, written atomically.
     """
 
     def __init__(self, size: int, cache_dir: str | Path | None = None) -> None:
         self.size = size
-        self.cache_dir = Path(cache_dir) / f"{size}px" if cache_dir else None
+        # "-v2": decoded by images.decode_image (percentile-normalised); caches of the older clipping decoder differ
+        self.cache_dir = Path(cache_dir) / f"{size}px-v2" if cache_dir else None
 
     def cache_path(self, sample: CXRSample) -> Path | None:
         if self.cache_dir is None:
@@ -184,18 +197,13 @@ class ImageStore:
         cached = self.cache_path(sample)
         if cached is not None and cached.exists():
             return np.load(cached)
-        try:
-            with Image.open(sample.image_path) as im:
-                grey = np.asarray(im.convert("L").resize((self.size, self.size), Image.BILINEAR), np.uint8)
-        except (OSError, ValueError, SyntaxError) as err:  # PIL reports truncation and bad headers this way
-            raise CXRReadError(f"{sample.image_path}: unreadable image ({type(err).__name__}: {err})") from err
+        grey = resize_grey(decode_image(sample.image_path), self.size)  # ImageDecodeError is a CXRReadError
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = cached.with_name(f"{cached.stem}.{os.getpid()}.tmp.npy")
             np.save(tmp, grey)
             os.replace(tmp, cached)
         return grey
-
 
     def load_file(self, path: str | Path) -> np.ndarray:
         """One image file as float32 ``[size, size]`` in [0, 1] (no cache), for captioning single files."""

@@ -1,15 +1,18 @@
-"""Score a trained captioner on phantoms: caption metrics, finding F1 and heatmap localisation."""
+"""Score heatmap localisation: on phantom masks (``evaluate_captioner``), on real lung boxes (``lung_localisation``)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 from .decode import DecodedCaption, caption_images
-from .heatmaps import pathology_heatmaps
+from .heatmaps import pathology_heatmaps, upsample
+from .mentions import CHEXPERT
 from .metrics import caption_metrics, finding_scores, heatmap_iou, pointing_hit, random_point_hit_rate
 from .phantoms import PhantomSet
 from .train import TrainedCaptioner
@@ -88,3 +91,47 @@ def evaluate_captioner(trained: TrainedCaptioner, phantoms: PhantomSet, beam_siz
         "heatmap_iou": float(loc["iou"].mean()) if len(loc) else float("nan"),
     })
     return CaptionEvaluation(decoded, loc, metrics)
+
+
+def box_mask(boxes: Sequence[tuple[float, float, float, float]], width: int, height: int, size: int) -> np.ndarray:
+    """bool ``[size, size]``: the union of ``(x, y, w, h)`` boxes given in a ``width x height`` image, resized as the
+    model's input is (each axis scaled on its own; a pixel is inside when its centre is)."""
+    mask = np.zeros((size, size), bool)
+    centres = np.arange(size) + 0.5
+    for x, y, w, h in boxes:
+        cols = (centres >= x * size / width) & (centres < (x + w) * size / width)
+        rows = (centres >= y * size / height) & (centres < (y + h) * size / height)
+        mask |= rows[:, None] & cols[None, :]
+    return mask
+
+
+def lung_localisation(decoded: Sequence[DecodedCaption], masks: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Attention against real lung boxes: per asserted finding (``pathology_heatmaps``) and over all words.
+
+    For each image with a lung mask and each finding its caption asserts: ``attention_in_lungs`` = the share of
+    the heatmap's mass inside the lungs; its chance level ``lung_area_share`` = the lungs' share of the image
+    (what a uniform map would give); ``pointing_game`` = whether the heatmap's maximum is inside the lungs
+    (chance: the same area share). ``all_words_*`` repeat the first two for the mean attention of every word of
+    the caption, so every captioned image counts. Means over (image, finding) pairs; ``per_finding`` by
+    CheXpert label.
+    """
+    rows, all_words = [], []
+    for dec, mask in zip(decoded, masks, strict=True):
+        if not mask.any() or not len(dec.attention):
+            continue
+        shape = mask.shape
+        area = float(mask.mean())
+        mean_map = upsample(dec.attention.mean(0), shape)
+        all_words.append((float((mean_map * mask).sum() / max(mean_map.sum(), 1e-12)), area))
+        for pathology, heat in pathology_heatmaps(dec, shape).items():
+            rows.append({"finding": CHEXPERT[pathology], "attention_in_lungs": float((heat * mask).sum() / heat.sum()),
+                         "lung_area_share": area, "pointing_game": float(pointing_hit(heat, mask))})
+    table = pd.DataFrame(rows, columns=["finding", "attention_in_lungs", "lung_area_share", "pointing_game"])
+    cols = ["attention_in_lungs", "lung_area_share", "pointing_game"]
+    out: dict[str, Any] = {"n_images": len(all_words), "n_heatmaps": len(table)}
+    out.update({k: float(table[k].mean()) if len(table) else float("nan") for k in cols})
+    out["all_words_attention_in_lungs"] = float(np.mean([a for a, _ in all_words])) if all_words else float("nan")
+    out["all_words_lung_area_share"] = float(np.mean([c for _, c in all_words])) if all_words else float("nan")
+    out["per_finding"] = {name: {"n": int(len(g)), **{k: float(g[k].mean()) for k in cols}}
+                          for name, g in table.groupby("finding")}
+    return out

@@ -1,4 +1,7 @@
-"""A tiny Open-I data set in the Kaggle layout, drawn from phantoms, for tests, the notebook and trying the CLI.
+"""Tiny data sets drawn from phantoms, for tests, the notebook and trying the CLI: Open-I (Kaggle layout), the
+COVID-19 collection's layout (``write_covid_fixture``), and single CR/DX DICOMs (``write_dicom``).
+
+The Open-I one:
 
 It follows the real Kaggle conventions (``indiana_reports.csv``, ``indiana_projections.csv``,
 ``images/images_normalized/<uid>_IM-<nnnn>-<nnnn>.dcm.png``, Frontal/Lateral views, ``XXXX`` placeholders)
@@ -8,6 +11,7 @@ Optionally one listed image is missing and one is a truncated PNG, as in damaged
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -59,4 +63,112 @@ def write_kaggle_fixture(root: str | Path, n_studies: int = 12, image_size: int 
         data = truncated.read_bytes()
         truncated.write_bytes(data[: len(data) // 2])
         out = {"missing": missing, "truncated": truncated}
+    return out
+
+
+CR_SOP_CLASS, DX_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1", "1.2.840.10008.5.1.4.1.1.1.1"
+
+
+def synthetic_radiograph(height: int, width: int | None = None, seed: int = 0) -> np.ndarray:
+    """One phantom radiograph (float [0, 1], dark lungs, bright mediastinum), resized to ``height x width``."""
+    image = generate_phantoms(1, seed, PhantomConfig(image_size=max(height, width or height), noise=0.0)).images[0]
+    if width is not None and width != height:
+        image = np.asarray(Image.fromarray(image.astype(np.float32), mode="F").resize((width, height)))
+    return np.clip(image, 0.0, 1.0)
+
+
+def write_dicom(path: str | Path, image: np.ndarray, modality: str = "CR", monochrome1: bool = False,
+                bits_stored: int = 12, slope: float = 1.0, intercept: float = 0.0,
+                window: tuple[float, float] | None = None) -> Path:
+    """A single-frame CR/DX DICOM of ``image`` (float [0, 1], bright = dense) with real-shaped tags.
+
+    The displayed value ``image * (2**bits_stored - 1)`` is what Rescale Slope/Intercept must give back, stored
+    inverted for ``MONOCHROME1`` (high = dark, as many CR plates write it); ``window`` = (centre, width) in those
+    units, as Window Center/Width.
+    """
+    from ..data.readers.writers import file_dataset
+
+    top = 2 ** bits_stored - 1
+    shown = np.asarray(image, np.float64) * top
+    value = top - shown if monochrome1 else shown
+    stored = np.round((value - intercept) / slope)
+    if stored.min() < 0 or stored.max() > top:
+        raise ValueError("slope/intercept put stored values outside the stored bits")
+    ds = file_dataset(CR_SOP_CLASS if modality == "CR" else DX_SOP_CLASS, modality)
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME1" if monochrome1 else "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits_stored, bits_stored - 1, 0
+    ds.BodyPartExamined, ds.ViewPosition = "CHEST", "PA"
+    if slope != 1.0 or intercept != 0.0:
+        ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = f"{slope:g}", f"{intercept:g}", "US"
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = f"{window[0]:g}", f"{window[1]:g}"
+    ds.PixelData = stored.astype(np.uint16).tobytes()
+    path = Path(path)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+_STORY = ("A {age}-year-old {sex} presented with fever and dry cough for {days} days.",
+          "RT-PCR of a nasopharyngeal swab was positive.")
+
+
+def write_covid_fixture(root: str | Path, n_patients: int = 14, image_size: int = 64, seed: int = 0
+                        ) -> dict[str, Path]:
+    """A tiny folder in the covid-chestxray-dataset layout, drawn from phantoms (nothing of the collection copied).
+
+    ``metadata.csv`` (the real columns that matter), ``images/`` and ``annotations/annotations.json`` (COCO boxes
+    of both lungs, from the phantom geometry). Patient ``k`` has one PA image, even patients a second (AP,
+    later offset). Its notes tell a clinical story, then "Chest x-ray showed <the phantom's findings>", then a CT
+    sentence. Special files: patient 1's first image is a 16-bit PNG, patient 2's a MONOCHROME1 CR DICOM;
+    patient 3's second image is truncated; one CT row and one row whose image is missing. Returns their paths.
+    """
+    from .phantoms import lung_boxes
+
+    root = Path(root)
+    images = root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    phantoms = generate_phantoms(2 * n_patients, seed, PhantomConfig(image_size=image_size))
+    rows, coco_images, coco_boxes, out = [], [], [], {}
+    for k in range(1, n_patients + 1):
+        for shot in range(1 + (k % 2 == 0 or k == 3)):
+            i = (k - 1) * 2 + shot
+            name = f"patient{k:03d}-{shot}.png"
+            pixels = phantoms.images[i]
+            if k == 1 and shot == 0:
+                name = f"patient{k:03d}-{shot}-16bit.png"
+                Image.fromarray(np.round(800 + np.clip(pixels, 0, 1) * 3000).astype(np.uint16)).save(images / name)
+                out["png16"] = images / name
+            elif k == 2 and shot == 0:
+                name = f"patient{k:03d}-{shot}.dcm"
+                out["dicom"] = write_dicom(images / name, pixels, monochrome1=True, bits_stored=15, slope=2.0,
+                                           intercept=-1024.0, window=(15000.0, 30000.0))
+            else:
+                Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)).save(images / name)
+            if k == 3 and shot == 1:
+                data = (images / name).read_bytes()
+                (images / name).write_bytes(data[: len(data) // 3])
+                out["truncated"] = images / name
+            caption = _sentence_case(phantoms.captions[i]).rstrip(".").replace(". ", "; ").lower()
+            notes = " ".join([_STORY[0].format(age=40 + k, sex="man" if k % 2 else "woman", days=k % 6 + 2),
+                              _STORY[1], f"Chest x-ray showed: {caption}.",
+                              "CT showed bilateral ground-glass opacities."])
+            rows.append({"patientid": str(k), "offset": str(3 * shot), "sex": "M" if k % 2 else "F",
+                         "age": str(40 + k), "finding": "No Finding" if "clear" in caption and k % 5 == 0
+                         else "COVID-19", "view": "PA" if shot == 0 else "AP",
+                         "modality": "X-ray", "date": "2020", "folder": "images", "filename": name,
+                         "license": "CC BY", "clinical_notes": notes, "other_notes": ""})
+            coco_images.append({"id": len(coco_images) + 1, "file_name": name, "width": image_size,
+                                "height": image_size})
+            for c, (x, y, w, h) in enumerate(lung_boxes(image_size).values(), start=1):
+                coco_boxes.append({"id": len(coco_boxes) + 1, "image_id": len(coco_images), "category_id": c,
+                                   "bbox": [round(x, 1), round(y, 1), round(w, 1), round(h, 1)], "iscrowd": 0})
+    rows.append({**rows[0], "filename": "ct-slice.png", "view": "Axial", "modality": "CT"})
+    rows.append({**rows[0], "patientid": str(n_patients + 1), "filename": "not-downloaded.jpg"})
+    out["missing"] = images / "not-downloaded.jpg"
+    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
+    (root / "annotations").mkdir(exist_ok=True)
+    (root / "annotations" / "annotations.json").write_text(json.dumps(
+        {"images": coco_images, "annotations": coco_boxes,
+         "categories": [{"id": 1, "name": "Right Lung"}, {"id": 2, "name": "Left Lung"}]}))
     return out

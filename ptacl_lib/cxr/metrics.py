@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -85,9 +85,16 @@ def observation_scores(candidates: Sequence[str], references: Sequence[str]) -> 
     Returns micro precision/recall/F1 over all (text, observation) pairs, the macro F1 over observations
     that occur in the references or candidates, and ``chexpert_f1_per_observation`` (label -> F1).
     """
+    return observation_set_scores([observations_present(c) for c in candidates],
+                                  [observations_present(r) for r in references])
+
+
+def observation_set_scores(candidates: Sequence[Collection[str]], references: Sequence[Collection[str]],
+                           prefix: str = "chexpert") -> dict[str, Any]:
+    """``observation_scores`` for given observation-key sets (e.g. a data set's reference labels); keys ``prefix_*``."""
     counts = {k: [0, 0, 0] for k in CHEXPERT}  # tp, fp, fn
     for cand, ref in zip(candidates, references, strict=True):
-        c, r = observations_present(cand), observations_present(ref)
+        c, r = set(cand), set(ref)
         for k in CHEXPERT:
             counts[k][0] += k in c and k in r
             counts[k][1] += k in c and k not in r
@@ -95,9 +102,9 @@ def observation_scores(candidates: Sequence[str], references: Sequence[str]) -> 
     tp, fp, fn = (sum(v[i] for v in counts.values()) for i in range(3))
     per = {CHEXPERT[k]: _f1(*v) for k, v in counts.items() if sum(v)}
     precision, recall = (tp / (tp + fp) if tp + fp else 0.0), (tp / (tp + fn) if tp + fn else 0.0)
-    return {"chexpert_micro_precision": precision, "chexpert_micro_recall": recall,
-            "chexpert_micro_f1": _f1(tp, fp, fn), "chexpert_macro_f1": float(np.mean(list(per.values()))) if per
-            else 0.0, "chexpert_f1_per_observation": per}
+    return {f"{prefix}_micro_precision": precision, f"{prefix}_micro_recall": recall,
+            f"{prefix}_micro_f1": _f1(tp, fp, fn), f"{prefix}_macro_f1": float(np.mean(list(per.values()))) if per
+            else 0.0, f"{prefix}_f1_per_observation": per}
 
 
 def _f1(tp: int, fp: int, fn: int) -> float:

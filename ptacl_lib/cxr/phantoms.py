@@ -63,6 +63,12 @@ class PhantomConfig:
     noise: float = 0.02
 
 
+def lung_boxes(size: int) -> dict[str, tuple[float, float, float, float]]:
+    """Each lung field's bounding ellipse as ``(x, y, width, height)`` pixels of a ``size`` phantom (COCO order)."""
+    return {side: ((cx - rx) * size, (cy - ry) * size, 2 * rx * size, 2 * ry * size)
+            for side, (cx, cy, rx, ry) in _LUNG.items()}
+
+
 class _Canvas:
     """Pixel grids of one image in fractional coordinates."""
 

@@ -6,9 +6,14 @@ cross-entropy, loadable with ``load_captioner``), ``history.csv`` (per epoch) an
 missing, corrupt or truncated image, with the file and the reason; those images are skipped).
 
 ``evaluate_run(run_dir)`` decodes one split and writes ``metrics.json``, ``per_study.csv`` and its rows of
-``errors.csv``. Protocol (views merged): every readable image of a study is captioned by beam search; the
-study's generated report is the caption with the highest mean log-probability per token, and its reference
-is the study's cleaned report. Every metric is over studies, one candidate and one reference each, so a
+``errors.csv``. Where the data set gives finding labels (covid-cxr), ``label_*`` scores compare the generated
+report's CheXpert observations with them; where it ships lung boxes (covid-cxr's ``annotations.json``),
+``lung_localisation`` holds the heatmaps' attention share inside the lungs against the lungs' area share and a
+pointing game (``evaluation.lung_localisation``).
+
+Protocol (views merged): every readable image of a study is captioned by beam search; the study's generated
+report is the caption with the highest mean log-probability per token, and its reference is the study's
+cleaned report. Every metric is over studies, one candidate and one reference each, so a
 study with a frontal and a lateral image counts once.
 """
 
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
@@ -30,6 +36,7 @@ from torch.utils.data import DataLoader
 from ..atomic import replacing
 from ..runtime import autocast, load_checkpoint, resolve_device, save_checkpoint, seed_everything, to_device
 from .backbones import load_backbone_weights
+from .covid import ANNOTATIONS, read_lung_boxes
 from .data import (
     CaptionDataset,
     ImageStore,
@@ -42,6 +49,9 @@ from .data import (
     write_errors,
 )
 from .decode import beam_search
+from .evaluation import box_mask, lung_localisation
+from .heatmaps import pathology_heatmaps, upsample
+from .mentions import CHEXPERT, observations_present
 from .metrics import (
     CAPTION_METRICS,
     METEOR_NO_JAVA,
@@ -49,6 +59,7 @@ from .metrics import (
     finding_scores,
     meteor_available,
     observation_scores,
+    observation_set_scores,
 )
 from .model import CaptionerConfig, ShowAttendTell, caption_loss
 from .readers import CXRSample
@@ -270,6 +281,13 @@ def evaluate_run(run_dir: str | Path, split: str = "test", beam: int = 3, meteor
         metrics["METEOR_note"] = METEOR_NO_JAVA if meteor is None or not meteor_available() else "skipped on request"
     metrics.update(finding_scores(list(table["generated"]), list(table["reference"])))
     metrics.update(observation_scores(list(table["generated"]), list(table["reference"])))
+    tops = [_top(decoded[s]) for s in table["study_id"]]
+    if any(t["labels"] for t in tops):  # the data set's own finding labels (covid-cxr's ``finding`` + notes)
+        metrics.update(observation_set_scores([observations_present(t["generated"]) for t in tops],
+                                              [t["labels"] for t in tops], prefix="label"))
+    lungs = _lung_masks(config, [t["image"] for t in tops])
+    if lungs is not None:
+        metrics["lung_localisation"] = lung_localisation([t["decoded"] for t in tops], lungs)
     metrics["protocol"] = PROTOCOL
     with replacing(run_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=1))
@@ -298,18 +316,37 @@ def _decode(trained: TrainedCaptioner, samples: Sequence[CXRSample], config: CXR
         s = readable[int(i)]
         out.setdefault(s.study_id, []).append({
             "image": str(s.image_path), "view": s.view or "", "generated": dec.text,
-            "mean_logprob": dec.score / (len(dec.words) + 1), "reference": captions[int(i)]})
+            "mean_logprob": dec.score / (len(dec.words) + 1), "reference": captions[int(i)], "decoded": dec,
+            "labels": s.labels})
     return out
+
+
+def _top(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The views-merged protocol's pick: the image whose caption has the highest mean log-probability per token."""
+    return max(items, key=lambda r: r["mean_logprob"])
+
+
+def _lung_masks(config: CXRRunConfig, images: Sequence[str]) -> list[np.ndarray] | None:
+    """Lung-box masks at the model's input size for ``images`` (empty where a file has no boxes); ``None`` when
+    the data set ships no lung boxes (only covid-cxr's ``annotations/annotations.json`` does)."""
+    path = Path(config.root) / ANNOTATIONS
+    if config.dataset != "covid-cxr" or not path.exists():
+        return None
+    boxes = read_lung_boxes(path)
+    size = config.image_size
+    return [box_mask(boxes[name][2], boxes[name][0], boxes[name][1], size) if name in boxes
+            else np.zeros((size, size), bool) for name in (Path(i).name for i in images)]
 
 
 def _per_study(decoded: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
     """One row per study: the most confident image's caption (the views-merged protocol)."""
     rows = []
     for study, items in sorted(decoded.items()):
-        top = max(items, key=lambda r: r["mean_logprob"])
+        top = _top(items)
         rows.append({"study_id": study, "n_images": len(items), "view_used": top["view"], "image_used": top["image"],
-                     "mean_logprob": top["mean_logprob"], "generated": top["generated"], "reference": top["reference"]})
-    columns = ["study_id", "n_images", "view_used", "image_used", "mean_logprob", "generated", "reference"]
+                     "mean_logprob": top["mean_logprob"], "generated": top["generated"], "reference": top["reference"],
+                     "labels": ";".join(top["labels"])})
+    columns = ["study_id", "n_images", "view_used", "image_used", "mean_logprob", "generated", "reference", "labels"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -329,4 +366,33 @@ def caption_files(run_dir: str | Path, images: Sequence[str | Path], beam: int =
     for path in images:
         image = store.load_file(path)
         out.append((Path(path), beam_search(trained.model, trained.vocab, image, beam, config.max_len)))
+    return out
+
+
+def lung_cases(run_dir: str | Path, n: int = 4, beam: int = 3) -> list[dict[str, Any]]:
+    """Up to ``n`` evaluated studies (``per_study.csv``) that have lung boxes, recaptioned for display.
+
+    Each: ``image`` (float [S, S]), ``lungs`` (bool mask), ``generated``, ``reference``, ``heatmap`` (the first
+    asserted finding's, else the mean attention of all words) and ``heatmap_of`` (its CheXpert name or "all words").
+    """
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    per_study = pd.read_csv(run_dir / "per_study.csv", dtype=str).fillna("")
+    masks = _lung_masks(config, list(per_study["image_used"]))
+    if masks is None:
+        return []
+    picked = [(p, m, r) for p, m, r in zip(per_study["image_used"], masks, per_study["reference"]) if m.any()][:n]
+    store, out = ImageStore(config.image_size), []
+    for (path, lungs, reference), (_, dec) in zip(picked, caption_files(run_dir, [p for p, _, _ in picked], beam)):
+        image = store.load_file(path)
+        maps = pathology_heatmaps(dec, image.shape)
+        if maps:
+            name, heat = next(iter(maps.items()))
+            name = CHEXPERT[name]
+        else:
+            name = "all words"
+            heat = upsample(dec.attention.mean(0), image.shape) if len(dec.attention) else np.zeros(image.shape)
+            heat = heat / max(float(heat.max()), 1e-12)
+        out.append({"image": image, "lungs": lungs, "generated": dec.text, "reference": reference, "heatmap": heat,
+                    "heatmap_of": name})
     return out

@@ -73,3 +73,15 @@ def plot_history(history: Sequence[dict[str, float]]) -> Figure:
     fig.tight_layout()
     return fig
 
+
+
+def show_lung_cases(cases: Sequence[dict]) -> Figure:
+    """Real cases (``pipeline.lung_cases``): each image with its heatmap, the lung boxes outlined and the caption."""
+    fig, axes = plt.subplots(1, max(len(cases), 1), figsize=(3.4 * max(len(cases), 1), 4.2), squeeze=False)
+    for ax, case in zip(axes[0], cases):
+        overlay_heatmap(ax, case["image"], case["heatmap"], case["lungs"],
+                        textwrap.fill(f"[{case['heatmap_of']}] {case['generated']}", 40)[:240])
+    for ax in axes[0][len(cases):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

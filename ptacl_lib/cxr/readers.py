@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from lxml import etree
-from PIL import Image
 
 FRONTAL_VIEWS: tuple[str, ...] = ("PA", "AP")
 
@@ -38,7 +37,7 @@ class CXRReadError(ValueError):
 class CXRSample:
     """One image with its report sections, the same for every source."""
 
-    source: str  # "openi" | "mimic-cxr"
+    source: str  # "openi" | "mimic-cxr" | "covid-cxr" | "phantoms"
     sample_id: str  # image id (Open-I parentImage id, MIMIC dicom_id)
     study_id: str
     subject_id: str | None
@@ -48,6 +47,7 @@ class CXRSample:
     impression: str
     indication: str = ""
     comparison: str = ""
+    labels: tuple[str, ...] = ()  # reference CheXpert observation keys, where the data set gives them (covid-cxr)
 
 
 def _clean(text: str | None) -> str:
@@ -226,10 +226,7 @@ def _read_csv(path: str | Path, required: tuple[str, ...]) -> pd.DataFrame:
 
 
 def load_image(sample: CXRSample, size: int) -> np.ndarray:
-    """The sample's image as grey float32 ``[size, size]`` in [0, 1] (resized, aspect not kept)."""
-    try:
-        with Image.open(sample.image_path) as im:
-            grey = im.convert("L").resize((size, size), Image.BILINEAR)
-    except OSError as err:
-        raise CXRReadError(f"{sample.image_path}: unreadable image ({err})") from err
-    return np.asarray(grey, np.float32) / 255.0
+    """The sample's image as grey float32 ``[size, size]`` in [0, 1] (``images.decode_image``, resized)."""
+    from .images import decode_image, resize_grey  # images imports this module
+
+    return resize_grey(decode_image(sample.image_path), size).astype(np.float32) / 255.0

@@ -71,7 +71,7 @@ def write_cardiosoft_xml(path: str | Path, raw: Mapping[str, np.ndarray], *, sam
     return path
 
 
-def _file_dataset(sop_class: str, modality: str) -> Dataset:
+def file_dataset(sop_class: str, modality: str) -> Dataset:
     """An empty DICOM dataset with file meta for ``sop_class``."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
@@ -122,7 +122,7 @@ def write_dicom_ecg(path: str | Path, raw: np.ndarray, leads: Sequence[str] = LE
                     sensitivity_uv: float = 2.5, baseline_uv: float = 0.0, median_raw: np.ndarray | None = None,
                     scheme: str = "SCPECG") -> Path:
     """A 12-lead ECG Waveform Storage file: int16 ``raw`` [C, S]; value in uV = raw * sensitivity + baseline."""
-    ds = _file_dataset(ECG_WAVEFORM_SOP_CLASS, "ECG")
+    ds = file_dataset(ECG_WAVEFORM_SOP_CLASS, "ECG")
     groups = [_multiplex_group(raw, leads, "RHYTHM", sampling_rate, sensitivity_uv, baseline_uv, scheme)]
     if median_raw is not None:
         groups.append(_multiplex_group(median_raw, leads, "MEDIAN", sampling_rate, sensitivity_uv, baseline_uv, scheme))
@@ -156,7 +156,7 @@ def cine_frame_datasets(stack: np.ndarray, trigger_times: Sequence[float], *, pi
     for z in range(n_slices):
         series = generate_uid()
         for t in range(n_frames):
-            ds = _file_dataset(MR_IMAGE_SOP_CLASS, "MR")
+            ds = file_dataset(MR_IMAGE_SOP_CLASS, "MR")
             ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
             ds.SeriesNumber, ds.SeriesDescription = z + 1, f"CINE_segmented_SAX_b{z + 1}"
             ds.InstanceNumber = int(instance_numbers[z, t]) if instance_numbers is not None else t + 1

@@ -1,0 +1,178 @@
+"""The public COVID-19 chest X-ray collection (``ieee8023/covid-chestxray-dataset`` layout) as ``CXRSample`` records.
+
+Layout under ``root``: ``metadata.csv`` (one row per image: ``patientid, offset, sex, age, finding, view,
+modality, date, folder, filename, license, clinical_notes, ...``), the images in ``root/<folder>/<filename>``
+(PNG 8/16-bit, JPEG, DICOM), and optionally ``annotations/annotations.json``: COCO boxes of the right and left
+lung per image (``images[].file_name, width, height``; ``annotations[].bbox = [x, y, w, h]``, categories
+"Right Lung"/"Left Lung"), as the lung-bounding-box mirror of the collection ships it.
+
+Only X-ray rows are read (CT rows and CT views are skipped). Each image is its own study (notes and finding
+differ from one date to the next), its patient is ``patientid``, so splits keep every patient whole.
+Licences are per image (the ``license`` column); the collection is read where it lies, never copied.
+
+The caption target (``radiograph_sentences``, stored as the sample's ``findings``): the sentences of
+``clinical_notes`` that describe a radiograph. Rule: split the notes into sentences at ``.``, ``!`` or ``?``
+followed by a space (decimals stay whole); then, in order:
+
+1. drop it when it names another modality or a test (``OTHER_MODALITY``: CT, tomography, ultrasound, MRI, PET,
+   scan, PCR, swab);
+2. keep it when it names the radiograph (``RADIOGRAPH_WORDS``: radiograph, x-ray, cxr, film, imaging, ...);
+3. drop it when it tells the clinical story (``CLINICAL_WORDS``: presented, admitted, history, fever, cough,
+   examination, treatment, oxygen, ...);
+4. keep it when it names a radiographic pattern or region (``PATTERN_WORDS``: ground-glass, interstitial,
+   reticular, hilar, lobe, zone, ...) or a finding the CheXpert rule labeller knows (``mentions.find_mentions``,
+   asserted or denied) other than pneumonia, lesion/mass and devices, which the notes also say of the patient;
+5. drop the rest.
+
+``caption_rule_counts`` counts what the rule keeps and drops.
+
+Finding labels (``finding_labels``, the sample's ``labels``): the ``finding`` column mapped to CheXpert
+observations (``FINDING_TO_CHEXPERT``: every infectious or inflammatory pneumonia -> Pneumonia, "No Finding" ->
+No Finding; ARDS -> Edema and Lung Opacity; "todo"/"Unknown" add nothing), joined with the observations the
+CheXpert rule labeller finds asserted or uncertain in the caption target.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from .mentions import find_mentions, observations_present
+from .readers import CXRReadError, CXRSample, _missing, _read_csv
+from .vocab import tokenize
+
+METADATA = "metadata.csv"
+ANNOTATIONS = Path("annotations") / "annotations.json"
+XRAY_MODALITIES = frozenset({"x-ray", "xray", "cr", "dx"})
+NON_XRAY_VIEWS = frozenset({"axial", "coronal", "sagittal"})
+RADIOGRAPH_WORDS = frozenset({"radiograph", "radiographs", "radiography", "radiographic", "radiological",
+                              "radiologic", "radiologically", "x", "xray", "xrays", "cxr", "cxrs", "film", "films",
+                              "roentgenogram", "imaging", "image", "images"})
+PATTERN_WORDS = frozenset({"ground", "glass", "interstitial", "interstitium", "reticular", "reticulonodular",
+                           "patchy", "airspace", "hilar", "hilum", "hila", "perihilar", "costophrenic",
+                           "hemidiaphragm", "hemidiaphragms", "mediastinum", "mediastinal", "cardiomediastinal",
+                           "shadow", "shadows", "shadowing", "markings", "cavitation", "parenchymal", "lobe", "lobes",
+                           "zone", "zones", "pattern"})
+CLINICAL_WORDS = frozenset({"presented", "presenting", "admitted", "history", "fever", "cough", "dyspnoea", "dyspnea",
+                            "examination", "auscultation", "crackles", "treatment", "treated", "started", "prescribed",
+                            "discharged", "symptoms", "saturation", "oxygen", "intubated", "ventilation", "icu",
+                            "temperature", "diagnosed", "tested", "died", "year", "old"})
+_CLINICAL_DIAGNOSES = frozenset({"pneumonia", "nodule", "support_devices"})  # also said of the patient, not the image
+OTHER_MODALITY = frozenset({"ct", "hrct", "cta", "tomography", "ultrasound", "ultrasonography", "sonography",
+                            "mri", "pet", "scan", "scans", "pcr", "swab", "swabs", "rt"})
+FINDING_TO_CHEXPERT: dict[str, tuple[str, ...]] = {"no finding": ("no_finding",), "ards": ("edema", "lung_opacity")}
+_NO_LABEL = frozenset({"todo", "unknown", ""})
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def note_sentences(notes: str) -> list[str]:
+    """``notes`` split at ``.``/``!``/``?`` followed by white space (so "3.5" stays whole), stripped, non-empty."""
+    return [s.strip() for s in _SENTENCE_END.split(notes or "") if s.strip(" .!?")]
+
+
+def describes_radiograph(sentence: str) -> bool:
+    """The caption rule for one sentence (module docstring)."""
+    words = set(tokenize(sentence))
+    if words & OTHER_MODALITY:
+        return False
+    if words & RADIOGRAPH_WORDS:
+        return True
+    if words & CLINICAL_WORDS:
+        return False
+    return bool(words & PATTERN_WORDS) or any(m.pathology not in _CLINICAL_DIAGNOSES for m in find_mentions(sentence))
+
+
+def radiograph_sentences(notes: str) -> str:
+    """The sentences of ``notes`` that describe the radiograph, joined by spaces ("" when none)."""
+    return " ".join(s for s in note_sentences(notes) if describes_radiograph(s))
+
+
+def finding_labels(finding: str, caption: str) -> tuple[str, ...]:
+    """Sorted CheXpert observation keys from the ``finding`` column and the caption target (module docstring)."""
+    labels: set[str] = set()
+    for part in (p.strip().lower() for p in (finding or "").split(",")):
+        if part in _NO_LABEL:
+            continue
+        labels.update(FINDING_TO_CHEXPERT.get(part, ("pneumonia",)))
+    labels |= observations_present(caption) if caption else set()
+    if len(labels) > 1:
+        labels.discard("no_finding")
+    return tuple(sorted(labels))
+
+
+def _is_xray(row: pd.Series) -> bool:
+    modality = str(row.get("modality", "") or "").strip().lower()
+    view = str(row.get("view", "") or "").strip().lower()
+    return modality in XRAY_MODALITIES and view not in NON_XRAY_VIEWS
+
+
+def _text(value: object) -> str:
+    return " ".join(value.split()) if isinstance(value, str) else ""
+
+
+def read_covid_cxr(root: str | Path, frontal_only: bool = False, errors: list[dict[str, str]] | None = None
+                   ) -> list[CXRSample]:
+    """Every X-ray image listed in ``root/metadata.csv`` (``frontal_only``: PA/AP views only); missing files
+    go to ``errors`` (or raise without it). Images whose notes describe no radiograph have empty findings."""
+    root = Path(root)
+    table = _read_csv(root / METADATA, ("patientid", "finding", "view", "modality", "filename"))
+    if "folder" not in table.columns:
+        table["folder"] = "images"
+    samples = []
+    for _, row in table.iterrows():
+        if not _is_xray(row):
+            continue
+        view = _text(row["view"]) or None
+        if frontal_only and not (view or "").upper().startswith(("PA", "AP")):
+            continue
+        filename = str(row["filename"])
+        path = root / (_text(row["folder"]) or "images") / filename
+        patient = _text(row["patientid"])
+        if not path.exists():
+            _missing(errors, path, filename, f"patient {patient}: image not found")
+            continue
+        caption = radiograph_sentences(_text(row.get("clinical_notes")))
+        samples.append(CXRSample("covid-cxr", filename, filename, patient, path, view, caption, "",
+                                 labels=finding_labels(_text(row["finding"]), caption)))
+    return samples
+
+
+def caption_rule_counts(root: str | Path) -> dict[str, int]:
+    """What the caption rule keeps and drops over the X-ray rows of ``root/metadata.csv``."""
+    table = _read_csv(Path(root) / METADATA, ("patientid", "finding", "view", "modality", "filename"))
+    xray = table[table.apply(_is_xray, axis=1)]
+    notes = [_text(n) for n in xray.get("clinical_notes", pd.Series([""] * len(xray)))]
+    sentences = [s for n in notes for s in note_sentences(n)]
+    kept = sum(describes_radiograph(s) for s in sentences)
+    other = sum(bool(set(tokenize(s)) & OTHER_MODALITY) for s in sentences)
+    clinical = sum(not (w & (OTHER_MODALITY | RADIOGRAPH_WORDS)) and bool(w & CLINICAL_WORDS)
+                   for w in (set(tokenize(s)) for s in sentences))
+    captions = [radiograph_sentences(n) for n in notes]
+    return {"xray_rows": len(xray), "rows_with_notes": sum(bool(n) for n in notes),
+            "rows_with_caption": sum(bool(c) for c in captions), "sentences": len(sentences),
+            "sentences_kept": kept, "sentences_dropped_other_modality": other,
+            "sentences_dropped_clinical": clinical,
+            "sentences_dropped_no_radiograph_content": len(sentences) - kept - other - clinical}
+
+
+LungBoxes = dict[str, tuple[int, int, list[tuple[float, float, float, float]]]]
+
+
+def read_lung_boxes(path: str | Path) -> LungBoxes:
+    """``file_name -> (width, height, [(x, y, w, h), ...])`` from a COCO ``annotations.json`` (lung boxes)."""
+    path = Path(path)
+    try:
+        coco = json.loads(path.read_text())
+        images = {im["id"]: im for im in coco["images"]}
+        out: LungBoxes = {}
+        for ann in coco["annotations"]:
+            im = images[ann["image_id"]]
+            x, y, w, h = (float(v) for v in ann["bbox"])
+            if w > 0 and h > 0:
+                out.setdefault(im["file_name"], (int(im["width"]), int(im["height"]), []))[2].append((x, y, w, h))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CXRReadError(f"{path}: not a COCO annotations file ({type(err).__name__}: {err})") from err
+    return out
