@@ -125,6 +125,7 @@ def test_a_held_out_test_cohort_is_the_test_set_of_every_score(tiny_cohort: Path
     assert len(train) == len(open_cohort(tiny_cohort).indices("train"))
     np.testing.assert_allclose(test.phenotypes, open_cohort(held).phenotypes(test.index), rtol=1e-6)
     records = {(r["embedding"], r["task"], r["target"], r["metric"]) for r in payload["records"]}
-    assert ("ecg", "alignment", "all", "diagonal_accuracy") in records and ("cmr", "regression", "lvef", "r2") in records
+    assert ("ecg", "alignment", "all", "diagonal_accuracy") in records
+    assert ("cmr", "regression", "lvef", "r2") in records
     ceiling = ceiling_table(open_cohort(tiny_cohort), test_cohort=open_cohort(held))
     assert set(ceiling["arm"]) == {"latent_oracle", "median_beat"} and len(ceiling) > 0
