@@ -143,15 +143,20 @@ def _fit_quietly(config: TrainConfig) -> str:
 
 
 def announce_preprocessing(config: StudyConfig) -> None:
-    """Build (or load) the study's preprocessing cache and say once, in plain words, what it left out."""
+    """Build (or load) the preprocessing caches of the study cohort and of its held-out test cohort, and say
+    once, in plain words, what each left out."""
     from .data import PreprocessConfig, PreprocessedCohort, open_cohort
     from .data.cache import PreprocessingNotice
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PreprocessingNotice)
-        cache = PreprocessedCohort.build_or_load(open_cohort(config.manifest), PreprocessConfig())
-    for line in cache.notices():
-        print(f"[study] note: {line}", flush=True)
+    cohorts = {"": config.manifest, " (held-out test cohort)": config.test_manifest}
+    for label, manifest in cohorts.items():
+        if not manifest:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PreprocessingNotice)
+            cache = PreprocessedCohort.build_or_load(open_cohort(manifest), PreprocessConfig())
+        for line in cache.notices():
+            print(f"[study] note{label}: {line}", flush=True)
 
 
 def train_arms(config: StudyConfig) -> list[Path]:

@@ -40,3 +40,14 @@ def test_make_demo_fast(tmp_path: Path) -> None:
         assert (out / "notebooks" / f"{name}.ipynb").exists()
     assert (out / "figures" / "03_umap_by_arm.png").exists()
     assert "![05_information_window.png](figures/05_information_window.png)" in report
+    # the held-out test cohort is the test set of every number, and the report plans power from it
+    assert "**Test set:** the held-out test cohort" in report
+    assert "## Power: what would resolve a smaller difference" in report and "From its two parts" in report
+    assert {"se_seed", "se_subject"} <= set(paired.columns) and (paired["se_subject"] > 0).all()
+    held = pd.read_csv(out / "test_cohort" / "manifest.csv")
+    assert len(held) == 40 and held["subject_id"].str.startswith("HOT").all()
+    assert (paired["n_subjects"] > 30).all() and (paired["n_subjects"] <= 40).all()
+    # each preprocessing notice at most once, in plain words, and no repeated warning under the progress bar
+    printed = result.stdout + result.stderr
+    assert "PreprocessingNotice" not in printed and "were skipped in preprocessing" not in printed
+    assert printed.count("preprocessing skipped") <= 2  # once per cohort (study and held-out)
