@@ -51,3 +51,11 @@ def test_make_demo_fast(tmp_path: Path) -> None:
     printed = result.stdout + result.stderr
     assert "PreprocessingNotice" not in printed and "were skipped in preprocessing" not in printed
     assert printed.count("preprocessing skipped") <= 2  # once per cohort (study and held-out)
+
+    # the planner's check: more seeds of the contrast's two arms, predicted from this pilot, then measured
+    check = subprocess.run([str(REPO / ".venv" / "bin" / "python"), str(REPO / "benchmarks" / "power_check.py"),
+                            "--pilot", str(out), "--out", str(tmp_path / "check"), "--seeds", "3", "--jobs", "1"],
+                           cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
+    assert "3 seeds" in check.stdout and "predicted from the pilot" in check.stdout and "measured" in check.stdout
+    assert (tmp_path / "check" / "arms" / "ptacl" / "seed2" / "metrics.json").exists()
