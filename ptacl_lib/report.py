@@ -179,12 +179,13 @@ def study_tables(out: str | Path, manifest: str | Path, ceiling: bool = True,
     return StudyTables(table, summary, paired, window_table(table))
 
 
-def data_lines(manifest: str | Path) -> list[str]:
-    """The cohort in one paragraph: subjects per split, and those preprocessing skipped, with the commonest reasons."""
+def data_lines(manifest: str | Path, preprocess: Any = None) -> list[str]:
+    """The cohort in one paragraph: subjects per split, and those preprocessing (``preprocess``, default
+    the ``demo`` geometry's) skipped, with the commonest reasons."""
     from .data import PreprocessConfig, PreprocessedCohort, open_cohort
 
     cohort = open_cohort(manifest)
-    cache = PreprocessedCohort.build_or_load(cohort, PreprocessConfig(), progress=False)
+    cache = PreprocessedCohort.build_or_load(cohort, preprocess or PreprocessConfig(), progress=False)
     splits = cohort.table["split"].value_counts().to_dict()
     line = (f"{len(cohort)} subjects ({', '.join(f'{k} {v}' for k, v in sorted(splits.items()))}); "
             f"preprocessing skipped {len(cache.errors)}")
@@ -257,7 +258,7 @@ def render_report(config: StudyConfig, tables: StudyTables, timings: dict[str, f
         "Cells are the mean over seeds [95 % percentile-bootstrap CI over seeds]. The paired contrasts "
         "below resample seeds *and* test subjects (`ptacl_lib.evaluate.bootstrap`), so their intervals "
         "say how large a difference this study could have seen.", "",
-        "## Data", "", *data_lines(config.manifest), *test_set_lines(config),
+        "## Data", "", *data_lines(config.manifest, config.preprocess), *test_set_lines(config),
         "## Regression from the frozen ECG embedding (test R², ridge probe)", "",
         format_table(summary, task="regression", metric="r2").to_markdown(), "",
     ]

@@ -3,7 +3,7 @@
 A study keeps every arm and seed under one root::
 
     <run_root>/arms/<arm>/seed<k>/
-        config.json              TrainConfig fields + resolved model and preprocessing settings
+        config.json              TrainConfig fields + resolved model, input geometry and preprocessing settings
         checkpoints/last.pt      model, optimiser, scheduler and RNG state of the latest epoch
         checkpoints/best.pt      the epoch with the lowest validation loss (when there is a val split)
         checkpoints/epoch_NNN.pt kept every N epochs when asked
@@ -72,9 +72,13 @@ def read_run_record(run_dir: str | Path) -> dict[str, Any]:
 
 def config_record(config: TrainConfig, model_config: ModelConfig, preprocess: PreprocessConfig,
                   world_size: int) -> dict[str, Any]:
-    """What ``config.json`` holds: the TrainConfig fields plus the resolved model and preprocessing settings."""
+    """What ``config.json`` holds: the TrainConfig fields plus the resolved model, input geometry
+    (``geometry``: name, ecg_hz, frames, image_size, slices) and preprocessing settings."""
+    from .geometry import geometry_of
+
+    geometry = dataclasses.replace(preprocess.geometry, name=geometry_of(config).name).to_dict()
     return {**dataclasses.asdict(config), "model_config": dataclasses.asdict(model_config),
-            "preprocess": preprocess.to_dict(), "world_size": world_size}
+            "input_geometry": geometry, "preprocess": preprocess.to_dict(), "world_size": world_size}
 
 
 def write_config(run_dir: str | Path, record: dict[str, Any]) -> Path:
@@ -100,6 +104,12 @@ def run_preprocess_config(run_dir: str | Path) -> PreprocessConfig:
     return PreprocessConfig(**saved) if saved is not None else PreprocessConfig()
 
 
+def geometry_changes(run_dir: str | Path, preprocess: PreprocessConfig) -> list[str]:
+    """The input-geometry fields (``ecg_hz``, ``frames``, ``image_size``, ``slices``) in which the run saved
+    in ``run_dir`` differs from ``preprocess`` (a run saved before the geometry had the ``demo`` one)."""
+    return run_preprocess_config(run_dir).geometry.changes(preprocess.geometry)
+
+
 def run_model_config(run_dir: str | Path) -> ModelConfig:
     """The ``ModelConfig`` a run was built with (its preset's, for runs that predate the saved one)."""
     from .models import ModelConfig
@@ -108,7 +118,11 @@ def run_model_config(run_dir: str | Path) -> ModelConfig:
     saved = record.get("model_config")
     if saved is None:
         return ModelConfig.preset(record.get("model", "small"))
-    # runs saved before these fields existed: a linear ECG patchify, a frame CNN of 3x3 stride-2 stages only
+    # runs saved before these fields existed: a linear ECG patchify, a frame CNN of 3x3 stride-2 stages only;
+    # an ECG patch in samples at 100 Hz
+    saved = dict(saved)
+    if "ecg_patch" in saved:
+        saved["ecg_patch_ms"] = float(saved.pop("ecg_patch")) * 1000.0 / saved.get("ecg_hz", 100)
     return ModelConfig(**{"ecg_stem": 0, "cmr_first_stride": 2, **saved, "cmr_channels": tuple(saved["cmr_channels"])})
 
 

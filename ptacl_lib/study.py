@@ -27,8 +27,11 @@ from typing import Any
 import pandas as pd
 
 from .arms import ARM_RECIPES, OBJECTIVES, RECIPE_SETTINGS, arm_recipe, check_objectives
-from .runs import CONFIG_FILE, arm_run_dir, discover_runs, model_changes
+from .geometry import GEOMETRY_FIELDS, geometry_field_metadata, geometry_of
+from .runs import CONFIG_FILE, arm_run_dir, discover_runs, geometry_changes, model_changes
 from .train_config import LOCAL_NEGATIVES, MODEL_PRESET_NAMES, TrainConfig, resume_conflicts
+
+_GEOMETRY_META = geometry_field_metadata()
 
 STUDY_CONFIG_FILE = "study_config.json"
 
@@ -44,6 +47,11 @@ class StudyConfig:
     arms: tuple[str, ...] = field(default=OBJECTIVES, metadata={"help": "arms to train", "choices": OBJECTIVES})
     seeds: int = field(default=5, metadata={"help": "seeds per arm (0 .. N-1)"})
     model: str = field(default="small", metadata={"help": "model preset", "choices": MODEL_PRESET_NAMES})
+    geometry: str = field(default="", metadata=_GEOMETRY_META["geometry"])
+    ecg_hz: int = field(default=0, metadata=_GEOMETRY_META["ecg_hz"])
+    frames: int = field(default=0, metadata=_GEOMETRY_META["frames"])
+    image_size: int = field(default=0, metadata=_GEOMETRY_META["image_size"])
+    slices: int = field(default=0, metadata=_GEOMETRY_META["slices"])
     epochs: int = field(default=15, metadata={"help": "epochs per run"})
     batch_size: int = field(default=64, metadata={"help": "samples per process and batch"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate"})
@@ -82,12 +90,20 @@ class StudyConfig:
     def seed_list(self) -> list[int]:
         return list(range(self.seeds))
 
+    @property
+    def preprocess(self) -> Any:
+        """The ``PreprocessConfig`` of the study's input geometry."""
+        from .data.preprocess import PreprocessConfig
+
+        return PreprocessConfig.for_geometry(geometry_of(self))
+
     def train_config(self, arm: str, seed: int, **overrides: Any) -> TrainConfig:
         """The exact ``TrainConfig`` of one arm and seed of this study."""
         study = {name: getattr(self, name) for name in RECIPE_SETTINGS}
         settings: dict[str, Any] = dict(
             manifest=str(self.manifest), run_dir=str(arm_run_dir(self.out, arm, seed)), objective=arm,
             model=self.model, local_negatives=self.local_negatives, seed=seed, device=self.device,
+            geometry=self.geometry, **{k: getattr(self, k) for k in GEOMETRY_FIELDS},
             threads=self.threads, resume=True, **arm_recipe(arm, study, self.recipe_table))
         settings.update(overrides)
         return TrainConfig(**settings)
@@ -117,17 +133,19 @@ def read_study_config(run_root: str | Path) -> StudyConfig | None:
 def check_resumable_study(config: StudyConfig) -> None:
     """A clear error when ``config.out`` holds a study whose arms trained with other settings (a changed
     recipe table, epochs, lr, ...): resuming would mix them. Adding arms or seeds is fine."""
-    from .models import ModelConfig
+    from .train import run_inputs
 
     saved = read_study_config(config.out)
     if saved is None:
         return
-    model = ModelConfig.preset(config.model)
     for arm in (a for a in config.arms if a in saved.arms):  # in the study's order, so the error is reproducible
         changed = resume_conflicts(config.train_config(arm, 0), saved.train_config(arm, 0))
         trained = next((d for d in (arm_run_dir(config.out, arm, s) for s in saved.seed_list)
                         if (d / CONFIG_FILE).exists()), None)
-        changed += model_changes(trained, model) if trained else []  # a model of another library version
+        if trained:  # a model of another library version, or a run trained before the geometry was recorded
+            preprocess, model = run_inputs(config.train_config(arm, 0))
+            changed += [k for k in model_changes(trained, model) + geometry_changes(trained, preprocess)
+                        if k not in changed]
         if changed:
             raise ValueError(f"{config.out} holds a study whose {arm!r} runs trained with other {changed} "
                              f"({Path(config.out) / STUDY_CONFIG_FILE}); use a new out folder, or delete that "
@@ -145,7 +163,7 @@ def _fit_quietly(config: TrainConfig) -> str:
 def announce_preprocessing(config: StudyConfig) -> None:
     """Build (or load) the preprocessing caches of the study cohort and of its held-out test cohort, and say
     once, in plain words, what each left out."""
-    from .data import PreprocessConfig, PreprocessedCohort, open_cohort
+    from .data import PreprocessedCohort, open_cohort
     from .data.cache import PreprocessingNotice
 
     cohorts = {"": config.manifest, " (held-out test cohort)": config.test_manifest}
@@ -154,7 +172,7 @@ def announce_preprocessing(config: StudyConfig) -> None:
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PreprocessingNotice)
-            cache = PreprocessedCohort.build_or_load(open_cohort(manifest), PreprocessConfig())
+            cache = PreprocessedCohort.build_or_load(open_cohort(manifest), config.preprocess)
         for line in cache.notices():
             print(f"[study] note{label}: {line}", flush=True)
 
@@ -169,7 +187,7 @@ def train_arms(config: StudyConfig) -> list[Path]:
     """
     from tqdm.auto import tqdm
 
-    from .data import PreprocessConfig, PreprocessedCohort, open_cohort
+    from .data import PreprocessedCohort, open_cohort
     from .runtime import cpu_share, resolve_device
 
     configs = [config.train_config(arm, seed) for seed in config.seed_list for arm in config.arms]
@@ -188,7 +206,7 @@ def train_arms(config: StudyConfig) -> list[Path]:
         finally:
             cleanup_distributed()
         return [Path(c.run_dir) for c in configs]
-    PreprocessedCohort.build_or_load(open_cohort(config.manifest), PreprocessConfig())  # once, before the workers
+    PreprocessedCohort.build_or_load(open_cohort(config.manifest), config.preprocess)  # once, before the workers
     threads = config.threads or cpu_share(config.jobs)
     quiet = [dataclasses.replace(c, threads=threads, progress=False) for c in configs]
     quiet.sort(key=lambda c: -c.epochs)  # longest first, so the last to finish are short and no worker waits long
@@ -217,8 +235,9 @@ def inspection_runs(run_root: str | Path, run_dir: str | Path | None = None,
 
 
 def notebook_parameters(config: StudyConfig) -> dict[str, Any]:
-    """The common parameters every notebook accepts, for this study."""
-    return {"manifest": str(config.manifest), "run_root": str(config.out), "device": config.device}
+    """The common parameters every notebook accepts, for this study (the input geometry among them)."""
+    return {"manifest": str(config.manifest), "run_root": str(config.out), "device": config.device,
+            "geometry": geometry_of(config).name, **{k: getattr(config, k) for k in GEOMETRY_FIELDS}}
 
 
 @dataclass

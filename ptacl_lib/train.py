@@ -45,6 +45,7 @@ from tqdm.auto import tqdm
 
 from .data import PreprocessConfig, PTACLDataset, collate, open_cohort
 from .data.schema import PHENOTYPES
+from .geometry import geometry_of
 from .losses import global_contrastive_loss, ptacl_loss
 from .models import ModelConfig, PTACLModel
 from .runs import (
@@ -53,6 +54,7 @@ from .runs import (
     METRICS_DIR,
     checkpoint_path,
     config_record,
+    geometry_changes,
     model_changes,
     read_config,
     write_config,
@@ -250,14 +252,15 @@ def make_loader(dataset: PTACLDataset, config: TrainConfig, dist_info: DistInfo,
                       persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
 
 
-def _datasets(config: TrainConfig, dist_info: DistInfo) -> tuple[PTACLDataset, PTACLDataset | None]:
+def _datasets(config: TrainConfig, dist_info: DistInfo,
+              preprocess: PreprocessConfig) -> tuple[PTACLDataset, PTACLDataset | None]:
     """Train and val datasets; rank 0 builds the preprocessing cache before the others map it."""
     cohort = open_cohort(config.manifest)
     show = config.progress and dist_info.is_main
     if not dist_info.is_main:
         barrier()
-    train_set = PTACLDataset(cohort, "train", progress=show)
-    val_set = PTACLDataset(cohort, "val", progress=False)
+    train_set = PTACLDataset(cohort, "train", config=preprocess, progress=show)
+    val_set = PTACLDataset(cohort, "val", config=preprocess, progress=False)
     if dist_info.is_main:
         barrier()
     if len(train_set) < config.batch_size * dist_info.world_size:
@@ -308,13 +311,24 @@ def fit(config: TrainConfig) -> Path:
             cleanup_distributed()
 
 
+def run_inputs(config: TrainConfig) -> tuple[PreprocessConfig, ModelConfig]:
+    """The preprocessing and model of a run: its input geometry (``ptacl_lib.geometry``) applied to both."""
+    geometry = geometry_of(config)
+    return (PreprocessConfig.for_geometry(geometry),
+            ModelConfig.preset(config.model).at_geometry(geometry.ecg_hz, geometry.slices))
+
+
 def _initial_model(config: TrainConfig) -> tuple[PTACLModel, ModelConfig]:
     """The seeded initial model (identical for every arm of one seed), or ``init_from``'s trained weights."""
-    model_config = ModelConfig.preset(config.model)
+    preprocess, model_config = run_inputs(config)
     changed = model_changes(config.init_from, model_config) if config.init_from else []
     if changed:
         raise ValueError(f"init_from={config.init_from} was trained with another model than the {config.model!r} "
                          f"preset (it differs in {changed})")
+    changed = geometry_changes(config.init_from, preprocess) if config.init_from else []
+    if changed:
+        raise ValueError(f"init_from={config.init_from} was trained on another input geometry (it differs in "
+                         f"{changed}); pass the geometry it was trained on (--geometry and the overrides)")
     seed_everything(config.seed)
     model = PTACLModel(model_config)
     if config.init_from:
@@ -338,9 +352,10 @@ def _fit(config: TrainConfig, device: torch.device, dist_info: DistInfo) -> Path
         raise ValueError(f"{run_dir} already holds a run; pass resume=True (--resume) or choose another run_dir")
 
     model, model_config = _initial_model(config)
+    preprocess = run_inputs(config)[0]
     need_data = config.objective != "none" and config.epochs > 0  # else: only the initial weights are saved
     if dist_info.is_main:
-        write_config(run_dir, config_record(config, model_config, PreprocessConfig(), dist_info.world_size))
+        write_config(run_dir, config_record(config, model_config, preprocess, dist_info.world_size))
     if not need_data:
         if dist_info.is_main:
             MetricsLog(run_dir / METRICS_DIR / "steps.csv", STEP_COLUMNS, None)
@@ -348,7 +363,7 @@ def _fit(config: TrainConfig, device: torch.device, dist_info: DistInfo) -> Path
             save_checkpoint(last, {"model": model.state_dict(), "epoch": 0, "step": 0})
         return run_dir
 
-    train_set, val_set = _datasets(config, dist_info)
+    train_set, val_set = _datasets(config, dist_info, preprocess)
     objective = build_objective(model, config, train_set).to(device)
     if device.type == "cuda":
         model.cmr_encoder.frame_encoder.use_channels_last()
@@ -491,10 +506,12 @@ def _rng_states_of_all_ranks(dist_info: DistInfo) -> list[dict[str, Any]]:
 
 def _check_resumable(config: TrainConfig, run_dir: Path) -> None:
     """Refuse to resume ``run_dir`` with other settings or another model than it was trained with."""
+    preprocess, model_config = run_inputs(config)
     changed = resume_conflicts(config, read_config(run_dir))
+    changed += [k for k in geometry_changes(run_dir, preprocess) if k not in changed]
     if changed:
         raise ValueError(f"cannot resume {config.run_dir}: its saved config differs in {changed}")
-    model_changed = model_changes(run_dir, ModelConfig.preset(config.model))
+    model_changed = model_changes(run_dir, model_config)
     if model_changed:
         raise ValueError(f"cannot resume {config.run_dir}: it was built with another {config.model!r} model "
                          f"(it differs in {model_changed}; written by an earlier version?); choose a new run_dir")

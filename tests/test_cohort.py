@@ -119,7 +119,7 @@ def test_dataset_items_and_collate(tiny_cohort: Path) -> None:
     assert len(dataset) == len(cohort.indices("train"))
     batch = collate([dataset[k] for k in range(4)])
     assert batch["ecg"].shape == (4, 12, 10 * config.target_fs)
-    assert batch["cmr"].shape == (4, config.n_frames, config.image_size, config.image_size)
+    assert batch["cmr"].shape == (4, config.n_slices, config.n_frames, config.image_size, config.image_size)
     assert float(batch["cmr"].min()) >= 0.0 and float(batch["cmr"].max()) <= 1.0
     assert batch["phenotypes"].shape == (4, len(PHENOTYPES))
     assert batch["subject_id"] == list(cohort.table["subject_id"].iloc[batch["index"].numpy()])

@@ -188,7 +188,7 @@ def test_init_from_starts_at_another_runs_weights(tiny_cohort: Path, tmp_path: P
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match=r"another model than the 'base' preset \(it differs in \['ecg_dim'"):
         fit(tiny_config(tiny_cohort, tmp_path / "bad", objective="supervised", epochs=0, model="base",
-                        init_from=str(source)))
+                        geometry="demo", init_from=str(source)))
 
 
 @pytest.mark.parametrize("objective", ["global", "ecg_ssl", "supervised", "none"])

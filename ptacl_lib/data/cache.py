@@ -4,7 +4,8 @@ Layout (``<cohort>/cache/prep-<key>/``)::
 
     meta.json     the PreprocessConfig, per-lead scale, shapes, and the manifest fingerprint
     ecg.npy       float32 [N, 12, L]  band-passed, resampled, divided by the per-lead scale
-    cmr.npy       uint8   [N, T, H, W] resized cine, min-max normalised per subject
+    cmr.npy       uint8   [N, S, T, H, W] resized cine (S short-axis slices, base to apex), min-max
+                  normalised per subject
     rpeaks.npy    int32   [N, K]       R peaks at target_fs, padded with -1
     ok.npy        bool    [N]          False for subjects that could not be read
     errors.csv    subject_id, column, reason  (one line per skipped subject)
@@ -20,6 +21,11 @@ change to what the cache holds rebuilds stale caches.
 A broken subject is skipped and reported; every other subject's result is kept. The cache is
 built in a temporary directory and renamed into place, so an interrupted build leaves nothing
 half-written, and a manifest edit changes the key so a stale cache is never reused.
+
+The config's geometry (ECG rate, frames, frame size, slices) enters the key. A cohort stored below it
+(fewer slices, frames or pixels, or a lower ECG rate than asked) is refused with a clear error before
+anything is built: the library never upsamples. A stack stored with more slices than asked gives the
+asked number by ``readers.cine_ops.spread_slices`` (one slice: the middle one).
 """
 
 from __future__ import annotations
@@ -41,11 +47,27 @@ from tqdm.auto import tqdm
 from .cohort import Cohort, SubjectDataError
 from .ecg_quality import assess_ecg_quality
 from .preprocess import PreprocessConfig, detect_rpeaks, preprocess_ecg, rescale_peaks, resize_cine
+from .readers.cine_ops import spread_slices
 from .rhythm import MIN_USABLE_BEATS, rhythm_summary
 
 MAX_BEATS = 40  # 10 s at 240 bpm
-#: Bumped whenever the cached arrays change for the same config (2: consensus R peaks on usable leads).
-CACHE_VERSION = 2
+#: Bumped whenever the cached arrays change for the same config (2: consensus R peaks on usable leads;
+#: 3: the cine as [N, S, T, H, W]).
+CACHE_VERSION = 3
+
+
+def check_cohort_geometry(cohort: Cohort, config: PreprocessConfig) -> None:
+    """A clear error when ``cohort`` is stored below the geometry ``config`` asks for (never upsampled)."""
+    stored = {"ecg_hz": (cohort.sampling_rate, config.target_fs, "Hz ECG"),
+              "slices": (cohort.n_slices, config.n_slices, "short-axis slice(s)"),
+              "frames": (cohort.n_frames, config.n_frames, "cine frames"),
+              "image_size": (cohort.image_size, config.image_size, "pixel frames")}
+    short = [f"{have:g} {what} where {want:g} are asked (--{name.replace('_', '-')})"
+             for name, (have, want, what) in stored.items() if have < want]
+    if short:
+        raise ValueError(f"{cohort.manifest_path} is stored below the input geometry asked for: "
+                         f"{'; '.join(short)}. The library does not upsample: ask for the stored geometry "
+                         "(e.g. --geometry demo, or the overrides) or prepare the cohort again at the larger one")
 
 
 class PreprocessingNotice(UserWarning):
@@ -90,6 +112,7 @@ class PreprocessedCohort:
     def build_or_load(cls, cohort: Cohort, config: PreprocessConfig = PreprocessConfig(),
                       progress: bool = True) -> "PreprocessedCohort":
         """Return the cohort's cache for ``config``, building it first if it does not exist."""
+        check_cohort_geometry(cohort, config)
         root = cohort.root / "cache" / f"prep-{cache_key(cohort, config)}"
         if (root / "meta.json").exists():
             return cls.load(root)
@@ -129,7 +152,8 @@ def build_cache(cohort: Cohort, config: PreprocessConfig, root: Path, progress: 
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root.parent))
     ecg = open_memmap(tmp / "ecg.npy", mode="w+", dtype=np.float32, shape=(n, 12, length))
     cmr = open_memmap(tmp / "cmr.npy", mode="w+", dtype=np.uint8,
-                      shape=(n, config.n_frames, config.image_size, config.image_size))
+                      shape=(n, config.n_slices, config.n_frames, config.image_size, config.image_size))
+    slices = spread_slices(cohort.n_slices, config.n_slices)
     rpeaks = np.full((n, MAX_BEATS), -1, dtype=np.int32)
     ok = np.zeros(n, dtype=bool)
     errors: list[dict[str, str]] = []
@@ -151,7 +175,7 @@ def build_cache(cohort: Cohort, config: PreprocessConfig, root: Path, progress: 
             peaks = rescale_peaks(found, fs, config.target_fs)
             if len(peaks) < 2:
                 raise SubjectDataError(f"subject {sid}: fewer than 2 R peaks detected")
-            frames = resize_cine(cohort.cmr(i), config.n_frames, config.image_size)
+            frames = resize_cine(cohort.cine_stack(i)[slices], config.n_frames, config.image_size)
         except (SubjectDataError, ValueError, OSError) as err:
             errors.append({"subject_id": sid, "reason": str(err)})
             continue

@@ -97,9 +97,11 @@ class Cohort:
         if store is not None:
             self.sampling_rate = float(store.meta.sampling_rate)
             self.n_frames, self.image_size = store.meta.n_frames, int(store.meta.image_size[0])
-        else:  # a manifest of plain files is read on the default geometry (schema.py)
+            self.n_slices = int(store.meta.n_slices)
+        else:  # a manifest of plain files is read on the default geometry (schema.py), one slice
             self.sampling_rate = float(DEFAULT_SAMPLING_RATE)
             self.n_frames, self.image_size = DEFAULT_N_FRAMES, DEFAULT_IMAGE_SIZE
+            self.n_slices = 1
 
     def __len__(self) -> int:
         return len(self.table)
@@ -117,13 +119,21 @@ class Cohort:
         return np.asarray(ecg, dtype=np.float32)
 
     def cmr(self, i: int) -> np.ndarray:
-        """The cine of row ``i``: float32 ``[T, H, W]`` with intensities in [0, 1]."""
+        """The cine of row ``i``: float32 ``[T, H, W]`` (``[S, T, H, W]`` in a cohort of ``n_slices`` > 1
+        slices, base to apex) with intensities in [0, 1]."""
         cmr = self._load(i, "cmr_path")
-        if cmr.ndim != 3:
-            raise self._error(i, "cmr_path", f"CMR has shape {cmr.shape}, expected [T, H, W]")
+        expected = 3 if self.n_slices == 1 else 4
+        if cmr.ndim != expected:
+            raise self._error(i, "cmr_path", f"CMR has shape {cmr.shape}, expected "
+                                             f"[{'T, H, W' if expected == 3 else 'S, T, H, W'}]")
         if cmr.dtype == np.uint8:
             return cmr.astype(np.float32) / 255.0
         return np.asarray(cmr, dtype=np.float32)
+
+    def cine_stack(self, i: int) -> np.ndarray:
+        """The cine of row ``i`` as float32 ``[S, T, H, W]`` (``S = n_slices``, 1 for a single-slice cohort)."""
+        cine = self.cmr(i)
+        return cine[None] if cine.ndim == 3 else cine
 
     def extra(self, name: str, i: int) -> np.ndarray | None:
         """A per-subject extra array of the store (e.g. ``volumes``, ``rpeaks``), or None."""
@@ -206,7 +216,7 @@ def _check_array_refs(table: pd.DataFrame, store: ArrayStore | None, manifest: P
                                 f"index into the array store (0..{n - 1})")
         shape = (store.ecg if kind == "ecg" else store.cmr).shape[1:]
         meta = store.meta
-        expected = (len(meta.leads), meta.n_samples) if kind == "ecg" else (meta.n_frames, *meta.image_size)
+        expected = (len(meta.leads), meta.n_samples) if kind == "ecg" else meta.cine_shape
         if len(meta.leads) != len(LEADS) or tuple(shape) != tuple(expected):
             raise ManifestError(f"array store {store.root}: {kind} arrays have shape {tuple(shape)}, "
                                 f"expected {tuple(expected)} with {len(LEADS)} leads")

@@ -15,7 +15,7 @@ from .preprocess import PreprocessConfig
 
 
 class PTACLDataset(Dataset):
-    """Per subject: preprocessed ECG, cine in [0, 1], R peaks, phenotypes, subject id.
+    """Per subject: preprocessed ECG ``[12, L]``, cine ``[S, T, H, W]`` in [0, 1], R peaks, phenotypes, subject id.
 
     Subjects that failed preprocessing are left out (with a warning naming how many); the
     rest of the split is served from the memory-mapped cache.

@@ -18,6 +18,10 @@ Per subject (in worker processes):
   (``too_few_beats`` below ``rhythm.MIN_USABLE_BEATS`` usable beats). The summary counts them.
 - Cine: the mid-ventricular slice (or ``slice_index``), heart crop (``readers.cine_ops``),
   ``n_frames`` frames over the cycle, ``image_size`` pixels, intensities in [0, 1] -> uint8.
+  With ``slices`` = N > 1: N slices spread over the stack by slice position
+  (``readers.cine_ops.spread_slices``: the centre slice of each of N equal runs of the sorted stack),
+  all cropped round the middle slice's heart centre and scaled to [0, 1] together; the store then
+  holds ``[N, n_frames, image_size, image_size]`` per subject.
 
 The main process writes rows into a preallocated memory-mapped store (row = the subject's
 position in the sorted list of subjects that have both files), so memory stays flat as the
@@ -61,7 +65,16 @@ from tqdm.auto import tqdm
 from ..atomic import replacing
 from .cohort import STORE_DIR
 from .ecg_quality import assess_ecg_quality
-from .readers import ECG_SUFFIXES, ReaderError, read_cine, read_ecg, read_idp_csv, standardise_cine
+from .readers import (
+    ECG_SUFFIXES,
+    ReaderError,
+    read_cine,
+    read_cine_slices,
+    read_ecg,
+    read_idp_csv,
+    standardise_cine,
+    standardise_stack,
+)
 from .rhythm import rhythm_summary
 from .schema import (
     ARRAY_PREFIX,
@@ -105,7 +118,9 @@ class PrepareSettings:
                                                     metavar=("TRAIN", "VAL", "TEST"))
     min_frames: int = _option(10, "fewer cine frames than this: subject skipped")
     crop_mm: float = _option(140.0, "side of the heart crop in mm")
-    slice_index: int | None = _option(None, "short-axis slice (default: mid-ventricular)")
+    slice_index: int | None = _option(None, "short-axis slice (default: mid-ventricular); only with --slices 1")
+    slices: int = _option(1, "short-axis slices kept, spread from one end of the stack to the other by slice "
+                             "position (readers.cine_ops.spread_slices); 1: the mid slice or --slice-index")
     instance: int = _option(2, "UKB instance (2 = first imaging visit)")
     min_ecg_quality: float = _option(0.5, "ECG quality score (0-1, ptacl_lib.data.ecg_quality) below which a "
                                           "subject is skipped (reason ecg_quality); 0 keeps every subject, "
@@ -114,6 +129,17 @@ class PrepareSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "fractions", tuple(float(f) for f in self.fractions))
         object.__setattr__(self, "sampling_rate", float(self.sampling_rate))
+        if self.slices < 1:
+            raise ValueError(f"slices must be >= 1, got {self.slices}")
+        if self.slices > 1 and self.slice_index is not None:
+            raise ValueError("slice_index picks one slice; it cannot be combined with slices > 1")
+
+    def record(self) -> dict[str, Any]:
+        """The settings as saved for resumption (``slices`` only when > 1, so folders prepared before it resume)."""
+        saved = asdict(self)
+        if saved["slices"] == 1:
+            del saved["slices"]
+        return saved
 
     @property
     def n_samples(self) -> int:
@@ -277,15 +303,21 @@ def load_subject(task: SubjectTask, settings: PrepareSettings) -> SubjectArrays 
                               f"(flags: {';'.join(quality.flags) or 'none'}; noise {quality.noise_level:.2f})")
         rhythm = rhythm_summary(quality.rpeaks, settings.sampling_rate)
         current = task.cmr
-        cine = read_cine(task.cmr, slice_index=settings.slice_index, min_frames=settings.min_frames)
-        frames = standardise_cine(cine, settings.n_frames, settings.image_size, settings.crop_mm)
+        if settings.slices == 1:
+            cines = [read_cine(task.cmr, slice_index=settings.slice_index, min_frames=settings.min_frames)]
+            frames = standardise_cine(cines[0], settings.n_frames, settings.image_size, settings.crop_mm)
+        else:
+            cines = read_cine_slices(task.cmr, settings.slices, min_frames=settings.min_frames)
+            frames = standardise_stack(cines, settings.n_frames, settings.image_size, settings.crop_mm)
     except ReaderError as err:
         return SubjectFailure(task.subject_id, str(current), err.reason, err.detail)
     except Exception as err:  # noqa: BLE001 - one odd file must not stop the cohort; it is reported
         return SubjectFailure(task.subject_id, str(current), "unreadable", f"{type(err).__name__}: {err}")
     columns = {"heart_rate": record.meta.get("intervals", {}).get("VentricularRate", np.nan),
                "ecg_source": str(task.ecg), "cmr_source": str(task.cmr),
-               "cmr_slice_location": cine.slice_location, **quality.columns(), **rhythm.columns()}
+               "cmr_slice_location": cines[len(cines) // 2].slice_location, **quality.columns(), **rhythm.columns()}
+    if len(cines) > 1:
+        columns["cmr_slice_locations"] = ";".join(f"{c.slice_location:g}" for c in cines)
     cmr = np.clip(np.rint(frames * 255.0), 0, 255).astype(np.uint8)
     return SubjectArrays(task, ecg.astype(np.float32), cmr, columns)
 
@@ -304,7 +336,7 @@ class _Progress:
         """Record a new plan, or check it matches the earlier one; True when resuming."""
         planned = pd.DataFrame({"subject_id": [t.subject_id for t in plan], "row": [t.row for t in plan],
                                 "ecg": [str(t.ecg) for t in plan], "cmr": [str(t.cmr) for t in plan]})
-        wanted = json.dumps(asdict(settings), sort_keys=True)
+        wanted = json.dumps(settings.record(), sort_keys=True)
         if self.plan_path.exists() and self.settings_path.exists():
             earlier = pd.read_csv(self.plan_path, dtype=str)
             if self.settings_path.read_text() != wanted:
@@ -467,7 +499,7 @@ def prepare_ukb(ecg_dir: str | Path, cmr_dir: str | Path, idp_csv: str | Path, o
     state = _Progress(out_dir)
     resuming = state.start(plan, settings)
     meta = StoreMeta(n_subjects=len(plan), sampling_rate=settings.sampling_rate, n_samples=settings.n_samples,
-                     n_frames=n_frames, image_size=(image_size, image_size),
+                     n_frames=n_frames, image_size=(image_size, image_size), n_slices=settings.slices,
                      attrs={"source": "prepare-ukb", **asdict(settings)})
     writer = _open_store(out_dir / STORE_DIR, meta, resuming)
     done = state.done_offsets()

@@ -11,23 +11,51 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import signal
 
+from ..geometry import Geometry
 from .readers.records import resample_ecg
+
+
+#: Below this ECG rate the band's upper edge stays at ``DEMO_LOWPASS_HZ``; from it up, ``ecg_lowpass_hz``
+#: keeps the QRS's high-frequency content (notches, slurs) up to 150 Hz, the diagnostic ECG band.
+WIDE_BAND_MIN_FS = 250
+DEMO_LOWPASS_HZ = 40.0
+DIAGNOSTIC_LOWPASS_HZ = 150.0
+
+
+def ecg_lowpass_hz(fs: float) -> float:
+    """The band's upper edge at ECG rate ``fs``: 40 Hz below ``WIDE_BAND_MIN_FS`` (it also removes mains hum),
+    else min(150 Hz, 0.45 fs) (mains hum is then notched: ``PreprocessConfig.notch_hz``)."""
+    return DEMO_LOWPASS_HZ if fs < WIDE_BAND_MIN_FS else min(DIAGNOSTIC_LOWPASS_HZ, 0.45 * float(fs))
 
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """What the models see. Defaults are sized for CPU training on the synthetic cohort."""
+    """What the models see. Defaults are the ``demo`` geometry (``ptacl_lib.geometry``), sized for CPU
+    training on the synthetic cohort; ``for_geometry`` builds any other."""
 
     target_fs: int = 100          # ECG sampling rate after resampling (Hz)
     highpass_hz: float = 0.5      # baseline-wander removal
-    lowpass_hz: float = 40.0      # upper band edge; also removes mains hum
+    lowpass_hz: float = 40.0      # upper band edge (``ecg_lowpass_hz``); 40 Hz also removes mains hum
     n_frames: int = 25            # cine frames kept per cycle (uniformly subsampled)
     image_size: int = 32          # cine frame side after area resampling
     rpeak_method: str = "consensus"  # or any one method of ``neurokit2.ecg_peaks``
+    n_slices: int = 1             # short-axis slices, base to apex (``readers.cine_ops.spread_slices``)
+    notch_hz: float = 50.0        # mains frequency, notched (with its harmonics) where the band reaches it
 
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly form (stored in run configs and cache keys)."""
         return asdict(self)
+
+    @classmethod
+    def for_geometry(cls, geometry: Geometry) -> "PreprocessConfig":
+        """The preprocessing of an input geometry; the ``demo`` geometry gives the defaults."""
+        return cls(target_fs=geometry.ecg_hz, lowpass_hz=ecg_lowpass_hz(geometry.ecg_hz), n_frames=geometry.frames,
+                   image_size=geometry.image_size, n_slices=geometry.slices)
+
+    @property
+    def geometry(self) -> Geometry:
+        """The geometry fields of this config (named ``custom``: the preset name is not stored here)."""
+        return Geometry("custom", self.target_fs, self.n_frames, self.image_size, self.n_slices)
 
 
 def bandpass(ecg: np.ndarray, fs: float, low_hz: float, high_hz: float) -> np.ndarray:
@@ -36,8 +64,18 @@ def bandpass(ecg: np.ndarray, fs: float, low_hz: float, high_hz: float) -> np.nd
     return signal.sosfiltfilt(sos, ecg, axis=-1).astype(np.float32)
 
 
+def notch_mains(ecg: np.ndarray, fs: float, mains_hz: float, upper_hz: float) -> np.ndarray:
+    """Zero-phase notches (Q 30) at ``mains_hz`` and its harmonics below ``upper_hz`` and Nyquist."""
+    out = ecg
+    for f0 in np.arange(mains_hz, min(upper_hz, 0.5 * fs), mains_hz):
+        b, a = signal.iirnotch(f0, 30.0, fs=fs)
+        out = signal.filtfilt(b, a, out, axis=-1)
+    return np.asarray(out, dtype=np.float32)
+
+
 def preprocess_ecg(ecg: np.ndarray, fs: float, config: PreprocessConfig) -> np.ndarray:
-    """Band-pass then resample a ``[12, S]`` ECG (mV) to ``config.target_fs``.
+    """Band-pass (and notch mains hum where the band reaches it), then resample a ``[12, S]`` ECG (mV)
+    to ``config.target_fs``.
 
     Per-lead amplitude normalisation is applied afterwards with cohort-level statistics
     (see ``cache.LeadScaler``) so that between-subject voltage differences, which carry
@@ -45,7 +83,10 @@ def preprocess_ecg(ecg: np.ndarray, fs: float, config: PreprocessConfig) -> np.n
     """
     if not np.isfinite(ecg).all():
         raise ValueError("ECG contains NaN or infinite samples")
-    return resample_ecg(bandpass(ecg, fs, config.highpass_hz, config.lowpass_hz), fs, config.target_fs)
+    filtered = bandpass(ecg, fs, config.highpass_hz, config.lowpass_hz)
+    if config.notch_hz and config.lowpass_hz > config.notch_hz:
+        filtered = notch_mains(filtered, fs, config.notch_hz, config.lowpass_hz)
+    return resample_ecg(filtered, fs, config.target_fs)
 
 
 #: The detectors the consensus polls (``neurokit2.ecg_peaks`` methods), chosen on the benchmark
@@ -183,19 +224,26 @@ def rescale_peaks(peaks: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
 def resize_cine(cine: np.ndarray, n_frames: int, image_size: int) -> np.ndarray:
     """Uniformly subsample frames over the cycle and area-resample each to ``image_size``², in [0, 1].
 
+    ``cine`` is one slice ``[T, H, W]`` or a stack ``[S, T, H, W]`` (the result has the same rank); a stack
+    is min-max normalised as a whole, so that slices keep their relative brightness.
     Frame ``k`` of the result still shows cardiac phase ``k / n_frames`` when the input frames are
     evenly spaced over one RR interval starting at the R peak.
     """
     import torch  # here, so that prepare-ukb's readers and quality checks run without torch
     import torch.nn.functional as F
 
-    t = cine.shape[0]
+    t = cine.shape[-3]
     if n_frames > t:
         raise ValueError(f"cine has {t} frames, fewer than the {n_frames} requested")
+    if image_size > min(cine.shape[-2:]):
+        raise ValueError(f"cine frames are {cine.shape[-2]}x{cine.shape[-1]} pixels, smaller than the {image_size} "
+                         "requested (no upsampling)")
     keep = np.floor(np.arange(n_frames) * t / n_frames).astype(np.int64)
-    frames = torch.from_numpy(np.ascontiguousarray(cine[keep], dtype=np.float32))[:, None]
+    frames = torch.from_numpy(np.ascontiguousarray(cine[..., keep, :, :], dtype=np.float32))
+    lead = frames.shape[:-2]
+    frames = frames.reshape(-1, 1, *frames.shape[-2:])
     if frames.shape[-1] != image_size or frames.shape[-2] != image_size:
         frames = F.interpolate(frames, size=(image_size, image_size), mode="area")
-    frames = frames[:, 0].numpy()
+    frames = frames.reshape(*lead, image_size, image_size).numpy()
     lo, hi = float(frames.min()), float(frames.max())
     return (frames - lo) / (hi - lo) if hi > lo else np.zeros_like(frames)

@@ -5,7 +5,8 @@ Layout of a cohort directory::
     manifest.csv          one row per subject (see ``schema``); ecg_path/cmr_path = "array:INDEX"
     arrays/store.json     metadata: sampling_rate, n_samples, n_frames, image_size, leads, extras
     arrays/ecg.npy        float32 [N, 12, n_samples], millivolts
-    arrays/cmr.npy        uint8   [N, T, H, W], intensity * 255
+    arrays/cmr.npy        uint8   [N, T, H, W], intensity * 255; [N, S, T, H, W] with S > 1 short-axis
+                          slices (base to apex)
     arrays/<extra>.npy    optional per-subject arrays [N, ...] (e.g. volumes, true R peaks)
 
 Rows are written in place through ``numpy.lib.format.open_memmap``, so a writer never holds
@@ -41,6 +42,13 @@ class StoreMeta:
     leads: tuple[str, ...] = LEADS
     extras: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"shape": [...], "dtype": str}
     attrs: dict[str, Any] = field(default_factory=dict)  # free-form provenance (generator version, seed, ...)
+    n_slices: int = 1  # short-axis slices per cine; 1: cmr.npy is [N, T, H, W] (as every store before slices)
+
+    @property
+    def cine_shape(self) -> tuple[int, ...]:
+        """One subject's cine in ``cmr.npy``: ``(T, H, W)``, or ``(S, T, H, W)`` with several slices."""
+        slices = (self.n_slices,) if self.n_slices > 1 else ()
+        return (*slices, self.n_frames, *tuple(self.image_size))
 
 
 class ArrayStoreWriter:
@@ -51,11 +59,11 @@ class ArrayStoreWriter:
         self.root.mkdir(parents=True, exist_ok=True)
         self.meta = meta
         mode = "w+" if overwrite or not (self.root / ECG_FILE).exists() else "r+"
-        n, h_w = meta.n_subjects, tuple(meta.image_size)
+        n = meta.n_subjects
         self.ecg = open_memmap(self.root / ECG_FILE, mode=mode, dtype=np.float32,
                                shape=(n, len(meta.leads), meta.n_samples))
         self.cmr = open_memmap(self.root / CMR_FILE, mode=mode, dtype=np.uint8,
-                               shape=(n, meta.n_frames, *h_w))
+                               shape=(n, *meta.cine_shape))
         self.extras = {
             name: open_memmap(self.root / f"{name}.npy", mode=mode, dtype=np.dtype(spec["dtype"]),
                               shape=(n, *spec["shape"]))

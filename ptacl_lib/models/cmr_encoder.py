@@ -1,4 +1,9 @@
-"""CMR encoder: a small CNN applied to every cine frame, then a temporal transformer across frames."""
+"""CMR encoder: a small CNN applied to every cine frame, then a temporal transformer across frames.
+
+A frame of a multi-slice cine is its ``S`` short-axis slices (base to apex) at one cardiac phase; the
+frame CNN reads them as ``S`` input channels, so the encoder still yields one token per frame (phase)
+and the local loss is unchanged. With ``S = 1`` this is the single-slice encoder exactly.
+"""
 
 from __future__ import annotations
 
@@ -28,12 +33,12 @@ class FrameCNN(nn.Module):
     invariant to batch order and identical across data-parallel ranks.
     """
 
-    def __init__(self, channels: tuple[int, ...], dim: int, first_stride: int = 2) -> None:
+    def __init__(self, channels: tuple[int, ...], dim: int, first_stride: int = 2, slices: int = 1) -> None:
         super().__init__()
         if first_stride not in (2, 4):
             raise ValueError(f"the frame CNN's first stride is 2 or 4, got {first_stride}")
         blocks: list[nn.Module] = []
-        in_ch = 1
+        in_ch = slices
         for i, out_ch in enumerate(channels):
             if i == 0 and first_stride == 4:
                 conv = nn.Conv2d(in_ch, out_ch, 4, stride=4)
@@ -51,27 +56,31 @@ class FrameCNN(nn.Module):
         self.channels_last = True
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """``[M, 1, H, W]`` -> ``[M, dim]``."""
+        """``[M, slices, H, W]`` -> ``[M, dim]``."""
         if self.channels_last:
             frames = frames.contiguous(memory_format=torch.channels_last)
         return self.proj(self.features(frames).mean(dim=(-2, -1)))
 
 
 class CMREncoder(nn.Module):
-    """``[B, T, H, W]`` cine in [0, 1] -> per-frame tokens and their mean."""
+    """``[B, S, T, H, W]`` cine in [0, 1] (``[B, T, H, W]`` when ``slices`` is 1) -> per-frame tokens and their mean."""
 
     def __init__(self, channels: tuple[int, ...], dim: int, depth: int, heads: int,
-                 mlp_ratio: float = 2.0, dropout: float = 0.0, first_stride: int = 2) -> None:
+                 mlp_ratio: float = 2.0, dropout: float = 0.0, first_stride: int = 2, slices: int = 1) -> None:
         super().__init__()
-        self.dim = dim
-        self.frame_encoder = FrameCNN(channels, dim, first_stride)
+        self.dim, self.slices = dim, slices
+        self.frame_encoder = FrameCNN(channels, dim, first_stride, slices)
         self.transformer = transformer_stack(dim, depth, heads, mlp_ratio, dropout)
 
     def forward(self, cmr: torch.Tensor) -> CMREncoderOutput:
-        if cmr.ndim != 4:
-            raise ValueError(f"CMR batch must be [B, T, H, W], got {tuple(cmr.shape)}")
-        b, t, h, w = cmr.shape
-        frames = self.frame_encoder(cmr.reshape(b * t, 1, h, w)).reshape(b, t, self.dim)
+        if cmr.ndim == 4 and self.slices == 1:
+            cmr = cmr[:, None]
+        if cmr.ndim != 5 or cmr.shape[1] != self.slices:
+            raise ValueError(f"CMR batch must be [B, {self.slices}, T, H, W] ({self.slices} slice(s)), "
+                             f"got {tuple(cmr.shape)}")
+        b, s, t, h, w = cmr.shape
+        frames = cmr.transpose(1, 2).reshape(b * t, s, h, w)
+        frames = self.frame_encoder(frames).reshape(b, t, self.dim)
         positions = sinusoidal_positions(t, self.dim, cmr.device).to(frames.dtype)
         tokens = self.transformer(frames + positions)
         return CMREncoderOutput(tokens.mean(dim=1), tokens)

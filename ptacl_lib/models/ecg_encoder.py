@@ -20,10 +20,11 @@ class ECGEncoderOutput:
 
 
 #: Kernel of the stem's first convolution, in samples (50 ms at the default 100 Hz): about a QRS half-width.
+#: ``ModelConfig.ecg_stem_kernel`` gives it at other rates.
 STEM_KERNEL = 5
 
 
-def patch_embedding(leads: int, patch: int, dim: int, stem: int) -> nn.Module:
+def patch_embedding(leads: int, patch: int, dim: int, stem: int, stem_kernel: int = STEM_KERNEL) -> nn.Module:
     """``[B, leads, L]`` -> ``[B, dim, L // patch]``: a strided convolution, after a ``stem``-channel convolution.
 
     ``stem = 0`` is the plain linear patchify of a ViT. A convolutional stem before the patches
@@ -34,7 +35,7 @@ def patch_embedding(leads: int, patch: int, dim: int, stem: int) -> nn.Module:
     patchify = nn.Conv1d(stem if stem > 0 else leads, dim, kernel_size=patch, stride=patch)
     if stem <= 0:
         return patchify
-    return nn.Sequential(nn.Conv1d(leads, stem, STEM_KERNEL, padding=STEM_KERNEL // 2), nn.GELU(), patchify)
+    return nn.Sequential(nn.Conv1d(leads, stem, stem_kernel, padding=stem_kernel // 2), nn.GELU(), patchify)
 
 
 class ECGEncoder(nn.Module):
@@ -45,10 +46,10 @@ class ECGEncoder(nn.Module):
     """
 
     def __init__(self, leads: int, patch: int, dim: int, depth: int, heads: int,
-                 mlp_ratio: float = 2.0, dropout: float = 0.0, stem: int = 0) -> None:
+                 mlp_ratio: float = 2.0, dropout: float = 0.0, stem: int = 0, stem_kernel: int = STEM_KERNEL) -> None:
         super().__init__()
         self.leads, self.patch, self.dim = leads, patch, dim
-        self.patchify = patch_embedding(leads, patch, dim, stem)
+        self.patchify = patch_embedding(leads, patch, dim, stem, stem_kernel)
         self.transformer = transformer_stack(dim, depth, heads, mlp_ratio, dropout)
 
     def embed_patches(self, ecg: torch.Tensor) -> torch.Tensor:

@@ -19,20 +19,27 @@ from .phase_pooling import PHASE_POOLERS
 class ModelConfig:
     """Encoder sizes. Use ``ModelConfig.preset("small" | "base")``.
 
+    The ECG's stem kernel and patch are set in milliseconds (``ecg_stem_ms``, ``ecg_patch_ms``) and turned
+    into samples at ``ecg_hz``, so a token covers 100 ms at 100, 250 or 500 Hz; the frame CNN reads the
+    ``cmr_slices`` short-axis slices of a frame as its input channels. ``at_geometry`` sets both from an
+    input geometry (``ptacl_lib.geometry``); the presets hold the ``demo`` geometry's values.
+
     ``small`` (the default, CPU demo; ~0.2 M parameters): a 32-channel convolutional ECG stem, then
-    patches of 10 samples at 100 Hz, so a 10 s recording gives 100 tokens of width 64, 3 layers,
+    patches of 100 ms (10 samples at 100 Hz), so a 10 s recording gives 100 tokens of width 64, 3 layers,
     4 heads; CMR CNN with 16/32/64 channels on 32x32 frames, its first stage reading 4x4 patches (1.7x
     faster steps on a CPU than a 3x3 stride-2 first stage), 2 temporal layers of width 64; shared space 64.
     Measured step times are in ``benchmarks/RESULTS.md``.
 
     ``base`` (paper-like, for a GPU; ~116 M parameters): ViT-B-like ECG transformer (the same stem,
-    width 768, 12 layers, 12 heads, patch 10 samples -> 100 tokens), CMR CNN with 64/128/256/512 channels (3x3
+    width 768, 12 layers, 12 heads, patch 100 ms -> 100 tokens), CMR CNN with 64/128/256/512 channels (3x3
     stride-2 stages only) and a 4-layer temporal transformer of width 768, shared space 256, dropout 0.1.
     """
 
     ecg_leads: int = 12
     ecg_stem: int = 32  # channels of the ECG's convolutional stem; 0: a linear patchify (runs before 2026-11-29)
-    ecg_patch: int = 10
+    ecg_hz: int = 100  # the ECG rate the model reads (the input geometry's)
+    ecg_patch_ms: float = 100.0  # one token's width
+    ecg_stem_ms: float = 50.0  # the stem's kernel: about a QRS half-width
     ecg_dim: int = 64
     ecg_depth: int = 3
     ecg_heads: int = 4
@@ -46,6 +53,21 @@ class ModelConfig:
     embed_dim: int = 64
     head_hidden: int = 0  # 0: linear projection heads
     phase_pooling: str = "beat_nearest_frame"
+    cmr_slices: int = 1  # short-axis slices per frame: the frame CNN's input channels
+
+    @property
+    def ecg_patch(self) -> int:
+        """Samples per ECG token at ``ecg_hz``."""
+        return max(1, int(round(self.ecg_patch_ms * self.ecg_hz / 1000.0)))
+
+    @property
+    def ecg_stem_kernel(self) -> int:
+        """The stem's kernel in samples at ``ecg_hz``: odd, so the stem keeps the signal's length."""
+        return 2 * int(round((self.ecg_stem_ms * self.ecg_hz / 1000.0 - 1.0) / 2.0)) + 1
+
+    def at_geometry(self, ecg_hz: int, slices: int) -> "ModelConfig":
+        """This config for an input geometry's ECG rate and slice count."""
+        return dataclasses.replace(self, ecg_hz=int(ecg_hz), cmr_slices=int(slices))
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "ModelConfig":
@@ -79,9 +101,9 @@ class PTACLModel(nn.Module):
             raise ValueError(f"unknown phase pooling {cfg.phase_pooling!r}; choose from {sorted(PHASE_POOLERS)}")
         self.config = cfg
         self.ecg_encoder = ECGEncoder(cfg.ecg_leads, cfg.ecg_patch, cfg.ecg_dim, cfg.ecg_depth, cfg.ecg_heads,
-                                      cfg.mlp_ratio, cfg.dropout, cfg.ecg_stem)
+                                      cfg.mlp_ratio, cfg.dropout, cfg.ecg_stem, cfg.ecg_stem_kernel)
         self.cmr_encoder = CMREncoder(cfg.cmr_channels, cfg.cmr_dim, cfg.cmr_depth, cfg.cmr_heads,
-                                      cfg.mlp_ratio, cfg.dropout, cfg.cmr_first_stride)
+                                      cfg.mlp_ratio, cfg.dropout, cfg.cmr_first_stride, cfg.cmr_slices)
         self.ecg_head = ProjectionHead(cfg.ecg_dim, cfg.embed_dim, cfg.head_hidden)
         self.cmr_head = ProjectionHead(cfg.cmr_dim, cfg.embed_dim, cfg.head_hidden)
         self.phase_pool = PHASE_POOLERS[cfg.phase_pooling]

@@ -21,7 +21,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from .cine_ops import crop_heart, pick_slice
+from .cine_ops import crop_heart, pick_slice, spread_slices
 from .records import CineRecord, ReaderError
 
 
@@ -47,8 +47,23 @@ def read_cine_dicom(path: str | Path, *, slice_index: int | None = None, min_fra
     """
     path = Path(path)
     stacks = _group_by_position(path, _frames(path))
+    record = _slice_record(path, stacks, pick_slice(len(stacks), slice_index, path), min_frames)
+    return record if image_size is None else crop_heart(record, image_size, crop_mm)
+
+
+def read_cine_dicom_slices(path: str | Path, n_slices: int, *, min_frames: int = 10) -> list[CineRecord]:
+    """``n_slices`` slices of a cine stack spread from one end of the stack to the other
+    (``cine_ops.spread_slices``, in position order), each float32 [T, H, W]; the headers are read once."""
+    path = Path(path)
+    stacks = _group_by_position(path, _frames(path))
+    if n_slices > len(stacks):
+        raise ReaderError(path, "bad_metadata", f"{n_slices} slices requested, stack has {len(stacks)} slices")
+    return [_slice_record(path, stacks, int(i), min_frames) for i in spread_slices(len(stacks), n_slices)]
+
+
+def _slice_record(path: Path, stacks: dict[float, list[_Frame]], chosen: int, min_frames: int) -> CineRecord:
+    """The ``chosen``-th slice (in position order) of a grouped stack, as a ``CineRecord``."""
     positions = sorted(stacks)
-    chosen = pick_slice(len(positions), slice_index, path)
     frames = _ordered_frames(path, stacks[positions[chosen]], min_frames)
     pixels = [_pixels(path, frame) for frame in frames]
     if len({p.shape for p in pixels}) > 1:
@@ -62,11 +77,10 @@ def read_cine_dicom(path: str | Path, *, slice_index: int | None = None, min_fra
     step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
     cycle = nominal if nominal > times[-1] - times[0] + 0.5 * step else times[-1] - times[0] + step
     location = float(first.SliceLocation) if "SliceLocation" in first else positions[chosen]
-    record = CineRecord(frames=images, frame_times=times, cycle_ms=cycle, pixel_spacing=(spacing[0], spacing[1]),
-                        slice_location=location, slice_index=chosen, n_slices=len(positions), source=str(path),
-                        meta={"series_description": str(first.get("SeriesDescription", "")),
-                              "files": [f.name for f in frames]})
-    return record if image_size is None else crop_heart(record, image_size, crop_mm)
+    return CineRecord(frames=images, frame_times=times, cycle_ms=cycle, pixel_spacing=(spacing[0], spacing[1]),
+                      slice_location=location, slice_index=chosen, n_slices=len(positions), source=str(path),
+                      meta={"series_description": str(first.get("SeriesDescription", "")),
+                            "files": [f.name for f in frames]})
 
 
 def _members(path: Path) -> list[tuple[str, Callable[[], bytes]]]:

@@ -29,6 +29,19 @@ def pick_slice(n_slices: int, slice_index: int | None, source: str | Path) -> in
     return chosen % n_slices
 
 
+def spread_slices(n_stack: int, n_wanted: int) -> np.ndarray:
+    """Indices of ``n_wanted`` slices spread from base to apex over a stack of ``n_stack`` sorted slices.
+
+    The rule (documented choice): cut the stack into ``n_wanted`` equal runs of slices and take the
+    slice at the centre of each run, ``floor((k + 0.5) * n_stack / n_wanted)``. One slice is the
+    stack's middle (``pick_slice``'s default); 3 of a 10-slice UKB stack are slices 1, 5 and 8: basal,
+    mid and apical, clear of the outflow tract at slice 0 and of the apex cap at slice 9.
+    """
+    if n_wanted < 1 or n_wanted > n_stack:
+        raise ValueError(f"{n_wanted} slices requested, the stack has {n_stack}")
+    return np.floor((np.arange(n_wanted) + 0.5) * n_stack / n_wanted).astype(np.int64)
+
+
 def heart_centre(frames: np.ndarray, pixel_spacing: tuple[float, float], sigma_mm: float = 15.0) -> tuple[int, int]:
     """(row, column) of the largest smoothed temporal intensity variation of [T, H, W] frames."""
     motion = frames.std(axis=0, dtype=np.float64)
@@ -37,10 +50,12 @@ def heart_centre(frames: np.ndarray, pixel_spacing: tuple[float, float], sigma_m
     return int(row), int(col)
 
 
-def crop_heart(record: CineRecord, image_size: int, crop_mm: float = 140.0, sigma_mm: float = 15.0) -> CineRecord:
-    """A ``crop_mm`` square around the heart (module rule), resampled to ``image_size`` x ``image_size``."""
+def crop_heart(record: CineRecord, image_size: int, crop_mm: float = 140.0, sigma_mm: float = 15.0,
+               centre: tuple[int, int] | None = None) -> CineRecord:
+    """A ``crop_mm`` square around the heart (module rule, or the given (row, column) ``centre``),
+    resampled to ``image_size`` x ``image_size``."""
     frames = record.frames
-    row, col = heart_centre(frames, record.pixel_spacing, sigma_mm)
+    row, col = centre if centre is not None else heart_centre(frames, record.pixel_spacing, sigma_mm)
     half = [max(1, int(round(crop_mm / 2 / spacing))) for spacing in record.pixel_spacing]
     fill = float(frames.min())
     padded = np.pad(frames, ((0, 0), (half[0], half[0]), (half[1], half[1])), constant_values=fill)
@@ -82,3 +97,20 @@ def standardise_cine(record: CineRecord, n_frames: int, image_size: int, crop_mm
     if float(record.frames.max()) <= float(record.frames.min()):
         raise ReaderError(record.source, "corrupt_file", "cine has constant intensity")
     return to_unit_range(resample_cycle(crop_heart(record, image_size, crop_mm), n_frames).frames)
+
+
+def standardise_stack(records: list[CineRecord], n_frames: int, image_size: int,
+                      crop_mm: float = 140.0) -> np.ndarray:
+    """float32 [S, n_frames, image_size, image_size] in [0, 1] from S slices of one stack (base to apex).
+
+    Every slice is cropped round the heart centre found on the middle slice (same pixel grid: a
+    short-axis stack shares its in-plane geometry), resampled over its own cycle, and the stack is
+    scaled to [0, 1] as a whole, so that slices keep their relative brightness.
+    """
+    middle = records[len(records) // 2]
+    if float(middle.frames.max()) <= float(middle.frames.min()):
+        raise ReaderError(middle.source, "corrupt_file", "cine has constant intensity")
+    centre = heart_centre(middle.frames, middle.pixel_spacing)
+    stack = np.stack([resample_cycle(crop_heart(r, image_size, crop_mm, centre=centre), n_frames).frames
+                      for r in records])
+    return to_unit_range(stack)
