@@ -50,7 +50,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     from .data.synthetic import generate_cohort
 
     path = generate_cohort(args.out, n_subjects=args.n, seed=args.seed, n_frames=args.n_frames,
-                           image_size=args.image_size, progress=True)
+                           image_size=args.image_size, n_slices=args.slices, progress=True)
     print(f"cohort written: {path}")
 
 
@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="cohort directory")
     p.add_argument("--n-frames", type=int, default=DEFAULT_N_FRAMES, help="cine frames per cardiac cycle")
     p.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE, help="cine frame side in pixels")
+    p.add_argument("--slices", type=int, default=1, help="short-axis slices, base to apex (1: the mid slice)")
     p.set_defaults(func=_cmd_generate)
 
     from .data.prepare_ukb import add_prepare_arguments

@@ -193,6 +193,8 @@ def test_every_notebook_accepts_the_common_parameters() -> None:
         names = {line.split("=")[0].strip() for line in cell.source.splitlines() if "=" in line and
                  not line.lstrip().startswith("#")}
         assert {"manifest", "run_root", "device"} <= names, name
+        if name[:2] <= "06":  # the study's notebooks also take its input geometry
+            assert {"geometry", "ecg_hz", "frames", "image_size", "slices"} <= names, name
 
 
 @pytest.mark.slow

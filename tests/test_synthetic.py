@@ -287,7 +287,7 @@ def test_marginals_follow_uk_biobank_reference_ranges(cohort: tuple[pd.DataFrame
 
 def test_latents_and_version_are_recorded(tiny_cohort: Path) -> None:
     table, store = _open(tiny_cohort)
-    assert store.meta.attrs["version"] == GENERATOR_VERSION == "2.0"
+    assert store.meta.attrs["version"] == GENERATOR_VERSION == "2.1"
     assert store.meta.attrs["ecg_latents"] == list(ECG_LATENTS)
     latents = np.asarray(store.extras["ecg_latents"], dtype=np.float64)
     assert latents.shape == (len(table), len(ECG_LATENTS)) and np.isfinite(latents).all()

@@ -66,16 +66,25 @@ def plot_ecg_12lead(ecg: np.ndarray, fs: float, title: str = "") -> Figure:
 
 
 def plot_cine_montage(cine: np.ndarray, n_cols: int = 10, title: str = "") -> Figure:
-    """All frames of one cine on a grid, labelled with the frame index (phase k/T after the R peak)."""
-    t = cine.shape[0]
-    n_rows = int(np.ceil(t / n_cols))
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.4 * n_cols, 1.5 * n_rows), constrained_layout=True)
-    for k, ax in enumerate(np.atleast_1d(axes).flat):
-        ax.axis("off")
-        if k < t:
-            ax.imshow(cine[k], cmap="gray", vmin=0, vmax=1)
-            ax.set_title(f"{k}", fontsize=7)
-    fig.suptitle(title or f"Short-axis cine, {t} frames over one RR interval")
+    """All frames of one cine on a grid, labelled with the frame index (phase k/T after the R peak).
+
+    ``cine`` is ``[T, H, W]`` or, for a multi-slice cine, ``[S, T, H, W]``: then each slice (base to apex)
+    gets its own block of rows, every slice shown.
+    """
+    stack = cine[None] if cine.ndim == 3 else cine
+    n_slices, t = stack.shape[:2]
+    rows_per_slice = int(np.ceil(t / n_cols))
+    n_rows = n_slices * rows_per_slice
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.4 * n_cols, 1.5 * n_rows), constrained_layout=True,
+                             squeeze=False)
+    for s in range(n_slices):
+        for k, ax in enumerate(axes[s * rows_per_slice:(s + 1) * rows_per_slice].flat):
+            ax.axis("off")
+            if k < t:
+                ax.imshow(stack[s, k], cmap="gray", vmin=0, vmax=1)
+                ax.set_title(f"{k}" if n_slices == 1 else f"slice {s} · {k}", fontsize=7)
+    where = f"{n_slices} slices base to apex, " if n_slices > 1 else ""
+    fig.suptitle(title or f"Short-axis cine, {where}{t} frames over one RR interval")
     return fig
 
 

@@ -34,7 +34,7 @@ def plot_phase_pooling(dataset: PTACLDataset, model_config: ModelConfig, n_subje
     """One subject's lead II coloured by each token's phase bin (R peaks dotted), and how often each
     bin receives at least one token over ``n_subjects`` subjects: the model's own pooling rule."""
     batch = collate([dataset[i] for i in range(min(len(dataset), n_subjects))])
-    n_frames = batch["cmr"].shape[1]
+    n_frames = batch["cmr"].shape[-3]
     encoder = PTACLModel(model_config).ecg_encoder
     times = encoder.token_times(batch["ecg"].shape[-1] // encoder.patch)
     bins, inside = token_phase_bins(times, batch["rpeaks"], n_frames)

@@ -9,6 +9,14 @@ solved so the crescent's area is RV volume / RV length. A thin bright rim of epi
 surrounds the heart. Every frame is drawn at once
 from distance fields on the pixel grid, with anti-aliased edges, a textured background and
 Rician noise.
+
+Several short-axis slices (``n_slices`` > 1) are drawn from base to apex at ``slice_positions``
+along the long axis. The ventricles taper towards the apex: a slice's cross-sections (LV pool,
+myocardium, RV crescent) have ``area_profile(z)`` times the mid slice's area, a profile whose mean
+over the long axis is 1, so the volumes swept by the stack are still the latent volumes and the LV
+mass is unchanged. Every slice shares the subject's tissue intensities and background, and gets
+its own noise. One slice is the mid slice (z = 0.5), drawn with exactly the draws of a
+single-slice cohort.
 """
 
 from __future__ import annotations
@@ -30,6 +38,20 @@ _RV_WALL_CM = 0.35
 _FAT_CM = 0.3
 #: The mid-ventricular myocardial annulus stands for the whole LV over this fraction of its length.
 _MYOCARDIAL_LENGTH_FRACTION = 0.65
+#: Slices of a multi-slice stack lie evenly between these fractions of the long axis (0 base, 1 apex).
+SLICE_SPAN: tuple[float, float] = (0.2, 0.8)
+#: Linear taper of the cross-section area along the long axis: area(z) / area(mid) = 1 + TAPER (0.5 - z).
+TAPER = 1.2
+
+
+def slice_positions(n_slices: int) -> np.ndarray:
+    """Long-axis positions (0 base, 1 apex) of ``n_slices`` slices: the mid slice alone, or evenly over ``SLICE_SPAN``."""
+    return np.array([0.5]) if n_slices == 1 else np.linspace(*SLICE_SPAN, n_slices)
+
+
+def area_profile(z: np.ndarray) -> np.ndarray:
+    """Cross-section area at long-axis position ``z`` relative to the mid slice's; its mean over [0, 1] is 1."""
+    return 1.0 + TAPER * (0.5 - np.asarray(z, dtype=np.float64))
 
 
 @lru_cache(maxsize=1)
@@ -65,9 +87,10 @@ class CineGeometry:
 class CineFrames:
     """Drawn frames and the radii (cm) that drew them."""
 
-    images: np.ndarray                  # float32 [T, H, W] in [0, 1]
-    lv_endo_cm: np.ndarray              # [T]
-    lv_epi_cm: np.ndarray               # [T]
+    images: np.ndarray                  # float32 [T, H, W] in [0, 1]; [S, T, H, W] with several slices
+    lv_endo_cm: np.ndarray              # [T] at the mid slice (the stack's mean cross-section)
+    lv_epi_cm: np.ndarray               # [T] at the mid slice
+    radius_scale: np.ndarray            # [S] each slice's radii against the mid slice's, base to apex
 
 
 def cine_geometry(lat: SubjectLatent, rng: np.random.Generator, image_size: int) -> CineGeometry:
@@ -112,16 +135,19 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return (base + texture - 0.22 * lung + 0.12 * liver).astype(np.float32)
 
 
-def render_cine(lv_volume: np.ndarray, rv_volume: np.ndarray, geometry: CineGeometry,
-                rng: np.random.Generator, image_noise: float) -> CineFrames:
-    """Frames [T, H, W] for the given per-frame LV and RV volumes (mL)."""
-    size, px_cm = geometry.image_size, geometry.pixel_mm / 10.0
-    endo = np.sqrt(lv_volume / (np.pi * geometry.lv_length_cm))
-    epi = np.sqrt(endo ** 2 + geometry.myocardial_volume_ml / (np.pi * geometry.myocardial_length_cm))
-    area, scale = _crescent_table()
-    rv_semi = epi * np.interp(rv_volume / geometry.rv_length_cm / epi ** 2, area, scale)   # cm, per frame
-    offset = _RV_OFFSET * epi / px_cm                                                     # pixels, per frame
+def _tissue(rng: np.random.Generator, size: int) -> tuple[float, float, float, np.ndarray, float]:
+    """The subject's intensities: LV blood, RV blood, muscle, the static background and fat."""
+    blood_lv, blood_rv, muscle = rng.uniform(0.8, 0.92), rng.uniform(0.74, 0.86), rng.uniform(0.16, 0.26)
+    background = _background(rng, size)
+    fat_level = rng.uniform(0.5, 0.65)
+    return blood_lv, blood_rv, muscle, background, fat_level
 
+
+def _draw_slice(endo: np.ndarray, epi: np.ndarray, rv_semi: np.ndarray, geometry: CineGeometry,
+                tissue: tuple[float, float, float, np.ndarray, float]) -> np.ndarray:
+    """Noise-free frames [T, H, W] of one slice with per-frame LV radii and RV semi-axis (cm)."""
+    size, px_cm = geometry.image_size, geometry.pixel_mm / 10.0
+    offset = _RV_OFFSET * epi / px_cm                                                     # pixels, per frame
     rows, cols = np.mgrid[0:size, 0:size].astype(np.float32)
     d_row, d_col = rows - geometry.centre[0], cols - geometry.centre[1]
     lv_dist = np.hypot(d_row, d_col)[None]
@@ -140,12 +166,26 @@ def render_cine(lv_volume: np.ndarray, rv_volume: np.ndarray, geometry: CineGeom
                      _soft_ellipse(along, across, semi + wall + fat_px, _RV_ASPECT * semi + wall + fat_px))
     rv_pool = rv_cavity * (1.0 - lv_outer)
     heart = np.maximum(lv_outer, rv_outer)
+    blood_lv, blood_rv, muscle, background, fat_level = tissue
+    return (background * (1.0 - fat) + fat_level * np.clip(fat - heart, 0.0, 1.0) + muscle * heart
+            + (blood_lv - muscle) * lv_pool + (blood_rv - muscle) * rv_pool)
 
-    blood_lv, blood_rv, muscle = rng.uniform(0.8, 0.92), rng.uniform(0.74, 0.86), rng.uniform(0.16, 0.26)
-    background = _background(rng, size)
-    fat_level = rng.uniform(0.5, 0.65)
-    image = (background * (1.0 - fat) + fat_level * np.clip(fat - heart, 0.0, 1.0) + muscle * heart
-             + (blood_lv - muscle) * lv_pool + (blood_rv - muscle) * rv_pool)
-    noise = rng.standard_normal((2, *image.shape), dtype=np.float32) * np.float32(image_noise)
-    image = np.sqrt((image + noise[0]) ** 2 + noise[1] ** 2)              # Rician magnitude noise
-    return CineFrames(images=np.clip(image, 0.0, 1.0).astype(np.float32), lv_endo_cm=endo, lv_epi_cm=epi)
+
+def render_cine(lv_volume: np.ndarray, rv_volume: np.ndarray, geometry: CineGeometry,
+                rng: np.random.Generator, image_noise: float, n_slices: int = 1) -> CineFrames:
+    """Frames [T, H, W] (``[S, T, H, W]`` for ``n_slices`` > 1, base to apex) for the given per-frame LV and
+    RV volumes (mL)."""
+    endo = np.sqrt(lv_volume / (np.pi * geometry.lv_length_cm))
+    epi = np.sqrt(endo ** 2 + geometry.myocardial_volume_ml / (np.pi * geometry.myocardial_length_cm))
+    area, scale = _crescent_table()
+    rv_semi = epi * np.interp(rv_volume / geometry.rv_length_cm / epi ** 2, area, scale)   # cm, per frame
+    tissue = _tissue(rng, geometry.image_size)
+    radius_scale = np.sqrt(area_profile(slice_positions(n_slices)))
+    images = []
+    for k in radius_scale:  # scaling every radius by k scales the LV, myocardial and RV crescent areas by k^2
+        image = _draw_slice(endo * k, epi * k, rv_semi * k, geometry, tissue)
+        noise = rng.standard_normal((2, *image.shape), dtype=np.float32) * np.float32(image_noise)
+        image = np.sqrt((image + noise[0]) ** 2 + noise[1] ** 2)              # Rician magnitude noise
+        images.append(np.clip(image, 0.0, 1.0).astype(np.float32))
+    return CineFrames(images=images[0] if n_slices == 1 else np.stack(images), lv_endo_cm=endo, lv_epi_cm=epi,
+                      radius_scale=radius_scale)

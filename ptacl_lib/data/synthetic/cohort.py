@@ -29,7 +29,7 @@ from ..schema import (
 )
 from ..splits import split_of
 from ..store import ArrayStoreWriter, StoreMeta
-from .cine import CineFrames, CineGeometry, cine_geometry, drawn_lv_mass, render_cine
+from .cine import CineFrames, CineGeometry, cine_geometry, drawn_lv_mass, render_cine, slice_positions
 from .ecg import BEAT_LABELS, EcgRecord, simulate_ecg
 from .latent import ECG_LATENTS, AbnormalityRates, ecg_latent_vector, sample_latent
 from .mechanics import chamber_timings, ventricular_volume
@@ -38,8 +38,9 @@ if TYPE_CHECKING:
     from ..cohort import Cohort
 
 #: 2.0: heart size, habitus, sex, cardiac output, RV forces, orientation and rhythm in the ECG
-#: (docs/cohort.md); ``ecg_latents`` and ``beat_labels`` extras. Frozen: change it with any change to the draws.
-GENERATOR_VERSION = "2.0"
+#: (docs/cohort.md); ``ecg_latents`` and ``beat_labels`` extras. 2.1: ``n_slices`` short-axis slices from
+#: base to apex (``cine``); one slice draws exactly what 2.0 drew. Frozen: change it with any change to the draws.
+GENERATOR_VERSION = "2.1"
 MANIFEST_NAME = "manifest.csv"
 ARRAYS_DIR = "arrays"
 #: Order of the fiducial columns in the ``fiducials`` extra.
@@ -70,6 +71,7 @@ class SyntheticOptions:
 
     n_frames: int = DEFAULT_N_FRAMES
     image_size: int = DEFAULT_IMAGE_SIZE
+    n_slices: int = 1
     duration_s: float = DEFAULT_DURATION_S
     sampling_rate: int = DEFAULT_SAMPLING_RATE
     ecg_noise_scale: float = 1.0
@@ -88,6 +90,7 @@ class SyntheticOptions:
         checks = {
             "n_frames must be >= 8": self.n_frames >= 8,
             "image_size must be >= 32": self.image_size >= 32,
+            "n_slices must be >= 1": self.n_slices >= 1,
             "duration_s must be >= 3": self.duration_s >= 3.0,
             "sampling_rate must be >= 200 (the ECG carries 50 Hz mains hum)": self.sampling_rate >= 200,
             "noise scales must be >= 0": min(self.ecg_noise_scale, self.image_noise_scale) >= 0.0,
@@ -120,7 +123,7 @@ class SubjectRecord:
     """One simulated subject, ready to be written."""
 
     ecg: np.ndarray                    # float32 [12, n_samples]
-    cine: np.ndarray                   # float32 [T, H, W]
+    cine: np.ndarray                   # float32 [T, H, W], or [S, T, H, W] with n_slices > 1
     extras: dict[str, np.ndarray]
     row: dict[str, Any]
 
@@ -173,7 +176,7 @@ def simulate_subject(index: int, seed: int, options: SyntheticOptions) -> Subjec
                         for (edv, esv), timing in zip(chambers, timings)]).astype(np.float32)
     geometry = cine_geometry(lat, cine_rng, options.image_size)
     frames = render_cine(volumes[0].astype(float), volumes[1].astype(float), geometry, cine_rng,
-                         lat.image_noise * options.image_noise_scale)
+                         lat.image_noise * options.image_noise_scale, options.n_slices)
 
     # The same curves along the ECG, each beat's cycle stretched to that beat's RR.
     trace_t = np.arange(int(round(options.duration_s * TRACE_HZ))) / TRACE_HZ
@@ -212,11 +215,12 @@ def _store_meta(n_subjects: int, seed: int, options: SyntheticOptions) -> StoreM
               "beat_labels": ((k,), "int8")}
     return StoreMeta(
         n_subjects=n_subjects, sampling_rate=float(options.sampling_rate), n_samples=options.n_samples,
-        n_frames=t, image_size=(options.image_size, options.image_size),
+        n_frames=t, image_size=(options.image_size, options.image_size), n_slices=options.n_slices,
         extras={name: {"shape": list(shape), "dtype": dtype} for name, (shape, dtype) in shapes.items()},
         attrs={"generator": "ptacl_lib.data.synthetic", "version": GENERATOR_VERSION, "seed": seed,
                "options": asdict(options), "fiducials": list(FIDUCIALS), "volume_trace_hz": TRACE_HZ,
-               "extras": EXTRA_DESCRIPTIONS, "ecg_latents": list(ECG_LATENTS), "beat_labels": list(BEAT_LABELS)},
+               "extras": EXTRA_DESCRIPTIONS, "ecg_latents": list(ECG_LATENTS), "beat_labels": list(BEAT_LABELS),
+               "slice_positions": slice_positions(options.n_slices).tolist()},
     )
 
 

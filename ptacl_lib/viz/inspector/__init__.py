@@ -14,10 +14,10 @@ from .alignment import (
                         subject_alignments,
 )
 from .app import AlignmentInspector, InspectedModel, load_inspected
-from .views import ALL_LEADS, VIEW_LABELS, SubjectViews, draw_inspector
+from .views import ALL_LEADS, VIEW_LABELS, SubjectViews, draw_inspector, slice_strip
 
 __all__ = [
     "ALL_LEADS", "AlignmentInspector", "AlignmentMetrics", "InspectedModel", "SubjectAlignment", "SubjectViews",
     "VIEW_LABELS", "alignment_metrics", "circular_frame_distance", "draw_inspector", "load_inspected",
-    "phase_segments", "row_argmax", "subject_alignments",
+    "phase_segments", "row_argmax", "slice_strip", "subject_alignments",
 ]

@@ -38,13 +38,13 @@ class SubjectViews:
     caption: str  #: one line of phenotypes for the title
     ecg: np.ndarray  #: float32 [12, L] band-passed ECG (mV) at ``fs``, as the model saw it (before scaling)
     fs: float
-    frames: np.ndarray  #: float32 [T, H, W] in [0, 1], the model's cine frames
+    frames: np.ndarray  #: float32 [S, T, H, W] in [0, 1], the model's cine frames (S slices, base to apex)
     volumes: np.ndarray | None  #: float32 [2, F] LV/RV mL over one cycle (frame j at phase j / F), if known
     arms: tuple[tuple[str, SubjectAlignment], ...]
 
     @property
     def n_phases(self) -> int:
-        return self.frames.shape[0]
+        return self.frames.shape[-3]
 
     @property
     def primary(self) -> SubjectAlignment:
@@ -107,13 +107,26 @@ def draw_ecg(ax: Axes, views: SubjectViews, phase: int, lead: str) -> None:
                  f"{len(excluded)} beats excluded by the RR rule (R peaks in red){warning}", fontsize=9)
 
 
+def slice_strip(frames: np.ndarray, phase: int, gap: int = 1) -> np.ndarray:
+    """Every slice of ``frames`` ``[S, T, H, W]`` (or ``[T, H, W]``) at ``phase``, side by side base to apex,
+    ``gap`` white pixels apart: ``[H, S * W + (S - 1) * gap]`` (one slice: that frame itself)."""
+    stack = frames[None] if frames.ndim == 3 else frames
+    parts: list[np.ndarray] = []
+    for k, image in enumerate(stack[:, phase]):
+        if k:
+            parts.append(np.ones((image.shape[0], gap), dtype=image.dtype))
+        parts.append(image)
+    return np.concatenate(parts, axis=1)
+
+
 def draw_frame(ax: Axes, views: SubjectViews, phase: int) -> None:
-    """The CMR frame of ``phase``, as the model saw it."""
+    """The CMR frame of ``phase``, as the model saw it: every slice, base to apex."""
     ax.set_label("cmr")
-    ax.imshow(views.frames[phase], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.imshow(slice_strip(views.frames, phase), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"CMR frame {phase}", fontsize=9)
+    n_slices = 1 if views.frames.ndim == 3 else views.frames.shape[0]
+    ax.set_title(f"CMR frame {phase}" + (f", {n_slices} slices base to apex" if n_slices > 1 else ""), fontsize=9)
 
 
 def draw_volumes(ax: Axes, views: SubjectViews, phase: int) -> None:
