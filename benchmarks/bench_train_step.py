@@ -21,9 +21,13 @@ FLOP/s by ``--peak-tflops`` (989 for an H100 SXM's or an H200's dense bf16). Pea
         --sweep 64 128 256 512 --peak-tflops 989 --json results.json
     python benchmarks/bench_train_step.py --device cpu --dry-run   # the same code path in seconds
 
-``--dry-run`` shrinks everything but the checkpoints (batch 2, 2 repeats, transformers of depth 1, and on CPU
-``torch.compile`` with the ``eager`` backend, which traces without generating code): its numbers test the
-script, they measure nothing. ``benchmarks/gpu_check.sh`` runs the full plan on one card.
+``--geometry`` sets the inputs (``ptacl_lib.geometry``): ``demo`` (default; 100 Hz, 25 frames of 32 px, 1 slice)
+or ``ukb`` (500 Hz, 50 frames of 96 px, 3 slices), the models built for it as training builds them.
+
+``--dry-run`` shrinks everything but the checkpoints (batch 2, 2 repeats, transformers of depth 1, frames of
+at most 32 px and 10 frames, and on CPU ``torch.compile`` with the ``eager`` backend, which traces without
+generating code): its numbers test the script, they measure nothing. ``benchmarks/gpu_check.sh`` runs the
+full plan on one card.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import torch
 from torch import nn
 
 from ptacl_lib.data.splits import DEFAULT_FRACTIONS
+from ptacl_lib.geometry import GEOMETRY_NAMES, Geometry, resolve_geometry
 from ptacl_lib.models import ModelConfig, PTACLModel
 from ptacl_lib.runs import BEST_CHECKPOINT, LAST_CHECKPOINT, checkpoint_path
 from ptacl_lib.runtime import autocast, capture_rng_state, resolve_device, seed_everything, to_device
@@ -54,24 +59,37 @@ DRY_RUN_OVERRIDES: dict[str, Any] = {"ecg_depth": 1, "cmr_depth": 1}
 ARMS: tuple[str, ...] = ("global", "ptacl")
 
 
-def synthetic_batch(batch_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A batch of the collated shapes: 10 s ECG at 100 Hz, 25 cine frames of 32x32, 60-100 bpm R peaks."""
+#: The inputs of ``--dry-run``: the geometry's ECG rate and slices, at most 10 frames of 32 px.
+DRY_RUN_FRAMES, DRY_RUN_IMAGE = 10, 32
+
+
+def synthetic_batch(batch_size: int, seed: int = 0, geometry: Geometry | None = None) -> dict[str, torch.Tensor]:
+    """A batch of the collated shapes at ``geometry`` (default ``demo``: 10 s ECG at 100 Hz, 25 cine frames of
+    32x32, one slice), with 60-100 bpm R peaks."""
+    geometry = geometry or resolve_geometry("demo")
     g = torch.Generator().manual_seed(seed)
+    scale, length = geometry.ecg_hz / 100, 10 * geometry.ecg_hz
     rr = torch.randint(60, 100, (batch_size, 1), generator=g)
     first = torch.randint(0, 60, (batch_size, 1), generator=g)
-    rpeaks = first + rr * torch.arange(17)
-    return {"ecg": torch.randn(batch_size, 12, 1000, generator=g),
-            "cmr": torch.rand(batch_size, 25, 32, 32, generator=g),
-            "rpeaks": torch.where(rpeaks < 1000, rpeaks, -1)}
+    rpeaks = ((first + rr * torch.arange(17)) * scale).long()
+    slices = (geometry.slices,) if geometry.slices > 1 else ()
+    return {"ecg": torch.randn(batch_size, 12, length, generator=g),
+            "cmr": torch.rand(batch_size, *slices, geometry.frames, geometry.image_size, geometry.image_size,
+                              generator=g),
+            "rpeaks": torch.where(rpeaks < length, rpeaks, -1)}
 
 
 class StepBench:
-    """One preset's model, AdamW and the two contrastive arms, set up on ``device`` as ``train._fit`` does."""
+    """One preset's model at ``geometry`` (default ``demo``), AdamW and the two contrastive arms, set up on
+    ``device`` as ``train._fit`` does."""
 
-    def __init__(self, preset: str, device: torch.device, **overrides: Any) -> None:
+    def __init__(self, preset: str, device: torch.device, geometry: Geometry | None = None,
+                 **overrides: Any) -> None:
         seed_everything(0)
         self.device = device
-        self.model = PTACLModel(ModelConfig.preset(preset, **overrides)).to(device)
+        geometry = geometry or resolve_geometry("demo")
+        config = ModelConfig.preset(preset, **overrides).at_geometry(geometry.ecg_hz, geometry.slices)
+        self.model = PTACLModel(config).to(device)
         if device.type == "cuda":
             self.model.cmr_encoder.frame_encoder.use_channels_last()
         self.optimizer = torch.optim.AdamW(param_groups(self.model, 0.05), lr=1e-4, betas=(0.9, 0.95),
@@ -139,11 +157,12 @@ def peak_memory_gib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def checkpoint_sizes(preset: str, device: torch.device, directory: Path) -> dict[str, Any]:
+def checkpoint_sizes(preset: str, device: torch.device, directory: Path,
+                     geometry: Geometry | None = None) -> dict[str, Any]:
     """Bytes of ``last.pt`` and ``best.pt`` written by the training loop's checkpoint policy
     (``train.save_epoch_checkpoints``) for a freshly built ``preset`` after one AdamW step on a batch of 2."""
-    bench = StepBench(preset, device)
-    bench.step(bench.arms["ptacl"], to_device(synthetic_batch(2), device))
+    bench = StepBench(preset, device, geometry)
+    bench.step(bench.arms["ptacl"], to_device(synthetic_batch(2, geometry=geometry), device))
     state = {"model": bench.model.state_dict(), "objective_extra": {}, "optimizer": bench.optimizer.state_dict(),
              "scheduler": {}, "epoch": 1, "step": 1, "rng": [capture_rng_state()], "best_val": 0.0}
     config = TrainConfig(manifest="unused", run_dir=str(directory), model=preset)
@@ -182,6 +201,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["small"], choices=MODEL_PRESET_NAMES,
                         help="presets, in order")
+    parser.add_argument("--geometry", default="demo", choices=GEOMETRY_NAMES, help="input geometry of every preset")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--sweep", type=int, nargs="*", default=[], help="batch sizes for the memory table")
     parser.add_argument("--repeats", type=int, default=20)
@@ -196,8 +216,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true",
                         help="tiny settings (batch 2, 2 repeats, depth-1 transformers): tests the script only")
     args = parser.parse_args(argv)
+    args.inputs = resolve_geometry(args.geometry)
     if args.dry_run:
         args.batch_size, args.sweep, args.repeats, args.warmup = 2, [1, 2], 2, 1
+        args.inputs = resolve_geometry(args.geometry, frames=min(DRY_RUN_FRAMES, args.inputs.frames),
+                                       image_size=min(DRY_RUN_IMAGE, args.inputs.image_size))
     return args
 
 
@@ -215,15 +238,20 @@ def main(argv: list[str] | None = None) -> None:
                                "dry_run": args.dry_run, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                "checkpoints": [], "local_loss": [], "memory": [], "throughput": []}
 
+    geometry = args.inputs
+    records["geometry"] = geometry.to_dict()
     emit(f"### Training step on {card}: {precision}, torch {torch.__version__}, {records['date']}\n")
+    emit(f"Input geometry `{geometry.name}`: ECG {geometry.ecg_hz} Hz, {geometry.frames} frames of "
+         f"{geometry.image_size} px, {geometry.slices} slice(s).\n")
     if args.dry_run:
-        emit("**Dry run**: batch 2, 2 repeats, depth-1 transformers"
+        emit(f"**Dry run**: batch 2, 2 repeats, depth-1 transformers, at most {DRY_RUN_FRAMES} frames of "
+             f"{DRY_RUN_IMAGE} px"
              + (", compile backend `eager`" if compile_backend == "eager" else "")
              + ". These numbers test the script; they measure nothing (checkpoint sizes excepted).\n")
     emit(f"`bench_train_step.py {' '.join(sys.argv[1:] if argv is None else argv)}`\n")
 
     with tempfile.TemporaryDirectory(prefix="ptacl_ckpt_") as tmp:
-        rows = [checkpoint_sizes(preset, device, Path(tmp) / preset) for preset in args.models]
+        rows = [checkpoint_sizes(preset, device, Path(tmp) / preset, geometry) for preset in args.models]
     records["checkpoints"] = rows
     emit("Checkpoint sizes (real saves; full presets even in a dry run):\n")
     emit(markdown_table(["preset", "params (M)", "last.pt with AdamW state (MiB)", "best.pt weights only (MiB)",
@@ -233,9 +261,9 @@ def main(argv: list[str] | None = None) -> None:
 
     benches: dict[str, StepBench] = {}
     flops: dict[str, int] = {}
-    batch = to_device(synthetic_batch(args.batch_size), device)
+    batch = to_device(synthetic_batch(args.batch_size, geometry=geometry), device)
     for preset in args.models:
-        bench = benches[preset] = StepBench(preset, device, **overrides)
+        bench = benches[preset] = StepBench(preset, device, geometry, **overrides)
         flops[preset] = bench.step_flops(batch)
         seconds = median_step_seconds(bench, bench.arms, batch, args.warmup, args.repeats)
         records["local_loss"].append({"preset": preset, "batch": args.batch_size, "global_ms": 1000 * seconds["global"],
@@ -284,7 +312,7 @@ def throughput_cells(row: dict[str, Any]) -> list[Any]:
 
 def memory_row(bench: StepBench, preset: str, size: int, args: argparse.Namespace) -> dict[str, Any]:
     """Peak memory and samples/s of the eager PTACL step at batch ``size`` (NaN when it does not fit)."""
-    batch = to_device(synthetic_batch(size, seed=size), bench.device)
+    batch = to_device(synthetic_batch(size, seed=size, geometry=args.inputs), bench.device)
     oom = torch.cuda.OutOfMemoryError if bench.device.type == "cuda" else ()
     try:
         seconds = median_step_seconds(bench, {"ptacl": bench.arms["ptacl"]}, batch, 1, min(args.repeats, 5))["ptacl"]

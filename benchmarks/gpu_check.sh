@@ -4,7 +4,8 @@
 # Prints markdown for benchmarks/RESULTS.md: checkpoint sizes per preset (last.pt with AdamW state,
 # best.pt weights only), the PTACL / global-only step ratio, peak memory per batch size, and samples/s,
 # peak memory, MFU and GPU-hours per arm (28,000 subjects x 50 epochs) at `small` and `base`, bf16,
-# eager and torch.compile'd. Every number comes from benchmarks/bench_train_step.py.
+# eager and torch.compile'd. Every number comes from benchmarks/bench_train_step.py, at the `ukb` input
+# geometry (ECG 500 Hz, 50 frames of 96 px, 3 short-axis slices), the one `base` trains on.
 #
 #   benchmarks/gpu_check.sh                          # on the card (CUDA)
 #   benchmarks/gpu_check.sh --device cpu --dry-run   # the same code path with tiny settings (CI)
@@ -71,7 +72,7 @@ if [[ "$device" == cuda* ]]; then
     echo
 fi
 
-args=(--device "$device" --models small base --peak-tflops "$peak_tflops" --compile)
+args=(--device "$device" --models small base --geometry ukb --peak-tflops "$peak_tflops" --compile)
 if [[ -n "$dry_run" ]]; then
     args+=(--dry-run)
 else

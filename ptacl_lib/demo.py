@@ -4,7 +4,8 @@ Scales (``ptacl demo --scale``):
 
 * ``cpu``  the default on a machine without CUDA, sized for a 2-core CPU within half an hour (its
   measured time is in the README);
-* ``gpu``  the default when CUDA is present: a larger cohort and the ``base`` model, sized for one
+* ``gpu``  the default when CUDA is present: a larger cohort and the ``base`` model at its ``ukb`` input
+  geometry (500 Hz, 50 frames, 96 px, 3 slices; the cohorts are generated at it), sized for one
   H100-class card (``benchmarks/RESULTS.md`` says what has been measured on one);
 * ``fast`` seconds-scale settings for the tests (``make demo DEMO_FAST=1``).
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .geometry import Geometry, geometry_of
 from .study import StudyConfig, StudyResult, run_study
 
 DEFAULT_OUT = "runs/demo"
@@ -73,14 +75,25 @@ def default_scale() -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
+def cohort_geometry(geometry: Geometry) -> dict[str, int]:
+    """The synthetic cohort's stored geometry for a study at ``geometry``: the generator's defaults, raised
+    where the study asks for more (the ``demo`` geometry keeps the defaults, so the CPU demo's cohort is as before)."""
+    from .data.schema import DEFAULT_IMAGE_SIZE, DEFAULT_N_FRAMES, DEFAULT_SAMPLING_RATE
+
+    return {"sampling_rate": max(DEFAULT_SAMPLING_RATE, geometry.ecg_hz),
+            "n_frames": max(DEFAULT_N_FRAMES, geometry.frames),
+            "image_size": max(DEFAULT_IMAGE_SIZE, geometry.image_size), "n_slices": geometry.slices}
+
+
 def run_demo(config: DemoConfig) -> StudyResult:
     """Generate the cohort (reused when it exists), then run the study on it."""
     from .data.synthetic import generate_cohort
 
+    stored = cohort_geometry(geometry_of(config.study_config()))
     if not config.manifest.exists():
         n = config.n_subjects or SCALES[config.scale]["n_subjects"]
-        generate_cohort(config.manifest.parent, n_subjects=n, seed=config.cohort_seed)
+        generate_cohort(config.manifest.parent, n_subjects=n, seed=config.cohort_seed, **stored)
     if config.test_manifest is not None and not config.test_manifest.exists():
         generate_cohort(config.test_manifest.parent, n_subjects=config.n_test_subjects, seed=config.cohort_seed + 1,
-                        id_prefix="HOT")  # held-out test: its own ids, so no subject is named twice
+                        id_prefix="HOT", **stored)  # held-out test: its own ids, so no subject is named twice
     return run_study(config.study_config())

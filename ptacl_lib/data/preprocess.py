@@ -14,7 +14,6 @@ from scipy import signal
 from ..geometry import Geometry
 from .readers.records import resample_ecg
 
-
 #: Below this ECG rate the band's upper edge stays at ``DEMO_LOWPASS_HZ``; from it up, ``ecg_lowpass_hz``
 #: keeps the QRS's high-frequency content (notches, slurs) up to 150 Hz, the diagnostic ECG band.
 WIDE_BAND_MIN_FS = 250

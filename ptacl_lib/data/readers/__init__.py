@@ -21,8 +21,9 @@ from .wfdb_ecg import read_wfdb_ecg
 
 __all__ = [
     "CineRecord", "ECG_SUFFIXES", "EcgRecord", "IDP_FIELDS", "READER_REASONS", "ReaderError", "crop_heart", "read_cine",
-    "read_cine_dicom", "read_cine_nifti", "read_cine_slices", "spread_slices", "standardise_stack", "read_dicom_ecg", "read_ecg", "read_idp_csv", "read_ukb_xml",
-    "read_wfdb_ecg", "resample_cycle", "standardise_cine", "to_unit_range",
+    "read_cine_dicom", "read_cine_nifti", "read_cine_slices", "read_dicom_ecg", "read_ecg", "read_idp_csv",
+    "read_ukb_xml", "read_wfdb_ecg", "resample_cycle", "spread_slices", "standardise_cine", "standardise_stack",
+    "to_unit_range",
 ]
 
 ECG_SUFFIXES: tuple[str, ...] = (".xml", ".dcm", ".hea")

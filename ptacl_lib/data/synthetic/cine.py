@@ -45,7 +45,8 @@ TAPER = 1.2
 
 
 def slice_positions(n_slices: int) -> np.ndarray:
-    """Long-axis positions (0 base, 1 apex) of ``n_slices`` slices: the mid slice alone, or evenly over ``SLICE_SPAN``."""
+    """Long-axis positions (0 base, 1 apex) of ``n_slices`` slices: the mid slice alone, or evenly over
+    ``SLICE_SPAN``."""
     return np.array([0.5]) if n_slices == 1 else np.linspace(*SLICE_SPAN, n_slices)
 
 
