@@ -76,7 +76,8 @@ args=(--device "$device" --models small base --geometry ukb --peak-tflops "$peak
 if [[ -n "$dry_run" ]]; then
     args+=(--dry-run)
 else
-    args+=(--batch-size 256 --sweep 64 128 256 512 1024 --repeats 20 --warmup 3)
+    # at ukb, base holds about 0.29 GiB per sample in fp32 on a CPU (benchmarks/RESULTS.md): 128 leaves headroom
+    args+=(--batch-size 128 --sweep 32 64 128 256 512 --repeats 20 --warmup 3)
 fi
 [[ -n "$json" ]] && args+=(--json "$json")
 

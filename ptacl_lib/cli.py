@@ -73,6 +73,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from .evaluate import discover_runs, evaluate_runs, format_table
 
     runs = [args.run_dir] if args.run_dir else discover_runs(args.run_root)
+    asked = {k: getattr(args, k) for k in ("ecg_hz", "frames", "image_size", "slices")}
+    if args.geometry or any(asked.values()):
+        from .runs import check_run_geometry
+
+        for run in runs:
+            check_run_geometry(run, args.geometry, **asked)
     out = args.out or (args.run_dir if args.run_dir else args.run_root)
     _, summary = evaluate_runs(runs, args.manifest, out, device=args.device)
     print(format_table(summary, task="regression", metric="r2").to_string())
@@ -171,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", type=Path, required=True, help="the cohort the runs were trained on")
     p.add_argument("--out", type=Path, default=None, help="where comparison.csv/summary.csv go")
     p.add_argument("--device", default="auto")
+    from .geometry import geometry_field_metadata
+
+    for name, meta in geometry_field_metadata().items():  # a run is read at its own geometry: these only check it
+        p.add_argument("--" + name.replace("_", "-"), type=str if name == "geometry" else int,
+                       default="" if name == "geometry" else 0, **meta)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("run-notebooks", help="execute the ordered notebooks headlessly (papermill)")

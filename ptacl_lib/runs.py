@@ -110,6 +110,20 @@ def geometry_changes(run_dir: str | Path, preprocess: PreprocessConfig) -> list[
     return run_preprocess_config(run_dir).geometry.changes(preprocess.geometry)
 
 
+def check_run_geometry(run_dir: str | Path, name: str = "", **overrides: int) -> None:
+    """A clear error when the run in ``run_dir`` was trained on another input geometry than ``name`` with
+    ``overrides`` (``ptacl evaluate --geometry ...``: a run is always read at its own geometry; the flags
+    only check it)."""
+    from .data.preprocess import PreprocessConfig
+    from .geometry import resolve_geometry
+
+    wanted = resolve_geometry(name, read_config(run_dir).model, **overrides)
+    changed = geometry_changes(run_dir, PreprocessConfig.for_geometry(wanted))
+    if changed:
+        raise ValueError(f"{run_dir} was trained on another input geometry than the one asked (it differs in "
+                         f"{changed}); evaluation reads every run at its own geometry: leave the geometry flags out")
+
+
 def run_model_config(run_dir: str | Path) -> ModelConfig:
     """The ``ModelConfig`` a run was built with (its preset's, for runs that predate the saved one)."""
     from .models import ModelConfig

@@ -20,7 +20,7 @@ from ptacl_lib.data.synthetic import generate_cohort
 from ptacl_lib.data.synthetic.cine import area_profile, slice_positions
 from ptacl_lib.geometry import GEOMETRIES, resolve_geometry
 from ptacl_lib.models import ModelConfig, PTACLModel
-from ptacl_lib.runs import read_run_record
+from ptacl_lib.runs import check_run_geometry, read_run_record
 from ptacl_lib.train import TrainConfig, fit
 
 #: sha256 of the cine and ECG arrays of ``generate_cohort(out, 6, seed=3)`` written by generator 2.0, before
@@ -166,6 +166,11 @@ def test_resume_and_init_from_refuse_another_geometry_naming_the_field(tmp_path:
     with pytest.raises(ValueError, match=r"another input geometry \(it differs in \['frames'\]\)"):
         fit(_config(manifest, tmp_path / "tuned", objective="none", epochs=0, init_from=str(run), geometry="ukb",
                     ecg_hz=250, frames=20))
+    # evaluation reads a run at its own geometry; geometry flags only check it
+    check_run_geometry(run, "ukb", ecg_hz=250, frames=25, image_size=32)
+    with pytest.raises(ValueError, match=r"another input geometry than the one asked \(it differs in \['ecg_hz'"):
+        check_run_geometry(run, "demo")
+    assert main(["evaluate", "--run-dir", str(run), "--manifest", str(manifest), "--slices", "1"]) == 2
 
 
 def test_a_study_refuses_to_resume_on_another_geometry(tmp_path: Path) -> None:
