@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import run_notebook
 from ptacl_lib.cli import main
 from ptacl_lib.data import PreprocessConfig, PreprocessedCohort, open_cohort
 from ptacl_lib.data.preprocess import ecg_lowpass_hz, preprocess_ecg
@@ -212,6 +213,20 @@ def test_prepare_ukb_three_slices_then_a_ukb_geometry_study(tmp_path: Path, monk
     assert (record["preprocess"]["target_fs"], record["preprocess"]["n_slices"]) == (500, 3)
     assert json.loads((out / "study_config.json").read_text())["geometry"] == "ukb"
     assert (out / "arms" / "ptacl" / "seed0" / "metrics.json").exists()
+
+    # the inspector reads the run at its own geometry and shows every slice of a frame side by side
+    from ptacl_lib.viz.inspector import VIEW_LABELS, AlignmentInspector
+
+    inspector = AlignmentInspector(out / "arms" / "ptacl" / "seed0", prepared / "manifest.csv", split="test",
+                                   device="cpu")
+    assert inspector.n_phases == 50 and inspector.views(inspector.subject_ids[0]).frames.shape == (3, 50, 96, 96)
+    fig = inspector.snapshot(inspector.subject_ids[0], 10)
+    cmr = next(ax for ax in fig.axes if ax.get_label() == "cmr" and ax.get_label() in VIEW_LABELS)
+    assert cmr.images[0].get_array().shape == (96, 3 * 96 + 2)
+    # notebook 01 draws every slice of the stored cine
+    book = run_notebook("01_data_exploration.ipynb", tmp_path / "nb", manifest=str(prepared / "manifest.csv"),
+                        run_root=str(out))
+    assert (out / "figures" / "01_cine_montage.png").exists() and book.exists()
 
     # one slice stored, three asked: a clear error, never an upsample
     single = tmp_path / "single"

@@ -24,6 +24,12 @@ CARD_PHENOTYPES: tuple[tuple[str, str, str], ...] = (
     ("lvedv", "EDV", "mL"), ("lvef", "EF", "%"), ("lvm", "LVM", "g"), ("rvef", "RVEF", "%"))
 
 
+def mid_slice(cohort: Cohort, row: int) -> np.ndarray:
+    """The cine of ``row``'s middle short-axis slice, ``[T, H, W]`` (a single-slice cohort's only one)."""
+    stack = cohort.cine_stack(row)
+    return stack[len(stack) // 2]
+
+
 def mid_systole_frame(cohort: Cohort, row: int) -> int:
     """Cine frame halfway between end-diastole (frame 0, the R peak) and end-systole.
 
@@ -35,7 +41,7 @@ def mid_systole_frame(cohort: Cohort, row: int) -> int:
     if volumes is not None:
         end_systole = int(np.argmin(np.asarray(volumes)[0]))
     else:
-        cine = cohort.cmr(row)
+        cine = mid_slice(cohort, row)
         end_systole = int(np.argmin(cine.reshape(len(cine), -1).sum(axis=1)))
     return end_systole // 2
 
@@ -79,7 +85,7 @@ def retrieval_card(cohort: Cohort, query_row: int, neighbour_rows: Sequence[int]
     for c, (owner, row, heading) in enumerate(panels):
         ax = fig.add_subplot(grid[1, c])
         table = owner.table
-        frame = owner.cmr(row)[mid_systole_frame(owner, row)]
+        frame = mid_slice(owner, row)[mid_systole_frame(owner, row)]
         ax.imshow(frame, cmap="gray", vmin=0.0, vmax=1.0)
         ax.set_xticks([])
         ax.set_yticks([])
