@@ -24,6 +24,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .arms import ARM_RECIPES, OBJECTIVES, RECIPE_SETTINGS, arm_recipe, check_objectives
@@ -308,6 +309,14 @@ class Study:
     def test_rows_cohort(self) -> Any:
         """The cohort that the embeddings' test rows index: the held-out test cohort, or the study cohort."""
         return self.test_cohort if self.test_cohort is not None else self.cohort
+
+    def subject_table(self, embeddings: Any) -> pd.DataFrame:
+        """The manifest row of every row of ``embeddings``, in their order: test rows come from the held-out
+        test cohort when the study was scored on one, every other row from the study cohort."""
+        test = np.asarray(embeddings.split) == "test"
+        own = self.cohort.table.iloc[embeddings.index[~test]].set_axis(np.flatnonzero(~test))
+        held = self.test_rows_cohort.table.iloc[embeddings.index[test]].set_axis(np.flatnonzero(test))
+        return pd.concat([own, held]).sort_index()
 
     def describe(self) -> str:
         """One line: how many runs, which arms and seeds, whose embeddings are shown, and the test set."""
