@@ -327,13 +327,27 @@ class Study:
                 f"seeds {seeds}; embeddings shown: {', '.join(self.per_arm)}; test set: {test}")
 
 
+def saved_path(run_root: str | Path, saved: StudyConfig, path: str) -> Path:
+    """A path saved in ``run_root``'s ``study_config.json``, usable from here. Relative paths there are
+    relative to the folder the study ran in, which is where its ``out`` led to ``run_root``; when ``out``
+    does not end ``run_root`` they are taken as notebook paths (``paths.project_path``)."""
+    from .paths import project_path
+
+    given, out = Path(path), Path(saved.out)
+    root = Path(run_root).resolve()
+    if given.is_absolute():
+        return given
+    if not out.is_absolute() and len(root.parts) > len(out.parts) and root.parts[-len(out.parts):] == out.parts:
+        return Path(*root.parts[:-len(out.parts)]) / given
+    return Path(str(project_path(path)))
+
+
 def load_study(run_root: str | Path, manifest: str | Path | None = None, seed: int | None = None) -> Study:
     """Open an evaluated study: runs under ``run_root``, its cohort (``manifest`` or the study's own),
     the comparison table and summary (with the ceiling rows when present), the embeddings of ``seed``
     (each arm's lowest when None), and its held-out test cohort when it was scored on one."""
     from .data import open_cohort
     from .evaluate import embeddings_by_arm, summarise
-    from .paths import project_path
     from .report import read_comparison
 
     root = Path(run_root)
@@ -342,11 +356,11 @@ def load_study(run_root: str | Path, manifest: str | Path | None = None, seed: i
     if manifest is None:
         if saved is None:
             raise ValueError(f"{root} holds no {STUDY_CONFIG_FILE}: pass the cohort's manifest")
-        manifest = project_path(saved.manifest)
+        manifest = saved_path(root, saved, saved.manifest)
     table = read_comparison(root)
     figures = root / "figures"
     figures.mkdir(parents=True, exist_ok=True)
-    held = project_path(saved.test_manifest) if saved is not None and saved.test_manifest else None
+    held = saved_path(root, saved, saved.test_manifest) if saved is not None and saved.test_manifest else None
     test_cohort = open_cohort(held) if held else None
     return Study(root, runs, open_cohort(manifest), table, summarise(table), embeddings_by_arm(runs, seed=seed),
                  figures, test_cohort)

@@ -17,3 +17,14 @@ def test_paths_that_already_resolve_are_kept(tmp_path: Path) -> None:
     assert project_path(str(tmp_path)) == str(tmp_path)  # absolute
     assert project_path("05_regression.ipynb", cwd=REPO_ROOT / "notebooks") == "05_regression.ipynb"  # exists here
     assert project_path(None) is None and project_path("") == ""
+
+
+def test_paths_saved_by_a_study_resolve_from_the_folder_it_ran_in(tmp_path: Path) -> None:
+    from ptacl_lib.study import StudyConfig, saved_path
+
+    saved = StudyConfig(manifest="runs/demo/cohort/manifest.csv", out="runs/demo")
+    root = tmp_path / "elsewhere" / "runs" / "demo"
+    assert saved_path(root, saved, saved.manifest) == tmp_path / "elsewhere" / "runs/demo/cohort/manifest.csv"
+    assert saved_path(root, saved, str(tmp_path / "m.csv")) == tmp_path / "m.csv"
+    moved = StudyConfig(manifest="cohort/manifest.csv", out="/old/place")
+    assert saved_path(tmp_path, moved, "cohort/manifest.csv") == Path("cohort/manifest.csv")  # not ours to guess
