@@ -190,8 +190,7 @@ def data_lines(manifest: str | Path, preprocess: Any = None) -> list[str]:
     line = (f"{len(cohort)} subjects ({', '.join(f'{k} {v}' for k, v in sorted(splits.items()))}); "
             f"preprocessing skipped {len(cache.errors)}")
     if len(cache.errors):
-        reasons = cache.errors["reason"].str.split(" \\(").str[0].str.replace(r"^subject \S+: ", "", regex=True)
-        line += " (" + "; ".join(f"{n} × {r}" for r, n in reasons.value_counts().head(3).items()) + ")"
+        line += " (" + "; ".join(f"{n} × {r}" for r, n in cache.skip_reasons().head(3).items()) + ")"
     return [line + f", listed in `{(cache.root / 'errors.csv').as_posix()}`.", ""]
 
 

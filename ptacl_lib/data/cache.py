@@ -122,13 +122,19 @@ class PreprocessedCohort:
             warnings.warn(line, PreprocessingNotice, stacklevel=2)
         return cache
 
+    def skip_reasons(self) -> pd.Series:
+        """How many subjects preprocessing skipped for each reason, commonest first (the reason without its
+        subject id and details, e.g. "no usable ECG lead")."""
+        reasons = self.errors["reason"].astype(str) if len(self.errors) else pd.Series([], dtype=str)
+        return reasons.str.split(" \\(").str[0].str.replace(r"^subject \S+: ", "", regex=True).value_counts()
+
     def notices(self) -> list[str]:
         """What preprocessing left out or flagged, in plain sentences (none when every subject is fine)."""
         n, lines = len(self.ok), []
         if len(self.errors):
-            reasons = self.errors["reason"].astype(str).value_counts()
-            lines.append(f"preprocessing skipped {len(self.errors)} of {n} subjects (most often: {reasons.index[0]}, "
-                         f"{reasons.iloc[0]} of them); the list is in {self.root / 'errors.csv'}")
+            reasons = "; ".join(f"{k} × {r}" for r, k in self.skip_reasons().head(3).items())
+            lines.append(f"preprocessing skipped {len(self.errors)} of {n} subjects ({reasons}); the list is in "
+                         f"{self.root / 'errors.csv'}")
         if self.n_too_few_beats:
             lines.append(f"{self.n_too_few_beats} of {n} subjects have fewer than {MIN_USABLE_BEATS} beats regular "
                          f"enough to pool (rhythm_flag too_few_beats); see {self.root / 'beats.csv'}")
