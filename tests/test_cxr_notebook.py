@@ -36,17 +36,22 @@ def test_notebook_07_runs_and_writes_metrics(tmp_path: Path) -> None:
     assert "real-data section is skipped" in text  # root = "" by default
 
 
+def _run_real_section(tmp_path: Path, root: Path, dataset: str, real_run: Path) -> Path:
+    """Notebook 07 at its smallest settings, with section 6 on the data set folder ``root``."""
+    return run_notebook("07_cxr_report_generation.ipynb", tmp_path / "executed", n_phantoms=16, n_test=4,
+                        epochs=1, image_size=32, beam_size=2, device="cpu", use_llm=False, meteor=False,
+                        run_dir=str(tmp_path / "cxr"), root=str(root), dataset=dataset,
+                        real_run_dir=str(real_run), real_epochs=1, real_image_size=32, real_batch_size=4,
+                        real_min_word_count=1)
+
+
 @pytest.mark.slow
 def test_notebook_07_real_data_section_on_kaggle_fixture(tmp_path: Path) -> None:
     """Section 6 on a Kaggle-layout Open-I fixture (synthetic images and text, one missing, one truncated image)."""
     root = tmp_path / "openi"
     damaged = write_kaggle_fixture(root, n_studies=12, image_size=32)
     real_run = tmp_path / "real"
-    executed = run_notebook("07_cxr_report_generation.ipynb", tmp_path / "executed", n_phantoms=16, n_test=4,
-                            epochs=1, image_size=32, beam_size=2, device="cpu", use_llm=False, meteor=False,
-                            run_dir=str(tmp_path / "cxr"), root=str(root), dataset="openi-kaggle",
-                            real_run_dir=str(real_run), real_epochs=1, real_image_size=32, real_batch_size=4,
-                            real_min_word_count=1)
+    executed = _run_real_section(tmp_path, root, "openi-kaggle", real_run)
     metrics = json.loads((real_run / "metrics.json").read_text())
     assert metrics["n_studies"] >= 1 and "views merged" in metrics["protocol"]
     errors = pd.read_csv(real_run / "errors.csv")
@@ -64,11 +69,7 @@ def test_notebook_07_shows_real_cases_with_lung_boxes(tmp_path: Path) -> None:
     root = tmp_path / "covid"
     write_covid_fixture(root, n_patients=10, image_size=32)
     real_run = tmp_path / "real"
-    executed = run_notebook("07_cxr_report_generation.ipynb", tmp_path / "executed", n_phantoms=16, n_test=4,
-                            epochs=1, image_size=32, beam_size=2, device="cpu", use_llm=False, meteor=False,
-                            run_dir=str(tmp_path / "cxr"), root=str(root), dataset="covid-cxr",
-                            real_run_dir=str(real_run), real_epochs=1, real_image_size=32, real_batch_size=4,
-                            real_min_word_count=1)
+    executed = _run_real_section(tmp_path, root, "covid-cxr", real_run)
     metrics = json.loads((real_run / "metrics.json").read_text())
     assert "lung_localisation" in metrics and (real_run / "lung_heatmaps.png").exists()
     nb = nbformat.read(executed, as_version=4)
