@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -122,8 +122,7 @@ def heldout_embeddings(run_dir: str | Path, cohort: Cohort, test_cohort: Cohort,
     train = embed(model, cohort, "train", preprocess=preprocess, batch_size=batch_size, device=str(dev))
     splits = [s for s in ("train", "val", "test") if len(test_cohort.indices(s))]
     held = embed(model, test_cohort, splits, preprocess=preprocess, batch_size=batch_size, device=str(dev))
-    held = Embeddings(**{**{f.name: getattr(held, f.name) for f in fields(Embeddings)},
-                         "split": np.full(len(held), "test")})
+    held = replace(held, split=np.full(len(held), "test"))
     result = Embeddings(**{f.name: np.concatenate([getattr(train, f.name), getattr(held, f.name)])
                            for f in fields(Embeddings)})
     result.save(run_dir / EMBEDDINGS_FILE)
