@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from ptacl_lib.evaluate.power import VarianceParts
-from ptacl_lib.report import PAIRED_FILE, paired_table
+from ptacl_lib.report import read_paired
 from ptacl_lib.runs import arm_run_dir
 from ptacl_lib.study import StudyConfig, read_study_config, run_study
 
@@ -57,15 +57,14 @@ def main() -> None:
     pilot = read_study_config(args.pilot)
     if pilot is None:
         raise SystemExit(f"{args.pilot} holds no study_config.json")
-    saved = args.pilot / PAIRED_FILE
-    pilot_paired = pd.read_csv(saved) if saved.exists() else paired_table(args.pilot)
+    pilot_paired = read_paired(args.pilot)
     pilot_row = contrast_row(pilot_paired, *args.arms)
     parts = VarianceParts.from_row(pilot_row)
     config = larger_study(pilot, args.out, args.seeds, tuple(args.arms), args.jobs)
     start = time.perf_counter()
     run_study(config)
     minutes = (time.perf_counter() - start) / 60
-    measured = contrast_row(pd.read_csv(args.out / PAIRED_FILE), *args.arms)
+    measured = contrast_row(read_paired(args.out), *args.arms)
     n = int(measured["n_subjects"])
     rows = [
         {"design": f"pilot: {parts.n_seeds} seeds, {parts.n_subjects} test subjects (measured)",
