@@ -21,6 +21,7 @@ from ptacl_lib.data import (
     collate,
     open_cohort,
 )
+from ptacl_lib.data import cohort as cohort_module
 from ptacl_lib.data.cohort import ImplausiblePhenotypeWarning, read_manifest, validate_manifest
 
 
@@ -126,6 +127,29 @@ def test_a_manifest_with_only_implausible_rows_is_an_error(cohort_copy: Path) ->
     pd.read_csv(cohort_copy).iloc[:2].assign(rvef=140.0).to_csv(cohort_copy, index=False)
     with pytest.raises(ManifestError, match=r"every row has impossible .*row 2 .*rvef = 140 % is outside 0-100 %"):
         open_cohort(cohort_copy)
+
+
+def test_the_cache_follows_the_rows_left_out(cohort_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache built over every row (as before rows were left out) is not reused for the reduced table: each
+    cached row is the preprocessed ECG of the table's subject at that row."""
+    from ptacl_lib.data.cache import PreprocessedCohort
+    from ptacl_lib.data.preprocess import preprocess_ecg
+
+    table = pd.read_csv(cohort_copy, dtype={"subject_id": str}).iloc[:8].copy()
+    table.loc[1, "lvef"] = 105.0
+    table.to_csv(cohort_copy, index=False)
+    config = PreprocessConfig()
+    with monkeypatch.context() as patched:  # the checks switched off: the cache holds all 8 rows
+        patched.setattr(cohort_module, "check_phenotypes", lambda t, manifest: (t, cohort_module.Cohort.rejected))
+        everything = PreprocessedCohort.build_or_load(open_cohort(cohort_copy), config, progress=False)
+    assert len(everything.ok) == 8
+    with pytest.warns(ImplausiblePhenotypeWarning, match="row 3"):
+        cohort = open_cohort(cohort_copy)
+    cache = PreprocessedCohort.build_or_load(cohort, config, progress=False)
+    assert cache.root != everything.root and len(cache.ok) == len(cohort) == 7
+    for i in range(len(cohort)):
+        np.testing.assert_allclose(np.asarray(cache.ecg[i]) * cache.lead_scale[:, None],
+                                   preprocess_ecg(cohort.ecg(i), cohort.sampling_rate, config), rtol=1e-4, atol=1e-5)
 
 
 def test_wrong_array_shapes_are_rejected(cohort_copy: Path) -> None:
