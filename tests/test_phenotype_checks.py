@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from ptacl_lib.data.phenotype_checks import EXTREME_LIMITS, FINDING_COLUMNS, extreme_flags, find_implausible
+from conftest import REPO
+from ptacl_lib.data.phenotype_checks import (
+    EXTREME_LIMITS,
+    FINDING_COLUMNS,
+    REFERENCE,
+    extreme_flags,
+    find_implausible,
+)
 from ptacl_lib.data.readers.writers import ukb_like_phenotypes
 from ptacl_lib.data.schema import PHENOTYPES
 
@@ -90,8 +98,6 @@ def test_findings_name_the_rows_of_a_table_in_order() -> None:
 
 def test_limits_lie_well_outside_the_published_ranges() -> None:
     """Every flag limit lies beyond both sexes' healthy 95 % range (mean ± 1.96 SD, Petersen et al. 2017)."""
-    from ptacl_lib.data.phenotype_checks import REFERENCE
-
     for name in PHENOTYPES:
         low, high = EXTREME_LIMITS[name]
         for mean, sd in REFERENCE[name].values():
@@ -104,3 +110,10 @@ def test_synthetic_and_fixture_phenotypes_pass(tiny_cohort: Path) -> None:
     fixture = pd.DataFrame([ukb_like_phenotypes(seed) for seed in range(500)])
     assert find_implausible(fixture).empty and (extreme_flags(fixture) == "").all()
     assert len(fixture.drop_duplicates()) == len(fixture)  # they vary per subject
+
+
+def test_the_manifest_readme_states_the_limits_the_code_uses() -> None:
+    text = (REPO / "data_manifest" / "README.md").read_text()
+    stated = {m[0]: (float(m[1]), float(m[2]))
+              for m in re.findall(r"^\| `(\w+)` \|[^\n]*\| ([\d.]+) \| ([\d.]+) \|$", text, flags=re.M)}
+    assert stated == EXTREME_LIMITS
