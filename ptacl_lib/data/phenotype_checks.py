@@ -55,7 +55,7 @@ REFERENCE: dict[str, dict[str, tuple[float, float]]] = {
     "rvedv": {"F": (131.0, 24.0), "M": (182.0, 36.0)},
     "rvesv": {"F": (52.0, 12.8), "M": (86.0, 20.0)},  # F: 95 % range 27-77 mL; M: derived
     "rvsv": {"F": (73.5, 13.0), "M": (96.0, 20.0)},  # F: 95 % range 48-99 mL; M: = LVSV
-    "rvef": {"F": (57.5, 5.4), "M": (53.0, 6.0)},  # F: 95 % range 47-68 %; M: derived
+    "rvef": {"F": (57.5, 5.4), "M": (53.0, 4.6)},  # F: 95 % range 47-68 %; M: derived
 }
 #: How many SDs beyond a sex's mean a value must lie to be flagged: about twice as far out as the 95 % range
 #: (1.96 SD), so only true extremes (or failed measurements that are still possible) are flagged.
@@ -70,7 +70,7 @@ def _extreme_limits() -> dict[str, tuple[float, float]]:
 
 
 #: Flag limits per phenotype (low, high), derived once from ``REFERENCE``: lvedv 38-294 mL, lvesv 5-133 mL,
-#: lvsv 16-176 mL, lvef 38-81 %, lvm 18-187 g, rvedv 35-326 mL, rvesv 0.8-166 mL, rvsv 16-176 mL, rvef 29-79.1 %.
+#: lvsv 16-176 mL, lvef 38-81 %, lvm 18-187 g, rvedv 35-326 mL, rvesv 0.8-166 mL, rvsv 16-176 mL, rvef 34.6-79.1 %.
 EXTREME_LIMITS: dict[str, tuple[float, float]] = _extreme_limits()
 
 
