@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from ptacl_lib.data import (
     collate,
     open_cohort,
 )
-from ptacl_lib.data.cohort import read_manifest, validate_manifest
+from ptacl_lib.data import cohort as cohort_module
+from ptacl_lib.data.cohort import ImplausiblePhenotypeWarning, read_manifest, validate_manifest
 
 
 @pytest.fixture()
@@ -83,6 +85,73 @@ def test_nan_phenotype_is_allowed_in_val(cohort_copy: Path) -> None:
     assert np.isnan(open_cohort(_edit(cohort_copy, blank_val)).table["lvm"]).any()
 
 
+def _implausible(t: pd.DataFrame) -> None:
+    """Manifest line 3: an EF of 105 %; line 6: a negative LV mass; line 9: an LV ESV above its EDV."""
+    t.loc[1, "lvef"] = 105.0
+    t.loc[4, "lvm"] = -12.0
+    t.loc[7, "lvesv"] = t.loc[7, "lvedv"] + 5.0
+
+
+def test_implausible_rows_are_left_out_named_by_row_and_field(cohort_copy: Path) -> None:
+    manifest = _edit(cohort_copy, _implausible)
+    full = pd.read_csv(manifest, dtype={"subject_id": str})
+    with pytest.warns(ImplausiblePhenotypeWarning) as caught:
+        cohort = open_cohort(manifest)
+    assert len(caught) == 1  # said once
+    message = str(caught[0].message)
+    for line, said in ((3, "lvef = 105 % is outside 0-100 %"), (6, "lvm = -12 g is not above 0"),
+                       (9, r"lvesv = [\d.]+ mL is above lvedv = [\d.]+ mL")):
+        assert re.search(rf"row {line} \(subject {full['subject_id'][line - 2]}\): {said}", message), line
+    sid = full["subject_id"]
+    assert cohort.rejected[["row", "subject_id", "fields", "reason"]].values.tolist() == [
+        [3, sid[1], "lvef", "impossible"], [6, sid[4], "lvm", "impossible"],
+        [9, sid[7], "lvesv;lvedv", "contradictory"]]
+    assert cohort.rejected["values"].tolist()[:2] == ["105", "-12"]
+
+    # the other 45 subjects go on, and every per-row accessor works on the reduced table
+    kept = full.drop(index=[1, 4, 7]).reset_index(drop=True)
+    assert len(cohort) == 45 and cohort.table["subject_id"].tolist() == kept["subject_id"].tolist()
+    assert not set(sid[[1, 4, 7]]) & set(cohort.table["subject_id"])
+    assert cohort.index_of(sid[8]) == 5 and cohort.phenotypes().shape == (45, len(PHENOTYPES))
+    for split in ("train", "val", "test"):
+        assert cohort.table["subject_id"].iloc[cohort.indices(split)].tolist() == \
+            kept.loc[kept["split"] == split, "subject_id"].tolist()
+    store = np.load(cohort_copy.parent / "arrays" / "ecg.npy", mmap_mode="r")
+    for i in (0, 1, 5, 44):  # array:INDEX still names the subject's own row of the store
+        assert cohort.table["ecg_path"].iloc[i] == kept["ecg_path"].iloc[i]
+        np.testing.assert_array_equal(cohort.ecg(i), store[int(kept["ecg_path"].iloc[i].split(":")[1])])
+    assert cohort.table["phenotype_flags"].map(type).eq(str).all()
+
+
+def test_a_manifest_with_only_implausible_rows_is_an_error(cohort_copy: Path) -> None:
+    pd.read_csv(cohort_copy).iloc[:2].assign(rvef=140.0).to_csv(cohort_copy, index=False)
+    with pytest.raises(ManifestError, match=r"every row has impossible .*row 2 .*rvef = 140 % is outside 0-100 %"):
+        open_cohort(cohort_copy)
+
+
+def test_the_cache_follows_the_rows_left_out(cohort_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache built over every row (as before rows were left out) is not reused for the reduced table: each
+    cached row is the preprocessed ECG of the table's subject at that row."""
+    from ptacl_lib.data.cache import PreprocessedCohort
+    from ptacl_lib.data.preprocess import preprocess_ecg
+
+    table = pd.read_csv(cohort_copy, dtype={"subject_id": str}).iloc[:8].copy()
+    table.loc[1, "lvef"] = 105.0
+    table.to_csv(cohort_copy, index=False)
+    config = PreprocessConfig()
+    with monkeypatch.context() as patched:  # the checks switched off: the cache holds all 8 rows
+        patched.setattr(cohort_module, "check_phenotypes", lambda t, manifest: (t, cohort_module.Cohort.rejected))
+        everything = PreprocessedCohort.build_or_load(open_cohort(cohort_copy), config, progress=False)
+    assert len(everything.ok) == 8
+    with pytest.warns(ImplausiblePhenotypeWarning, match="row 3"):
+        cohort = open_cohort(cohort_copy)
+    cache = PreprocessedCohort.build_or_load(cohort, config, progress=False)
+    assert cache.root != everything.root and len(cache.ok) == len(cohort) == 7
+    for i in range(len(cohort)):
+        np.testing.assert_allclose(np.asarray(cache.ecg[i]) * cache.lead_scale[:, None],
+                                   preprocess_ecg(cohort.ecg(i), cohort.sampling_rate, config), rtol=1e-4, atol=1e-5)
+
+
 def test_wrong_array_shapes_are_rejected(cohort_copy: Path) -> None:
     store = cohort_copy.parent / "arrays"
     np.save(store / "ecg.npy", np.zeros((48, 8, 5000), dtype=np.float32))  # 8 leads instead of 12
@@ -137,7 +206,7 @@ def test_dataset_items_and_collate(tiny_cohort: Path) -> None:
 def test_file_path_manifest_reads_raw_ukb_files(tmp_path: Path) -> None:
     """A manifest may point straight at UK Biobank files; they come back on the cohort's axes."""
     from ptacl_lib.data.readers import read_ukb_xml
-    from ptacl_lib.data.readers.writers import write_ukb_like_cohort
+    from ptacl_lib.data.readers.writers import ukb_like_phenotypes, write_ukb_like_cohort
 
     paths = write_ukb_like_cohort(tmp_path / "ukb", 3, n_frames=20)
     rows = []
@@ -145,7 +214,7 @@ def test_file_path_manifest_reads_raw_ukb_files(tmp_path: Path) -> None:
         eid = xml.name.split("_")[0]
         rows.append({"subject_id": eid, "split": "train", "ecg_path": str(xml.relative_to(tmp_path)),
                      "cmr_path": str((paths["cmr_dir"] / f"{eid}_20209_2_0.zip").relative_to(tmp_path)),
-                     **{p: 100.0 + k for p in PHENOTYPES}})
+                     **ukb_like_phenotypes(k)})
     manifest = tmp_path / "manifest.csv"
     pd.DataFrame(rows).to_csv(manifest, index=False)
     cohort = open_cohort(manifest)

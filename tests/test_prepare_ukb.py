@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import warnings
 from dataclasses import fields
 from pathlib import Path
 
@@ -14,17 +16,19 @@ import pytest
 from ptacl_lib.cli import main
 from ptacl_lib.data import open_cohort
 from ptacl_lib.data import prepare_ukb as pu
+from ptacl_lib.data.cohort import ImplausiblePhenotypeWarning
 from ptacl_lib.data.readers import read_ecg
 from ptacl_lib.data.readers.writers import (
     beating_stack,
     cine_frame_datasets,
     subject_ecg_raw,
+    ukb_like_phenotypes,
     write_cardiosoft_xml,
     write_cine_dicom,
     write_idp_csv,
     write_ukb_like_cohort,
 )
-from ptacl_lib.data.schema import LEADS, PHENOTYPES
+from ptacl_lib.data.schema import LEADS
 from ptacl_lib.data.splits import assign_splits, hash_unit, split_of
 
 N_GOOD = 10
@@ -37,7 +41,12 @@ BAD = {
     "2000001": "missing_leads", "2000002": "wrong_sample_count", "2000003": "corrupt_file",
     "2000004": "non_monotonic_trigger_times", "2000005": "too_few_frames", "2000006": "corrupt_file",
     "2000007": "missing_idp", "2000008": "missing_cmr", "2000009": "missing_ecg", "2000010": "incomplete_idp",
+    "2000011": "implausible_idp", "2000012": "implausible_idp", "2000013": "implausible_idp",
 }
+#: subject id -> (IDP column, value) that makes its phenotypes impossible or contradictory
+IMPLAUSIBLE = {"2000011": ("24103-2.0", 105.0), "2000012": ("24105-2.0", -4.5), "2000013": ("24101-2.0", 500.0)}
+#: A good subject whose LV mass is past the extreme limit: kept and flagged.
+EXTREME = "1000002"
 
 
 def _add_bad_subjects(ecg_dir: Path, cmr_dir: Path, idp_csv: Path) -> None:
@@ -63,10 +72,13 @@ def _add_bad_subjects(ecg_dir: Path, cmr_dir: Path, idp_csv: Path) -> None:
     blob = (cmr_dir / "2000006_20209_2_0.zip").read_bytes()
     (cmr_dir / "2000006_20209_2_0.zip").write_bytes(blob[: len(blob) // 2])
     idp = pd.read_csv(idp_csv, dtype={"eid": str})
+    idp.loc[idp["eid"] == EXTREME, "24105-2.0"] = 250.0
     extra = write_idp_csv(idp_csv.with_name("extra.csv"), {
-        eid: {name: 90.0 for name in PHENOTYPES} for eid in BAD if eid != "2000007"})
+        eid: ukb_like_phenotypes(int(eid)) for eid in BAD if eid != "2000007"})
     extra_table = pd.read_csv(extra, dtype={"eid": str})
     extra_table.loc[extra_table["eid"] == "2000010", "24101-2.0"] = np.nan
+    for eid, (column, value) in IMPLAUSIBLE.items():
+        extra_table.loc[extra_table["eid"] == eid, column] = value
     pd.concat([idp, extra_table]).to_csv(idp_csv, index=False)
 
 
@@ -99,6 +111,27 @@ def test_summary_and_errors_list_every_bad_subject(prepared: tuple[Path, pu.Prep
     assert files["2000007"].endswith("idp.csv")
     text = str(summary)
     assert f"{N_GOOD} subjects ok" in text and "non_monotonic_trigger_times: 1" in text
+
+
+def test_implausible_idp_rows_are_skipped_naming_field_and_value(prepared: tuple[Path, pu.PrepareSummary]) -> None:
+    """An EF of 105 %, a negative mass and an ESV above its EDV each skip their subject (one errors.csv row,
+    naming the field and the value); the other subjects go on, an extreme value is kept and flagged."""
+    out, summary = prepared
+    errors = pd.read_csv(out / "errors.csv", dtype={"subject_id": str}).set_index("subject_id")
+    assert summary.skipped["implausible_idp"] == 3
+    said = {"2000011": r"^lvef = 105 % is outside 0-100 %$", "2000012": r"^lvm = -4.5 g is not above 0$",
+            "2000013": r"^lvesv = 500 mL is above lvedv = [\d.]+ mL$"}
+    for eid, pattern in said.items():
+        assert errors.loc[eid, "reason"] == "implausible_idp" and errors.loc[eid, "file"].endswith("idp.csv")
+        assert re.match(pattern, errors.loc[eid, "detail"]), errors.loc[eid, "detail"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ImplausiblePhenotypeWarning)  # prepare-ukb let nothing implausible through
+        table = open_cohort(out).table
+    assert table["subject_id"].tolist() == [str(1000001 + k) for k in range(N_GOOD)]
+    flags = dict(zip(table["subject_id"], table["phenotype_flags"]))
+    assert flags.pop(EXTREME) == "lvm_extreme_high" and set(flags.values()) == {""}
+    written = pd.read_csv(out / "manifest.csv", dtype={"subject_id": str}, keep_default_na=False)
+    assert written.set_index("subject_id").loc[EXTREME, "phenotype_flags"] == "lvm_extreme_high"
 
 
 def test_manifest_opens_as_a_cohort_with_the_source_values(prepared: tuple[Path, pu.PrepareSummary],

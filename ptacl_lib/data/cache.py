@@ -76,8 +76,10 @@ class PreprocessingNotice(UserWarning):
 
 
 def cache_key(cohort: Cohort, config: PreprocessConfig) -> str:
-    """Fingerprint of the manifest bytes and the preprocessing config."""
+    """Fingerprint of the manifest bytes, the rows ``open_cohort`` left out, and the preprocessing config."""
     h = hashlib.sha1(cohort.manifest_path.read_bytes())
+    if len(cohort.rejected):  # the cache holds the kept rows only, so which were left out is part of the key
+        h.update(",".join(cohort.rejected["subject_id"].astype(str)).encode())
     h.update(json.dumps({**config.to_dict(), "cache_version": CACHE_VERSION}, sort_keys=True).encode())
     return h.hexdigest()[:12]
 

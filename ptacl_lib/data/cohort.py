@@ -7,12 +7,14 @@ Files ending in ``.npy`` are read directly; other formats go through ``ptacl_lib
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .phenotype_checks import FLAGS_COLUMN, details_by_row, extreme_flags, find_implausible
 from .schema import (
     ARRAY_PREFIX,
     DEFAULT_IMAGE_SIZE,
@@ -27,6 +29,11 @@ from .schema import (
 from .store import ArrayStore
 
 STORE_DIR = "arrays"
+#: Columns of ``Cohort.rejected``: the manifest line (header = line 1), the subject, and one finding
+#: (``phenotype_checks.find_implausible``: ``;``-joined fields and values, reason, sentence).
+REJECTED_COLUMNS: tuple[str, ...] = ("row", "subject_id", "fields", "values", "reason", "detail")
+#: How many rejected rows the warning of ``open_cohort`` names before it points at ``Cohort.rejected``.
+NAMED_IN_WARNING = 10
 
 
 class ManifestError(ValueError):
@@ -35,6 +42,10 @@ class ManifestError(ValueError):
 
 class SubjectDataError(ValueError):
     """One subject's data cannot be read; the message names the subject and the file."""
+
+
+class ImplausiblePhenotypeWarning(UserWarning):
+    """Manifest rows that ``open_cohort`` left out for impossible or contradictory phenotypes (said once)."""
 
 
 def read_manifest(path: str | Path) -> pd.DataFrame:
@@ -88,6 +99,10 @@ def validate_manifest(table: pd.DataFrame) -> pd.DataFrame:
 
 class Cohort:
     """A validated manifest plus lazy access to each subject's ECG and cine."""
+
+    #: Manifest rows left out of ``table`` for impossible or contradictory phenotypes, one row per finding
+    #: (``REJECTED_COLUMNS``); ``open_cohort`` sets it, empty when every row passed.
+    rejected: pd.DataFrame = pd.DataFrame(columns=list(REJECTED_COLUMNS))
 
     def __init__(self, manifest_path: str | Path, table: pd.DataFrame, store: ArrayStore | None) -> None:
         self.manifest_path = Path(manifest_path)
@@ -232,8 +247,29 @@ def _check_files(table: pd.DataFrame, root: Path) -> None:
                 raise ManifestError(f"{_row_label(table, i)}: column '{column}': file not found: {path}")
 
 
+def check_phenotypes(table: pd.DataFrame, manifest: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Leave out the rows of a validated ``table`` with impossible or contradictory phenotypes
+    (``phenotype_checks``), with one ``ImplausiblePhenotypeWarning`` naming each; flag extremes in
+    ``phenotype_flags``. Returns (the kept rows, renumbered from 0; ``REJECTED_COLUMNS`` of the others)."""
+    table = table.assign(**{FLAGS_COLUMN: extreme_flags(table)})
+    findings = find_implausible(table)
+    positions = findings["position"].to_numpy()
+    rejected = findings.assign(row=positions + 2, subject_id=table["subject_id"].to_numpy()[positions])
+    by_row = details_by_row(findings)
+    said = [f"{_row_label(table, i)}: {details}" for i, details in by_row.items()]
+    if said and len(said) == len(table):
+        raise ManifestError(f"{manifest}: every row has impossible or contradictory phenotypes, e.g. {said[0]}")
+    if said:
+        more = [f"and {len(said) - NAMED_IN_WARNING} more"] if len(said) > NAMED_IN_WARNING else []
+        warnings.warn("\n  ".join([f"{manifest}: {len(said)} row(s) left out for impossible or contradictory "
+                                   "phenotypes (listed in cohort.rejected):", *said[:NAMED_IN_WARNING], *more]),
+                      ImplausiblePhenotypeWarning, stacklevel=3)
+    return table.drop(index=by_row.index).reset_index(drop=True), rejected[list(REJECTED_COLUMNS)]
+
+
 def open_cohort(manifest_path: str | Path, check_files: bool = True) -> Cohort:
-    """Read and validate a manifest; map its array store if it has one."""
+    """Read and validate a manifest, leave out rows with impossible or contradictory phenotypes
+    (``check_phenotypes``: warned about, listed in ``Cohort.rejected``); map its array store if it has one."""
     manifest_path = Path(manifest_path)
     if manifest_path.is_dir():
         manifest_path = manifest_path / "manifest.csv"
@@ -243,7 +279,10 @@ def open_cohort(manifest_path: str | Path, check_files: bool = True) -> Cohort:
     _check_array_refs(table, store, manifest_path)
     if check_files:
         _check_files(table, manifest_path.parent)
-    return Cohort(manifest_path, table, store)
+    table, rejected = check_phenotypes(table, manifest_path)
+    cohort = Cohort(manifest_path, table, store)
+    cohort.rejected = rejected
+    return cohort
 
 
 def describe(cohort: Cohort) -> pd.DataFrame:

@@ -30,9 +30,14 @@ cohort grows; at most ``2 * workers`` subjects are in flight.
 Rows of skipped subjects stay unused (zeros) in the store; no manifest row points at them.
 
 Skip reasons (``errors.csv``): the readers' codes (``readers.READER_REASONS``) plus
-``PAIRING_REASONS`` (missing_ecg, missing_cmr, missing_idp, incomplete_idp), ``ecg_too_short``,
+``PAIRING_REASONS`` (missing_ecg, missing_cmr, missing_idp, incomplete_idp, implausible_idp), ``ecg_too_short``,
 ``ecg_quality`` (the score, the flags and the noise level in ``detail``) and ``unreadable`` (an unexpected
 error inside a reader, with its message).
+
+IDP plausibility (``phenotype_checks``), before any file is read: a subject with an impossible or
+contradictory phenotype (an EF of 105 %, a negative mass, an ESV above its EDV, ...) is skipped as
+``implausible_idp``, its ``detail`` naming each field and value; a value past the wide reference limits is
+kept and named in the manifest's ``phenotype_flags`` column (e.g. ``lvm_extreme_high``).
 
 Resume and atomicity: state lives in ``OUT/.prepare/``. Every ``commit_every`` subjects the
 store is flushed, and only then are those subjects' manifest rows appended to ``done.jsonl``
@@ -65,6 +70,7 @@ from tqdm.auto import tqdm
 from ..atomic import replacing
 from .cohort import STORE_DIR
 from .ecg_quality import assess_ecg_quality
+from .phenotype_checks import FLAGS_COLUMN, details_by_row, extreme_flags, find_implausible
 from .readers import (
     ECG_SUFFIXES,
     ReaderError,
@@ -92,7 +98,7 @@ ERRORS = "errors.csv"
 STATE_DIR = ".prepare"
 #: A strip may fall short of ``duration_s`` by this fraction (resampling rounding) and be edge-padded.
 SHORTFALL_TOLERANCE = 0.01
-PAIRING_REASONS: tuple[str, ...] = ("missing_ecg", "missing_cmr", "missing_idp", "incomplete_idp")
+PAIRING_REASONS: tuple[str, ...] = ("missing_ecg", "missing_cmr", "missing_idp", "incomplete_idp", "implausible_idp")
 _UKB_NAME = re.compile(r"^(?P<eid>\d+)_(?P<field>\d+)_(?P<instance>\d+)_(?P<array>\d+)")
 _CINE_SUFFIXES = (".zip", ".nii.gz", ".nii")
 
@@ -458,7 +464,10 @@ def _take(items: Iterator[SubjectTask], n: int) -> list[SubjectTask]:
 
 def _phenotype_failures(tasks: list[SubjectTask], idp: pd.DataFrame,
                         idp_csv: Path) -> tuple[list[SubjectTask], list[SubjectFailure]]:
-    """Split tasks into those with a complete IDP row and failures (missing or incomplete row)."""
+    """Split tasks into those with a complete, plausible IDP row and failures (missing or incomplete row, or
+    impossible or contradictory phenotypes: ``phenotype_checks``)."""
+    by_row = details_by_row(find_implausible(idp))
+    implausible = dict(zip(idp.index[by_row.index], by_row))
     ready: list[SubjectTask] = []
     failures: list[SubjectFailure] = []
     for task in tasks:
@@ -469,6 +478,9 @@ def _phenotype_failures(tasks: list[SubjectTask], idp: pd.DataFrame,
         if missing:
             failures.append(SubjectFailure(task.subject_id, str(idp_csv), "incomplete_idp",
                                            f"empty phenotype(s) {missing}"))
+        elif task.subject_id in implausible:
+            failures.append(SubjectFailure(task.subject_id, str(idp_csv), "implausible_idp",
+                                           implausible[task.subject_id]))
         else:
             ready.append(task)
     return ready, failures
@@ -488,6 +500,7 @@ def prepare_ukb(ecg_dir: str | Path, cmr_dir: str | Path, idp_csv: str | Path, o
     ecg_dir, cmr_dir, idp_csv, out_dir = Path(ecg_dir), Path(cmr_dir), Path(idp_csv), Path(out_dir)
     ecgs, cines = find_inputs(ecg_dir, cmr_dir, instance)
     idp = read_idp_csv(idp_csv, instance)
+    idp[FLAGS_COLUMN] = extreme_flags(idp)
     failures = [SubjectFailure(s, str(p), "missing_cmr", f"no cine for this subject in {cmr_dir}")
                 for s, p in ecgs.items() if s not in cines]
     failures += [SubjectFailure(s, str(p), "missing_ecg", f"no ECG for this subject in {ecg_dir}")
@@ -551,6 +564,7 @@ def _manifest_row(result: SubjectArrays, idp: pd.DataFrame, settings: PrepareSet
                            "ecg_path": f"{ARRAY_PREFIX}{task.row}", "cmr_path": f"{ARRAY_PREFIX}{task.row}"}
     phenotypes = idp.loc[task.subject_id]
     row.update({name: float(phenotypes[name]) for name in PHENOTYPES})
+    row[FLAGS_COLUMN] = phenotypes[FLAGS_COLUMN]
     for covariate in ("age", "sex", "bsa"):
         if covariate in phenotypes.index:
             value = phenotypes[covariate]

@@ -256,13 +256,30 @@ def beating_stack(seed: int, n_slices: int = 3, n_frames: int = 20, size: int = 
     return stack
 
 
+def ukb_like_phenotypes(seed: int) -> dict[str, float]:
+    """Plausible, mutually consistent phenotypes of one subject, varying with ``seed``: EDV > ESV, SV = EDV - ESV,
+    EF = 100 * SV / EDV, both ventricles ejecting about one stroke volume, volumes and LV mass well inside the
+    healthy UK Biobank ranges (``data.phenotype_checks``). Volumes to 0.1 mL, EFs to 0.01 %, as in the IDPs."""
+    rng = np.random.default_rng(seed)
+    values: dict[str, float] = {"lvm": round(float(rng.uniform(70.0, 130.0)), 1)}
+    lvedv = round(float(rng.uniform(110.0, 190.0)), 1)
+    volumes = {"lv": (lvedv, round(lvedv * float(rng.uniform(0.35, 0.45)), 1))}
+    rvedv = round(lvedv * float(rng.uniform(1.0, 1.15)), 1)
+    volumes["rv"] = (rvedv, round(rvedv - (lvedv - volumes["lv"][1]) * float(rng.uniform(0.95, 1.05)), 1))
+    for side, (edv, esv) in volumes.items():
+        sv = round(edv - esv, 1)
+        values.update({f"{side}edv": edv, f"{side}esv": esv, f"{side}sv": sv, f"{side}ef": round(100.0 * sv / edv, 2)})
+    return {name: values[name] for name in PHENOTYPES}
+
+
 def write_ukb_like_cohort(root: str | Path, n_subjects: int, *, seed: int = 0, first_eid: int = 1000001,
                           n_slices: int = 3, n_frames: int = 20, size: int = 64,
                           realistic_ecg: bool = False) -> dict[str, Path]:
     """A UKB-shaped cohort: ``ecg/EID_20205_2_0.xml``, ``cmr/EID_20209_2_0.zip`` and ``idp.csv``.
 
     ECGs are known sinusoid strips (``subject_ecg_raw``), or real-shaped ones (``subject_ecg_synthetic``)
-    with ``realistic_ecg``. Returns the paths as {"ecg_dir", "cmr_dir", "idp_csv"}.
+    with ``realistic_ecg``; phenotypes are ``ukb_like_phenotypes``. Returns the paths as
+    {"ecg_dir", "cmr_dir", "idp_csv"}.
     """
     ecg_raw = subject_ecg_synthetic if realistic_ecg else subject_ecg_raw
     root = Path(root)
@@ -279,6 +296,6 @@ def write_ukb_like_cohort(root: str | Path, n_subjects: int, *, seed: int = 0, f
         stack = beating_stack(seed * 100003 + k, n_slices, n_frames, size)
         write_cine_dicom(cmr_dir / f"{eid}_20209_2_0.zip",
                          cine_frame_datasets(stack, times, nominal_interval=rr), seed=k)
-        phenotypes[eid] = {name: float(100 + j + k % 7) for j, name in enumerate(PHENOTYPES)}
+        phenotypes[eid] = ukb_like_phenotypes(seed * 100003 + k)
     idp_csv = write_idp_csv(root / "idp.csv", phenotypes)
     return {"ecg_dir": ecg_dir, "cmr_dir": cmr_dir, "idp_csv": idp_csv}
