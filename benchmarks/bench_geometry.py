@@ -105,12 +105,11 @@ def storage_and_loader(n_subjects: int, batch_size: int, threads: int, loader_ep
     with tempfile.TemporaryDirectory(prefix="ptacl_geometry_") as tmp:
         root = Path(tmp) / "cohort"
         start = time.perf_counter()
-        manifest = generate_cohort(root, n_subjects, seed=0, sampling_rate=geometry.ecg_hz, n_frames=geometry.frames,
-                                   image_size=geometry.image_size, n_slices=geometry.slices, progress=False)
+        manifest = generate_cohort(root, n_subjects, seed=0, geometry=geometry, progress=False)
         generate_s = time.perf_counter() - start
         cohort = open_cohort(manifest)
         start = time.perf_counter()
-        dataset = PTACLDataset(cohort, "train", config=PreprocessConfig.for_geometry(geometry), progress=False)
+        dataset = PTACLDataset(cohort, "train", config=PreprocessConfig(geometry=geometry), progress=False)
         cache_s = time.perf_counter() - start
         store_b = directory_bytes(root / "arrays") / n_subjects
         cache_b = directory_bytes(dataset.cache.root) / n_subjects

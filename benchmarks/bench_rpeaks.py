@@ -205,7 +205,7 @@ def score_synthetic(n: int, tolerance_s: float, pvc_rate: float, af_rate: float,
     with tempfile.TemporaryDirectory() as tmp:
         cohort = open_cohort(generate_cohort(tmp, n_subjects=n, seed=7, progress=False, p_pvc=pvc_rate,
                                              p_af=af_rate))
-        fs = cohort.sampling_rate
+        fs = float(cohort.geometry.ecg_hz)
         tolerance = int(tolerance_s * fs)
         totals = {"old": np.zeros(4), "new": np.zeros(4)}
         per_label = {(d, lab): np.zeros(2) for d in totals for lab in ("N", "V", "A")}

@@ -72,9 +72,8 @@ def synthetic_batch(batch_size: int, seed: int = 0, geometry: Geometry | None = 
     rr = torch.randint(60, 100, (batch_size, 1), generator=g)
     first = torch.randint(0, 60, (batch_size, 1), generator=g)
     rpeaks = ((first + rr * torch.arange(17)) * scale).long()
-    slices = (geometry.slices,) if geometry.slices > 1 else ()
     return {"ecg": torch.randn(batch_size, 12, length, generator=g),
-            "cmr": torch.rand(batch_size, *slices, geometry.frames, geometry.image_size, geometry.image_size,
+            "cmr": torch.rand(batch_size, geometry.slices, geometry.frames, geometry.image_size, geometry.image_size,
                               generator=g),
             "rpeaks": torch.where(rpeaks < length, rpeaks, -1)}
 
@@ -88,7 +87,7 @@ class StepBench:
         seed_everything(0)
         self.device = device
         geometry = geometry or resolve_geometry("demo")
-        config = ModelConfig.preset(preset, **overrides).at_geometry(geometry.ecg_hz, geometry.slices)
+        config = ModelConfig.preset(preset, **overrides).at_geometry(geometry)
         self.model = PTACLModel(config).to(device)
         if device.type == "cuda":
             self.model.cmr_encoder.frame_encoder.use_channels_last()

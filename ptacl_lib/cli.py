@@ -9,18 +9,22 @@ import typing
 from pathlib import Path
 from typing import Any, Sequence
 
-from .data.schema import DEFAULT_IMAGE_SIZE, DEFAULT_N_FRAMES
+from .geometry import GEOMETRY_FIELDS, add_geometry_arguments
 
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """Expose every field of a config dataclass as ``--field-name`` (booleans as on/off flags).
 
     A field's metadata may carry ``help``, ``choices`` and ``required``; ``cli=False`` keeps it off the
-    command line (it keeps its default).
+    command line (it keeps its default); ``geometry`` (``geometry.GEOMETRY_FIELD``) adds the input-geometry
+    flags, which ``dataclass_from_args`` resolves into one ``Geometry``.
     """
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if not f.metadata.get("cli", True):
+            continue
+        if f.metadata.get("geometry"):
+            add_geometry_arguments(parser)
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
@@ -41,24 +45,30 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 
 
 def dataclass_from_args(cls: type, args: argparse.Namespace) -> Any:
-    """Build a config dataclass from parsed arguments (the inverse of ``add_dataclass_arguments``)."""
+    """Build a config dataclass from parsed arguments (the inverse of ``add_dataclass_arguments``); the
+    geometry flags are resolved here, once, against the config's model preset."""
+    from .geometry import geometry_from_args
+
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.metadata.get("cli", True)}
+    if any(f.metadata.get("geometry") for f in dataclasses.fields(cls)):
+        values["geometry"] = geometry_from_args(args, values.get("model", "small"))
     return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()})
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
-    from .data.synthetic import generate_cohort
+    from .data.synthetic import generate_cohort, store_geometry_for
+    from .geometry import STORED_DEFAULT, resolve_geometry
 
-    path = generate_cohort(args.out, n_subjects=args.n, seed=args.seed, n_frames=args.n_frames,
-                           image_size=args.image_size, n_slices=args.slices, progress=True)
+    base = store_geometry_for(resolve_geometry(args.geometry)) if args.geometry else STORED_DEFAULT
+    geometry = base.overridden(**{k: getattr(args, k) for k in GEOMETRY_FIELDS})
+    path = generate_cohort(args.out, n_subjects=args.n, seed=args.seed, geometry=geometry, progress=True)
     print(f"cohort written: {path}")
 
 
 def _cmd_prepare_ukb(args: argparse.Namespace) -> None:
-    from .data.prepare_ukb import prepare_ukb
+    from .data.prepare_ukb import prepare_options, prepare_ukb
 
-    paths = ("ecg_dir", "cmr_dir", "idp_csv", "out", "func", "command")
-    options = {k: v for k, v in vars(args).items() if k not in paths}
+    options = prepare_options(args, paths=("ecg_dir", "cmr_dir", "idp_csv", "out", "func", "command"))
     print(prepare_ukb(args.ecg_dir, args.cmr_dir, args.idp_csv, args.out, **options))
 
 
@@ -73,12 +83,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from .evaluate import discover_runs, evaluate_runs, format_table
 
     runs = [args.run_dir] if args.run_dir else discover_runs(args.run_root)
-    asked = {k: getattr(args, k) for k in ("ecg_hz", "frames", "image_size", "slices")}
-    if args.geometry or any(asked.values()):
-        from .runs import check_run_geometry
-
-        for run in runs:
-            check_run_geometry(run, args.geometry, **asked)
     out = args.out or (args.run_dir if args.run_dir else args.run_root)
     _, summary = evaluate_runs(runs, args.manifest, out, device=args.device)
     print(format_table(summary, task="regression", metric="r2").to_string())
@@ -147,9 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=2000, help="number of subjects")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="cohort directory")
-    p.add_argument("--n-frames", type=int, default=DEFAULT_N_FRAMES, help="cine frames per cardiac cycle")
-    p.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE, help="cine frame side in pixels")
-    p.add_argument("--slices", type=int, default=1, help="short-axis slices, base to apex (1: the mid slice)")
+    add_geometry_arguments(p, help="store what a run at this input geometry reads (demo or ukb; the overrides then "
+                                   "set single fields); empty: the generator's default, 500 Hz, 50 frames of 64 px, "
+                                   "1 slice, which a demo-geometry run reads")
     p.set_defaults(func=_cmd_generate)
 
     from .data.prepare_ukb import add_prepare_arguments
@@ -177,11 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", type=Path, required=True, help="the cohort the runs were trained on")
     p.add_argument("--out", type=Path, default=None, help="where comparison.csv/summary.csv go")
     p.add_argument("--device", default="auto")
-    from .geometry import geometry_field_metadata
-
-    for name, meta in geometry_field_metadata().items():  # a run is read at its own geometry: these only check it
-        p.add_argument("--" + name.replace("_", "-"), type=str if name == "geometry" else int,
-                       default="" if name == "geometry" else 0, **meta)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("run-notebooks", help="execute the ordered notebooks headlessly (papermill)")

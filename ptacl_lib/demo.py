@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .geometry import Geometry, geometry_of
 from .study import StudyConfig, StudyResult, run_study
 
 DEFAULT_OUT = "runs/demo"
@@ -75,25 +74,17 @@ def default_scale() -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
-def cohort_geometry(geometry: Geometry) -> dict[str, int]:
-    """The synthetic cohort's stored geometry for a study at ``geometry``: the generator's defaults, raised
-    where the study asks for more (the ``demo`` geometry keeps the defaults, so the CPU demo's cohort is as before)."""
-    from .data.schema import DEFAULT_IMAGE_SIZE, DEFAULT_N_FRAMES, DEFAULT_SAMPLING_RATE
-
-    return {"sampling_rate": max(DEFAULT_SAMPLING_RATE, geometry.ecg_hz),
-            "n_frames": max(DEFAULT_N_FRAMES, geometry.frames),
-            "image_size": max(DEFAULT_IMAGE_SIZE, geometry.image_size), "n_slices": geometry.slices}
-
-
 def run_demo(config: DemoConfig) -> StudyResult:
     """Generate the cohort (reused when it exists), then run the study on it."""
-    from .data.synthetic import generate_cohort
+    from .data.synthetic import generate_cohort, store_geometry_for
 
-    stored = cohort_geometry(geometry_of(config.study_config()))
+    study = config.study_config()
+    assert study.geometry is not None  # resolved by StudyConfig
+    stored = {"geometry": store_geometry_for(study.geometry)}
     if not config.manifest.exists():
         n = config.n_subjects or SCALES[config.scale]["n_subjects"]
         generate_cohort(config.manifest.parent, n_subjects=n, seed=config.cohort_seed, **stored)
     if config.test_manifest is not None and not config.test_manifest.exists():
         generate_cohort(config.test_manifest.parent, n_subjects=config.n_test_subjects, seed=config.cohort_seed + 1,
                         id_prefix="HOT", **stored)  # held-out test: its own ids, so no subject is named twice
-    return run_study(config.study_config())
+    return run_study(study)

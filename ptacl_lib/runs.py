@@ -3,7 +3,8 @@
 A study keeps every arm and seed under one root::
 
     <run_root>/arms/<arm>/seed<k>/
-        config.json              TrainConfig fields + resolved model, input geometry and preprocessing settings
+        config.json              TrainConfig fields (the input geometry once, as ``geometry``), the model's
+                                 architecture and the preprocessing filters
         checkpoints/last.pt      model, optimiser, scheduler and RNG state of the latest epoch
         checkpoints/best.pt      the epoch with the lowest validation loss (when there is a val split)
         checkpoints/epoch_NNN.pt kept every N epochs when asked
@@ -72,13 +73,10 @@ def read_run_record(run_dir: str | Path) -> dict[str, Any]:
 
 def config_record(config: TrainConfig, model_config: ModelConfig, preprocess: PreprocessConfig,
                   world_size: int) -> dict[str, Any]:
-    """What ``config.json`` holds: the TrainConfig fields plus the resolved model, input geometry
-    (``geometry``: name, ecg_hz, frames, image_size, slices) and preprocessing settings."""
-    from .geometry import geometry_of
-
-    geometry = dataclasses.replace(preprocess.geometry, name=geometry_of(config).name).to_dict()
-    return {**dataclasses.asdict(config), "model_config": dataclasses.asdict(model_config),
-            "input_geometry": geometry, "preprocess": preprocess.to_dict(), "world_size": world_size}
+    """What ``config.json`` holds: the TrainConfig fields, the input geometry among them (recorded once, as
+    ``geometry``), the model's architecture (``ModelConfig.architecture``) and the preprocessing filters."""
+    return {**dataclasses.asdict(config), "model_config": model_config.architecture(),
+            "preprocess": preprocess.filters(), "world_size": world_size}
 
 
 def write_config(run_dir: str | Path, record: dict[str, Any]) -> Path:
@@ -90,60 +88,42 @@ def write_config(run_dir: str | Path, record: dict[str, Any]) -> Path:
 
 
 def read_config(run_dir: str | Path) -> TrainConfig:
-    """The TrainConfig saved in a run directory (fields this version does not know are ignored)."""
+    """The TrainConfig saved in a run directory (fields this version does not know are ignored; the geometry
+    of a run saved by an earlier version is read from wherever that version kept it: ``geometry.saved_geometry``)."""
+    from .geometry import saved_geometry
+
     record = read_run_record(run_dir)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in record.items() if k in names})
+    values = {k: v for k, v in record.items() if k in names}
+    values["geometry"] = saved_geometry(record, str(record.get("model", "small")))
+    return TrainConfig(**values)
 
 
 def run_preprocess_config(run_dir: str | Path) -> PreprocessConfig:
-    """The ``PreprocessConfig`` a run was trained with (the ``preprocess`` entry of its ``config.json``)."""
+    """The ``PreprocessConfig`` a run was trained with: its geometry and its ``preprocess`` filters."""
     from .data.preprocess import PreprocessConfig
 
-    saved = read_run_record(run_dir).get("preprocess")
-    return PreprocessConfig(**saved) if saved is not None else PreprocessConfig()
-
-
-def geometry_changes(run_dir: str | Path, preprocess: PreprocessConfig) -> list[str]:
-    """The input-geometry fields (``ecg_hz``, ``frames``, ``image_size``, ``slices``) in which the run saved
-    in ``run_dir`` differs from ``preprocess`` (a run saved before the geometry had the ``demo`` one)."""
-    return run_preprocess_config(run_dir).geometry.changes(preprocess.geometry)
-
-
-def check_run_geometry(run_dir: str | Path, name: str = "", **overrides: int) -> None:
-    """A clear error when the run in ``run_dir`` was trained on another input geometry than ``name`` with
-    ``overrides`` (``ptacl evaluate --geometry ...``: a run is always read at its own geometry; the flags
-    only check it)."""
-    from .data.preprocess import PreprocessConfig
-    from .geometry import resolve_geometry
-
-    wanted = resolve_geometry(name, read_config(run_dir).model, **overrides)
-    changed = geometry_changes(run_dir, PreprocessConfig.for_geometry(wanted))
-    if changed:
-        raise ValueError(f"{run_dir} was trained on another input geometry than the one asked (it differs in "
-                         f"{changed}); evaluation reads every run at its own geometry: leave the geometry flags out")
+    saved = read_run_record(run_dir).get("preprocess") or {}
+    return PreprocessConfig.from_dict(saved, geometry=read_config(run_dir).geometry)
 
 
 def run_model_config(run_dir: str | Path) -> ModelConfig:
-    """The ``ModelConfig`` a run was built with (its preset's, for runs that predate the saved one)."""
+    """The ``ModelConfig`` a run was built with, at its geometry (its preset's, for runs that predate the saved one)."""
     from .models import ModelConfig
 
     record = read_run_record(run_dir)
+    geometry = read_config(run_dir).geometry
     saved = record.get("model_config")
     if saved is None:
-        return ModelConfig.preset(record.get("model", "small"))
-    # runs saved before these fields existed: a linear ECG patchify, a frame CNN of 3x3 stride-2 stages only;
-    # an ECG patch in samples at 100 Hz
-    saved = dict(saved)
-    if "ecg_patch" in saved:
-        saved["ecg_patch_ms"] = float(saved.pop("ecg_patch")) * 1000.0 / saved.get("ecg_hz", 100)
-    return ModelConfig(**{"ecg_stem": 0, "cmr_first_stride": 2, **saved, "cmr_channels": tuple(saved["cmr_channels"])})
+        return ModelConfig.preset(record.get("model", "small")).at_geometry(geometry)
+    return ModelConfig.from_record(saved, geometry)
 
 
 def model_changes(run_dir: str | Path, model_config: ModelConfig) -> list[str]:
-    """The ``ModelConfig`` fields in which the model saved in ``run_dir`` differs from ``model_config``."""
-    saved = run_model_config(run_dir)
-    return [f.name for f in dataclasses.fields(saved) if getattr(saved, f.name) != getattr(model_config, f.name)]
+    """The architecture fields in which the model saved in ``run_dir`` differs from ``model_config`` (a model of
+    another library version; the geometry is compared on its own, ``train_config.resume_conflicts``)."""
+    saved = run_model_config(run_dir).architecture()
+    return [k for k, v in model_config.architecture().items() if saved.get(k) != v]
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu",

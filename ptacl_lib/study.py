@@ -28,11 +28,9 @@ import numpy as np
 import pandas as pd
 
 from .arms import ARM_RECIPES, OBJECTIVES, RECIPE_SETTINGS, arm_recipe, check_objectives
-from .geometry import GEOMETRY_FIELDS, geometry_field_metadata, geometry_of
-from .runs import CONFIG_FILE, arm_run_dir, discover_runs, geometry_changes, model_changes
+from .geometry import GEOMETRY_FIELD, Geometry, as_geometry, saved_geometry
+from .runs import CONFIG_FILE, arm_run_dir, discover_runs, model_changes
 from .train_config import LOCAL_NEGATIVES, MODEL_PRESET_NAMES, TrainConfig, resume_conflicts
-
-_GEOMETRY_META = geometry_field_metadata()
 
 STUDY_CONFIG_FILE = "study_config.json"
 
@@ -48,11 +46,7 @@ class StudyConfig:
     arms: tuple[str, ...] = field(default=OBJECTIVES, metadata={"help": "arms to train", "choices": OBJECTIVES})
     seeds: int = field(default=5, metadata={"help": "seeds per arm (0 .. N-1)"})
     model: str = field(default="small", metadata={"help": "model preset", "choices": MODEL_PRESET_NAMES})
-    geometry: str = field(default="", metadata=_GEOMETRY_META["geometry"])
-    ecg_hz: int = field(default=0, metadata=_GEOMETRY_META["ecg_hz"])
-    frames: int = field(default=0, metadata=_GEOMETRY_META["frames"])
-    image_size: int = field(default=0, metadata=_GEOMETRY_META["image_size"])
-    slices: int = field(default=0, metadata=_GEOMETRY_META["slices"])
+    geometry: Geometry | None = field(default=None, metadata=GEOMETRY_FIELD)
     epochs: int = field(default=15, metadata={"help": "epochs per run"})
     batch_size: int = field(default=64, metadata={"help": "samples per process and batch"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate"})
@@ -82,6 +76,7 @@ class StudyConfig:
             raise ValueError("a study needs a manifest and an out folder")
         if self.seeds < 1 or self.jobs < 1:
             raise ValueError(f"seeds and jobs must be >= 1, got {self.seeds} and {self.jobs}")
+        self.geometry = as_geometry(self.geometry, self.model)  # a name or a saved dict becomes the object once
         if not self.recipes:
             self.recipe_table = {}
         elif not self.recipe_table:
@@ -96,7 +91,7 @@ class StudyConfig:
         """The ``PreprocessConfig`` of the study's input geometry."""
         from .data.preprocess import PreprocessConfig
 
-        return PreprocessConfig.for_geometry(geometry_of(self))
+        return PreprocessConfig(geometry=self.geometry)
 
     def train_config(self, arm: str, seed: int, **overrides: Any) -> TrainConfig:
         """The exact ``TrainConfig`` of one arm and seed of this study."""
@@ -104,8 +99,7 @@ class StudyConfig:
         settings: dict[str, Any] = dict(
             manifest=str(self.manifest), run_dir=str(arm_run_dir(self.out, arm, seed)), objective=arm,
             model=self.model, local_negatives=self.local_negatives, seed=seed, device=self.device,
-            geometry=self.geometry, **{k: getattr(self, k) for k in GEOMETRY_FIELDS},
-            threads=self.threads, resume=True, **arm_recipe(arm, study, self.recipe_table))
+            geometry=self.geometry, threads=self.threads, resume=True, **arm_recipe(arm, study, self.recipe_table))
         settings.update(overrides)
         return TrainConfig(**settings)
 
@@ -126,6 +120,7 @@ def read_study_config(run_root: str | Path) -> StudyConfig | None:
     record = json.loads(path.read_text())
     names = {f.name for f in dataclasses.fields(StudyConfig)}
     values = {k: v for k, v in record.items() if k in names}
+    values["geometry"] = saved_geometry(record, str(record.get("model", "small")))  # any version's record
     values["arms"] = tuple(values.get("arms", OBJECTIVES))
     values.setdefault("recipes", False)  # a study saved before per-arm recipes trained every arm alike
     return StudyConfig(**values)
@@ -133,7 +128,7 @@ def read_study_config(run_root: str | Path) -> StudyConfig | None:
 
 def check_resumable_study(config: StudyConfig) -> None:
     """A clear error when ``config.out`` holds a study whose arms trained with other settings (a changed
-    recipe table, epochs, lr, ...): resuming would mix them. Adding arms or seeds is fine."""
+    recipe table, epochs, lr, the geometry, ...): resuming would mix them. Adding arms or seeds is fine."""
     from .train import run_inputs
 
     saved = read_study_config(config.out)
@@ -143,10 +138,8 @@ def check_resumable_study(config: StudyConfig) -> None:
         changed = resume_conflicts(config.train_config(arm, 0), saved.train_config(arm, 0))
         trained = next((d for d in (arm_run_dir(config.out, arm, s) for s in saved.seed_list)
                         if (d / CONFIG_FILE).exists()), None)
-        if trained:  # a model of another library version, or a run trained before the geometry was recorded
-            preprocess, model = run_inputs(config.train_config(arm, 0))
-            changed += [k for k in model_changes(trained, model) + geometry_changes(trained, preprocess)
-                        if k not in changed]
+        if trained:  # a model of another library version
+            changed += model_changes(trained, run_inputs(config.train_config(arm, 0))[1])
         if changed:
             raise ValueError(f"{config.out} holds a study whose {arm!r} runs trained with other {changed} "
                              f"({Path(config.out) / STUDY_CONFIG_FILE}); use a new out folder, or delete that "
@@ -236,9 +229,9 @@ def inspection_runs(run_root: str | Path, run_dir: str | Path | None = None,
 
 
 def notebook_parameters(config: StudyConfig) -> dict[str, Any]:
-    """The common parameters every notebook accepts, for this study (the input geometry among them)."""
-    return {"manifest": str(config.manifest), "run_root": str(config.out), "device": config.device,
-            "geometry": geometry_of(config).name, **{k: getattr(config, k) for k in GEOMETRY_FIELDS}}
+    """The common parameters every notebook accepts, for this study (the notebooks read the geometry and
+    every other setting from the study and its runs)."""
+    return {"manifest": str(config.manifest), "run_root": str(config.out), "device": config.device}
 
 
 @dataclass

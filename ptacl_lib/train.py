@@ -45,7 +45,6 @@ from tqdm.auto import tqdm
 
 from .data import PreprocessConfig, PTACLDataset, collate, open_cohort
 from .data.schema import PHENOTYPES
-from .geometry import geometry_of
 from .losses import global_contrastive_loss, ptacl_loss
 from .models import ModelConfig, PTACLModel
 from .runs import (
@@ -54,7 +53,6 @@ from .runs import (
     METRICS_DIR,
     checkpoint_path,
     config_record,
-    geometry_changes,
     model_changes,
     read_config,
     write_config,
@@ -312,20 +310,20 @@ def fit(config: TrainConfig) -> Path:
 
 
 def run_inputs(config: TrainConfig) -> tuple[PreprocessConfig, ModelConfig]:
-    """The preprocessing and model of a run: its input geometry (``ptacl_lib.geometry``) applied to both."""
-    geometry = geometry_of(config)
-    return (PreprocessConfig.for_geometry(geometry),
-            ModelConfig.preset(config.model).at_geometry(geometry.ecg_hz, geometry.slices))
+    """The preprocessing and model of a run: its input geometry (``ptacl_lib.geometry``) given to both."""
+    geometry = config.geometry
+    assert geometry is not None  # resolved by TrainConfig
+    return PreprocessConfig(geometry=geometry), ModelConfig.preset(config.model).at_geometry(geometry)
 
 
 def _initial_model(config: TrainConfig) -> tuple[PTACLModel, ModelConfig]:
     """The seeded initial model (identical for every arm of one seed), or ``init_from``'s trained weights."""
-    preprocess, model_config = run_inputs(config)
+    model_config = run_inputs(config)[1]
     changed = model_changes(config.init_from, model_config) if config.init_from else []
     if changed:
         raise ValueError(f"init_from={config.init_from} was trained with another model than the {config.model!r} "
                          f"preset (it differs in {changed})")
-    changed = geometry_changes(config.init_from, preprocess) if config.init_from else []
+    changed = read_config(config.init_from).geometry.changes(config.geometry) if config.init_from else []
     if changed:
         raise ValueError(f"init_from={config.init_from} was trained on another input geometry (it differs in "
                          f"{changed}); pass the geometry it was trained on (--geometry and the overrides)")
@@ -506,9 +504,8 @@ def _rng_states_of_all_ranks(dist_info: DistInfo) -> list[dict[str, Any]]:
 
 def _check_resumable(config: TrainConfig, run_dir: Path) -> None:
     """Refuse to resume ``run_dir`` with other settings or another model than it was trained with."""
-    preprocess, model_config = run_inputs(config)
+    model_config = run_inputs(config)[1]
     changed = resume_conflicts(config, read_config(run_dir))
-    changed += [k for k in geometry_changes(run_dir, preprocess) if k not in changed]
     if changed:
         raise ValueError(f"cannot resume {config.run_dir}: its saved config differs in {changed}")
     model_changed = model_changes(run_dir, model_config)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from .arms import OBJECTIVES
-from .geometry import GEOMETRY_FIELDS, GEOMETRY_NAMES, geometry_field_metadata, geometry_of
+from .geometry import GEOMETRY_FIELD, Geometry, as_geometry
 
 #: Names of the model presets (``ptacl_lib.models.ModelConfig.preset``): ``small`` for CPUs, ``base`` paper-like.
 MODEL_PRESET_NAMES: tuple[str, ...] = ("small", "base")
@@ -21,9 +21,6 @@ def _meta(help: str, **extra: object) -> dict[str, object]:
     return {"help": help, **extra}
 
 
-_GEOMETRY_META = geometry_field_metadata()
-
-
 @dataclass
 class TrainConfig:
     """Everything that defines a pretraining run (saved as ``config.json`` in its run directory)."""
@@ -32,11 +29,7 @@ class TrainConfig:
     run_dir: str = field(default="", metadata=_meta("where the run is written", required=True))
     objective: str = field(default="ptacl", metadata=_meta("training objective (arm)", choices=OBJECTIVES))
     model: str = field(default="small", metadata=_meta("model preset", choices=MODEL_PRESET_NAMES))
-    geometry: str = field(default="", metadata=_GEOMETRY_META["geometry"])
-    ecg_hz: int = field(default=0, metadata=_GEOMETRY_META["ecg_hz"])
-    frames: int = field(default=0, metadata=_GEOMETRY_META["frames"])
-    image_size: int = field(default=0, metadata=_GEOMETRY_META["image_size"])
-    slices: int = field(default=0, metadata=_GEOMETRY_META["slices"])
+    geometry: Geometry | None = field(default=None, metadata=GEOMETRY_FIELD)
     epochs: int = field(default=15, metadata=_meta("epochs over the train split"))
     batch_size: int = field(default=64, metadata=_meta("samples per process and batch"))
     accumulate: int = field(default=1, metadata=_meta(
@@ -80,9 +73,7 @@ class TrainConfig:
             raise ValueError(f"mask_ratio must lie in (0, 1), got {self.mask_ratio}")
         if not self.manifest or not self.run_dir:
             raise ValueError("a run needs both a manifest and a run_dir")
-        if self.geometry not in ("", *GEOMETRY_NAMES):
-            raise ValueError(f"unknown input geometry {self.geometry!r}; choose from {GEOMETRY_NAMES}")
-        geometry_of(self)  # the overrides are valid
+        self.geometry = as_geometry(self.geometry, self.model)  # a name or a saved dict becomes the object once
 
 
 #: Fields that may differ between a run and its resumption (they do not change the numbers).
@@ -91,13 +82,10 @@ RESUMABLE_CHANGES: frozenset[str] = frozenset({"run_dir", "resume", "device", "n
                                                "keep_every", "compile"})
 
 
-#: The input-geometry settings: compared once resolved (``--geometry ukb`` and ``base``'s default are the same),
-#: by the geometry field that differs (``ecg_hz``, ``frames``, ``image_size``, ``slices``).
-GEOMETRY_SETTINGS: frozenset[str] = frozenset({"geometry", *GEOMETRY_FIELDS})
-
 
 def resume_conflicts(config: TrainConfig, saved: TrainConfig) -> list[str]:
-    """The fields in which ``config`` differs from the ``saved`` run it would resume (those that change numbers)."""
-    changed = [f.name for f in fields(TrainConfig) if f.name not in RESUMABLE_CHANGES | GEOMETRY_SETTINGS
+    """The fields in which ``config`` differs from the ``saved`` run it would resume (those that change numbers);
+    a geometry is named by the field that differs (``ecg_hz``, ``frames``, ``image_size``, ``slices``)."""
+    changed = [f.name for f in fields(TrainConfig) if f.name not in RESUMABLE_CHANGES | {"geometry"}
                and getattr(config, f.name) != getattr(saved, f.name)]
-    return changed + geometry_of(saved).changes(geometry_of(config))
+    return changed + saved.geometry.changes(config.geometry)  # type: ignore[union-attr]

@@ -43,10 +43,10 @@ def _edit(manifest: Path, fn) -> Path:
 def test_open_cohort_api(tiny_cohort: Path) -> None:
     cohort = open_cohort(tiny_cohort)
     assert len(cohort) == 48 == len(cohort.table)
-    assert cohort.sampling_rate == 500
+    assert cohort.geometry.ecg_hz == 500
     ecg, cmr = cohort.ecg(0), cohort.cmr(0)
     assert ecg.dtype == np.float32 and ecg.shape == (len(LEADS), 5000)
-    assert cmr.dtype == np.float32 and cmr.ndim == 3 and cmr.shape[0] == 50 and cmr.shape[1] >= 64
+    assert cmr.dtype == np.float32 and cmr.shape == (1, 50, 64, 64)  # [S, T, H, W], one slice included
     assert 0.0 <= cmr.min() and cmr.max() <= 1.0
     assert set(cohort.table["split"]) <= {"train", "val", "test"}
     assert sum(len(cohort.indices(s)) for s in ("train", "val", "test")) == 48
@@ -140,7 +140,7 @@ def test_the_cache_follows_the_rows_left_out(cohort_copy: Path, monkeypatch: pyt
     table.to_csv(cohort_copy, index=False)
     config = PreprocessConfig()
     with monkeypatch.context() as patched:  # the checks switched off: the cache holds all 8 rows
-        patched.setattr(cohort_module, "check_phenotypes", lambda t, manifest: (t, cohort_module.Cohort.rejected))
+        patched.setattr(cohort_module, "check_phenotypes", lambda t, manifest: (t, None))
         everything = PreprocessedCohort.build_or_load(open_cohort(cohort_copy), config, progress=False)
     assert len(everything.ok) == 8
     with pytest.warns(ImplausiblePhenotypeWarning, match="row 3"):
@@ -149,7 +149,7 @@ def test_the_cache_follows_the_rows_left_out(cohort_copy: Path, monkeypatch: pyt
     assert cache.root != everything.root and len(cache.ok) == len(cohort) == 7
     for i in range(len(cohort)):
         np.testing.assert_allclose(np.asarray(cache.ecg[i]) * cache.lead_scale[:, None],
-                                   preprocess_ecg(cohort.ecg(i), cohort.sampling_rate, config), rtol=1e-4, atol=1e-5)
+                                   preprocess_ecg(cohort.ecg(i), cohort.geometry.ecg_hz, config), rtol=1e-4, atol=1e-5)
 
 
 def test_wrong_array_shapes_are_rejected(cohort_copy: Path) -> None:
@@ -187,8 +187,9 @@ def test_dataset_items_and_collate(tiny_cohort: Path) -> None:
     dataset = PTACLDataset(cohort, "train", config, progress=False)
     assert len(dataset) == len(cohort.indices("train"))
     batch = collate([dataset[k] for k in range(4)])
-    assert batch["ecg"].shape == (4, 12, 10 * config.target_fs)
-    assert batch["cmr"].shape == (4, config.n_slices, config.n_frames, config.image_size, config.image_size)
+    g = config.geometry
+    assert batch["ecg"].shape == (4, 12, 10 * g.ecg_hz)
+    assert batch["cmr"].shape == (4, g.slices, g.frames, g.image_size, g.image_size)
     assert float(batch["cmr"].min()) >= 0.0 and float(batch["cmr"].max()) <= 1.0
     assert batch["phenotypes"].shape == (4, len(PHENOTYPES))
     assert batch["subject_id"] == list(cohort.table["subject_id"].iloc[batch["index"].numpy()])
@@ -222,7 +223,7 @@ def test_file_path_manifest_reads_raw_ukb_files(tmp_path: Path) -> None:
     assert ecg.shape == (12, 5000) and ecg.dtype == np.float32
     np.testing.assert_allclose(ecg, read_ukb_xml(tmp_path / rows[1]["ecg_path"]).signal, atol=1e-6)
     cmr = cohort.cmr(1)  # 20 acquired frames -> the cohort's 50, heart-cropped to 64 x 64, in [0, 1]
-    assert cmr.shape == (50, 64, 64) and cmr.dtype == np.float32
+    assert cmr.shape == (1, 50, 64, 64) and cmr.dtype == np.float32
     assert cmr.min() >= 0.0 and cmr.max() <= 1.0 and cmr.std() > 0.01
     (tmp_path / rows[2]["ecg_path"]).write_text("<CardiologyXML><StripData>")  # truncated file
     with pytest.raises(SubjectDataError, match=rf"subject {rows[2]['subject_id']} \(ecg_path=.*xml\): unreadable"):

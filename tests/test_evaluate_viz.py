@@ -108,16 +108,13 @@ class _FakeCohort:
     def cmr(self, row: int) -> np.ndarray:
         return self.cine
 
-    def cine_stack(self, row: int) -> np.ndarray:
-        return self.cine[None] if self.cine.ndim == 3 else self.cine
-
 
 def test_mid_systole_frame_from_volumes_or_image_brightness() -> None:
     lv = np.r_[np.linspace(150, 60, 21), np.linspace(60, 150, 29)]  # end-systole at frame 20
     cine = np.ones((50, 4, 4))
     cine[30] = 0.1  # darkest frame (smallest blood pool) at 30
-    assert mid_systole_frame(_FakeCohort(np.vstack([lv, lv]), cine), 0) == 10
-    assert mid_systole_frame(_FakeCohort(None, cine), 0) == 15
+    assert mid_systole_frame(_FakeCohort(np.vstack([lv, lv]), cine[None]), 0) == 10
+    assert mid_systole_frame(_FakeCohort(None, cine[None]), 0) == 15
     outer = np.ones_like(cine)  # a multi-slice cine: its middle slice decides, not the darker outer ones
     outer[6] = 0.0
     assert mid_systole_frame(_FakeCohort(None, np.stack([outer, cine, outer])), 0) == 15

@@ -76,7 +76,7 @@ def test_scores_of_a_constructed_similarity() -> None:
 def test_shaded_segments_follow_the_phase_bin_rule() -> None:
     """Patch 4, beats of 100 samples, T = 25: token n (centre 4n + 1.5) sits at phase (n - 3) / 25 of beat 0."""
     model = fresh_model(0, ecg_patch_ms=40.0)
-    item = {"ecg": torch.zeros(12, 300), "cmr": torch.rand(25, 32, 32), "rpeaks": torch.tensor([12, 112, 212]),
+    item = {"ecg": torch.zeros(12, 300), "cmr": torch.rand(1, 25, 32, 32), "rpeaks": torch.tensor([12, 112, 212]),
             "phenotypes": torch.zeros(9), "subject_id": "HAND", "index": 0}
     alignment = subject_alignments(model, [item], fs=100.0)[0]
     assert alignment.valid.all() and alignment.rr_ms == pytest.approx(1000.0)
@@ -95,7 +95,7 @@ def test_shaded_segments_follow_the_phase_bin_rule() -> None:
 def test_excluded_beats_are_neither_shaded_nor_pooled_and_are_marked() -> None:
     """A premature beat [112, 162) and its pause [162, 312) are left out; the beats around them are shaded."""
     model = fresh_model(0, ecg_patch_ms=40.0)
-    item = {"ecg": torch.zeros(12, 500), "cmr": torch.rand(25, 32, 32),
+    item = {"ecg": torch.zeros(12, 500), "cmr": torch.rand(1, 25, 32, 32),
             "rpeaks": torch.tensor([12, 112, 162, 312, 412]), "phenotypes": torch.zeros(9), "subject_id": "PVC",
             "index": 0}
     alignment = subject_alignments(model, [item], fs=100.0)[0]

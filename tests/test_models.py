@@ -105,7 +105,7 @@ def synthetic_batch(b: int = 4, t: int = 10, seed: int = 0) -> dict[str, torch.T
     g = torch.Generator().manual_seed(seed)
     rpeaks = torch.stack([torch.arange(20, 400, 80) + int(torch.randint(0, 10, (1,), generator=g))
                           for _ in range(b)])
-    return {"ecg": torch.randn(b, 12, 400, generator=g), "cmr": torch.rand(b, t, 16, 16, generator=g),
+    return {"ecg": torch.randn(b, 12, 400, generator=g), "cmr": torch.rand(b, 1, t, 16, 16, generator=g),
             "rpeaks": rpeaks}
 
 

@@ -30,12 +30,15 @@ from ptacl_lib.data.readers.writers import (
 )
 from ptacl_lib.data.schema import LEADS
 from ptacl_lib.data.splits import assign_splits, hash_unit, split_of
+from ptacl_lib.geometry import GEOMETRIES, GEOMETRY_FIELDS
 
 N_GOOD = 10
 #: The fixture's ECGs are lead-specific sinusoids (known values for the readers), not heartbeats: ECG
 #: quality control rightly scores them 0, so these runs keep every subject (``min_ecg_quality=0``).
 #: ``test_ecg_quality_skips_or_flags`` below covers the threshold on real-shaped ECGs.
-SETTINGS = dict(n_frames=16, image_size=24, min_frames=8, progress=False, min_ecg_quality=0.0)
+#: The fixture's stacks are small: one slice of 16 frames of 24 px, at ukb's 500 Hz.
+SMALL = GEOMETRIES["ukb"].overridden(frames=16, image_size=24, slices=1)
+SETTINGS = dict(geometry=SMALL, min_frames=8, progress=False, min_ecg_quality=0.0)
 #: subject id -> the reason prepare-ukb must give for skipping it
 BAD = {
     "2000001": "missing_leads", "2000002": "wrong_sample_count", "2000003": "corrupt_file",
@@ -139,7 +142,7 @@ def test_manifest_opens_as_a_cohort_with_the_source_values(prepared: tuple[Path,
     out, _ = prepared
     cohort = open_cohort(out / "manifest.csv")
     table = cohort.table
-    assert len(cohort) == N_GOOD and cohort.sampling_rate == 500.0
+    assert len(cohort) == N_GOOD and cohort.geometry == SMALL
     assert table["subject_id"].tolist() == [str(1000001 + k) for k in range(N_GOOD)]
     assert table["split"].tolist() == assign_splits(table["subject_id"])
     idp = pd.read_csv(ukb_inputs["idp_csv"], dtype={"eid": str}).set_index("eid")
@@ -147,7 +150,7 @@ def test_manifest_opens_as_a_cohort_with_the_source_values(prepared: tuple[Path,
         source = read_ecg(ukb_inputs["ecg_dir"] / f"{subject}_20205_2_0.xml")
         np.testing.assert_array_equal(cohort.ecg(i), source.signal)  # 500 Hz, 10 s: stored unchanged
         cine = cohort.cmr(i)
-        assert cine.shape == (16, 24, 24) and cine.min() == 0.0 and cine.max() == 1.0
+        assert cine.shape == (1, 16, 24, 24) and cine.min() == 0.0 and cine.max() == 1.0
         assert table.loc[i, "lvedv"] == idp.loc[subject, "24100-2.0"]
         assert table.loc[i, "rvef"] == idp.loc[subject, "24109-2.0"]
         assert table.loc[i, "heart_rate"] == 60 + i % 30  # the device's VentricularRate
@@ -157,17 +160,18 @@ def test_manifest_opens_as_a_cohort_with_the_source_values(prepared: tuple[Path,
 def test_ecg_is_resampled_and_cut_to_the_duration(ukb_inputs: dict[str, Path], tmp_path: Path) -> None:
     task = pu.SubjectTask("1000001", 0, ukb_inputs["ecg_dir"] / "1000001_20205_2_0.xml",
                           ukb_inputs["cmr_dir"] / "1000001_20209_2_0.zip")
-    settings = pu.PrepareSettings(n_frames=16, image_size=24, duration_s=8.0, sampling_rate=250.0, min_frames=8,
+    settings = pu.PrepareSettings(geometry=SMALL.overridden(ecg_hz=250), duration_s=8.0, min_frames=8,
                                   min_ecg_quality=0.0)
     result = pu.load_subject(task, settings)
     assert isinstance(result, pu.SubjectArrays) and result.ecg.shape == (12, 2000)
     full = read_ecg(task.ecg, sampling_rate=250.0).signal
     np.testing.assert_array_equal(result.ecg, full[:, :2000])
-    long = pu.PrepareSettings(n_frames=16, image_size=24, duration_s=10.05, min_frames=8, min_ecg_quality=0.0)
+    long = pu.PrepareSettings(geometry=SMALL, duration_s=10.05, min_frames=8, min_ecg_quality=0.0)
     padded = pu.load_subject(task, long)  # 0.5 % short: edge-padded
     assert isinstance(padded, pu.SubjectArrays) and padded.ecg.shape == (12, 5025)
     assert (padded.ecg[:, 5000:] == padded.ecg[:, 4999:5000]).all()
-    too_long = pu.load_subject(task, pu.PrepareSettings(duration_s=12.0, min_frames=8, min_ecg_quality=0.0))
+    too_long = pu.load_subject(task, pu.PrepareSettings(geometry=SMALL, duration_s=12.0, min_frames=8,
+                                                        min_ecg_quality=0.0))
     assert isinstance(too_long, pu.SubjectFailure) and too_long.reason == "ecg_too_short"
 
 
@@ -234,7 +238,7 @@ def test_resume_refuses_other_settings_or_other_inputs(ukb_inputs: dict[str, Pat
     args = (source / "ecg", source / "cmr", ukb_inputs["idp_csv"], tmp_path / "out")
     pu.prepare_ukb(*args, **SETTINGS)
     with pytest.raises(ValueError, match="other settings"):
-        pu.prepare_ukb(*args, **{**SETTINGS, "image_size": 32})
+        pu.prepare_ukb(*args, **{**SETTINGS, "image_size": 32})  # an override of the geometry's field
     (source / "ecg" / "1000001_20205_2_0.xml").unlink()
     with pytest.raises(ValueError, match="inputs changed"):
         pu.prepare_ukb(*args, **SETTINGS)
@@ -255,8 +259,9 @@ def test_hash_splits_are_reproducible_and_follow_the_fractions() -> None:
 @pytest.mark.slow
 def test_cli_prepare_ukb(ukb_inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["prepare-ukb", "--ecg-dir", str(ukb_inputs["ecg_dir"]), "--cmr-dir", str(ukb_inputs["cmr_dir"]),
-                 "--idp-csv", str(ukb_inputs["idp_csv"]), "--out", str(tmp_path), "--n-frames", "16",
-                 "--image-size", "24", "--min-frames", "8", "--min-ecg-quality", "0", "--no-progress"])
+                 "--idp-csv", str(ukb_inputs["idp_csv"]), "--out", str(tmp_path), "--frames", "16",
+                 "--image-size", "24", "--slices", "1", "--min-frames", "8", "--min-ecg-quality", "0",
+                 "--no-progress"])
     assert code == 0
     assert f"{N_GOOD} subjects ok" in capsys.readouterr().out
     assert len(open_cohort(tmp_path)) == N_GOOD
@@ -267,14 +272,14 @@ def test_cli_prepare_ukb(ukb_inputs: dict[str, Path], tmp_path: Path, capsys: py
 
 def test_an_unexpected_reader_failure_skips_only_that_subject(ukb_inputs: dict[str, Path], tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    real = pu.read_cine
+    real = pu.read_cine_slices
 
-    def fails_for_one(path: Path, **options: object):
+    def fails_for_one(path: Path, *args: object, **options: object):
         if path.name.startswith("1000003"):
             raise RuntimeError("decoder exploded")
-        return real(path, **options)
+        return real(path, *args, **options)
 
-    monkeypatch.setattr(pu, "read_cine", fails_for_one)
+    monkeypatch.setattr(pu, "read_cine_slices", fails_for_one)
     summary = pu.prepare_ukb(ukb_inputs["ecg_dir"], ukb_inputs["cmr_dir"], ukb_inputs["idp_csv"], tmp_path,
                              **SETTINGS)
     assert summary.n_ok == N_GOOD - 1 and summary.skipped["unreadable"] == 1
@@ -300,7 +305,7 @@ def test_ecg_quality_skips_or_flags(ukb_inputs: dict[str, Path], tmp_path: Path)
     cine = next(p for p in sorted(ukb_inputs["cmr_dir"].iterdir()) if p.name.startswith("1000001"))
     write_cardiosoft_xml(tmp_path / "pvc.xml", _ecg_raw(pvc))
     write_cardiosoft_xml(tmp_path / "flat.xml", _ecg_raw(flat))
-    settings = pu.PrepareSettings(n_frames=16, image_size=24, min_frames=8)
+    settings = pu.PrepareSettings(geometry=SMALL, min_frames=8)
     kept = pu.load_subject(pu.SubjectTask("1", 0, tmp_path / "pvc.xml", cine), settings)
     assert isinstance(kept, pu.SubjectArrays)
     assert {k: kept.columns[k] for k in ("ecg_flags", "n_beats", "n_excluded_beats", "rhythm_flag")} == {
@@ -310,7 +315,7 @@ def test_ecg_quality_skips_or_flags(ukb_inputs: dict[str, Path], tmp_path: Path)
     assert isinstance(skipped, pu.SubjectFailure) and skipped.reason == "ecg_quality"
     assert skipped.detail.startswith("score 0.00 < 0.5") and "flat:I" in skipped.detail
     flagged = pu.load_subject(pu.SubjectTask("2", 1, tmp_path / "flat.xml", cine),
-                              pu.PrepareSettings(n_frames=16, image_size=24, min_frames=8, min_ecg_quality=0.0))
+                              pu.PrepareSettings(geometry=SMALL, min_frames=8, min_ecg_quality=0.0))
     assert isinstance(flagged, pu.SubjectArrays)
     assert flagged.columns["ecg_flags"] == ";".join(f"flat:{lead}" for lead in LEADS)
     assert (flagged.columns["n_beats"], flagged.columns["rhythm_flag"]) == (0, "too_few_beats")
@@ -323,11 +328,14 @@ def test_settings_are_declared_once() -> None:
     parser = argparse.ArgumentParser(argument_default=argparse.SUPPRESS)
     pu.add_prepare_arguments(parser)
     names = {a.dest for a in parser._actions if a.dest != "help"}
-    assert names == {f.name for f in fields(pu.PrepareSettings)} | {f.name for f in fields(pu.RunOptions)}
+    assert names == {f.name for f in fields(pu.PrepareSettings)} | {f.name for f in fields(pu.RunOptions)} | \
+        set(GEOMETRY_FIELDS)  # the geometry: --geometry and its four overrides
     assert all(a.help for a in parser._actions)
-    args = parser.parse_args(["--fractions", "0.7", "0.2", "0.1", "--min-ecg-quality", "0.3", "--no-progress"])
-    settings, run = pu.split_options(vars(args))
+    args = parser.parse_args(["--fractions", "0.7", "0.2", "0.1", "--min-ecg-quality", "0.3", "--no-progress",
+                              "--frames", "30"])
+    settings, run = pu.split_options(pu.prepare_options(args, paths=()))
     assert settings.fractions == (0.7, 0.2, 0.1) and settings.min_ecg_quality == 0.3 and run.progress is False
-    assert settings.n_frames == pu.PrepareSettings().n_frames
+    assert settings.geometry == GEOMETRIES["ukb"].overridden(frames=30)
+    assert pu.PrepareSettings().geometry == GEOMETRIES["ukb"]  # the default: the real-data geometry
     with pytest.raises(TypeError, match="unknown option"):
         pu.split_options({"n_frame": 3})

@@ -22,7 +22,7 @@ from ptacl_lib.data.readers import (
     read_ukb_xml,
     read_wfdb_ecg,
     resample_cycle,
-    standardise_cine,
+    standardise_stack,
 )
 from ptacl_lib.data.readers.cine_ops import crop_heart, heart_centre
 from ptacl_lib.data.readers.writers import (
@@ -260,10 +260,10 @@ def test_resample_cycle_is_periodic_linear_interpolation() -> None:
     np.testing.assert_allclose(double.frames[1], (record.frames[0] + record.frames[1]) / 2, atol=1e-4)
     np.testing.assert_allclose(double.frames[-1], (record.frames[-1] + record.frames[0]) / 2, atol=1e-4)  # wraps
     np.testing.assert_allclose(double.frame_times, np.arange(32) * 25.0)
-    out = standardise_cine(record, n_frames=20, image_size=24)
-    assert out.shape == (20, 24, 24) and out.dtype == np.float32 and out.min() == 0.0 and out.max() == 1.0
+    out = standardise_stack([record], 20, 24)  # one slice: [1, T, H, W], as every stack
+    assert out.shape == (1, 20, 24, 24) and out.dtype == np.float32 and out.min() == 0.0 and out.max() == 1.0
     flat = CineRecord(**{**record.__dict__, "frames": np.ones_like(record.frames)})
-    _raises("corrupt_file", Path("disc"), standardise_cine, flat, 20, 24)
+    _raises("corrupt_file", Path("disc"), standardise_stack, [flat], 20, 24)
 
 
 # ---- IDP table -----------------------------------------------------------------------------

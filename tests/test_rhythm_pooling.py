@@ -114,7 +114,7 @@ def test_cache_reports_beats_and_quality_per_subject(tiny_cohort: Path, monkeypa
     rows = np.flatnonzero(prepared.ok)
     assert beats["subject_id"].tolist() == cohort.table["subject_id"].astype(str).to_numpy()[rows].tolist()
     for k, i in enumerate(rows[:10]):
-        summary = rhythm_summary(prepared.rpeaks_of(i), prepared.config.target_fs)
+        summary = rhythm_summary(prepared.rpeaks_of(i), prepared.config.geometry.ecg_hz)
         assert beats.loc[k, "n_beats"] == summary.n_beats == len(prepared.rpeaks_of(i)) - 1
         assert beats.loc[k, "n_excluded_beats"] == summary.n_excluded
     # a new cache version is a new key, so caches holding the old detector's peaks are rebuilt

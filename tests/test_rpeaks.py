@@ -48,7 +48,7 @@ def test_rpeak_f1_on_synthetic_cohort(cohort_200: Path) -> None:
     from ptacl_lib.data.synthetic import true_beats
 
     cohort = open_cohort(cohort_200)
-    fs = cohort.sampling_rate
+    fs = float(cohort.geometry.ecg_hz)
     detection, timing = np.zeros(3), np.zeros(3)
     per_subject_misses = []
     for i in range(len(cohort)):

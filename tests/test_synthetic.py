@@ -15,6 +15,7 @@ from ptacl_lib.data import open_cohort
 from ptacl_lib.data.schema import ARRAY_PREFIX, COVARIATES, LEADS, REQUIRED_COLUMNS, SPLITS
 from ptacl_lib.data.store import ArrayStore
 from ptacl_lib.data.synthetic import BEAT_LABELS, ECG_LATENTS, FIDUCIALS, GENERATOR_VERSION, generate_cohort, true_beats
+from ptacl_lib.geometry import STORED_DEFAULT
 
 GROUND_TRUTH = ("conduction", "lvh", "phenotype_class", "pr_ms", "qrs_ms", "qt_ms", "emd_ms", "es_ms")
 
@@ -58,7 +59,7 @@ def _qrs_width_ms(beat: np.ndarray, fs: float) -> float:
 def measured(cohort: tuple[pd.DataFrame, ArrayStore]) -> pd.DataFrame:
     """QRS amplitude and width measured from each subject's ECG."""
     table, store = cohort
-    fs = store.meta.sampling_rate
+    fs = store.meta.geometry.ecg_hz
     beats = [_median_beats(store.ecg[i], store.extras["rpeaks"][i], fs) for i in range(len(store))]
     return table.assign(qrs_amp=[_qrs_amplitude(b, fs) for b in beats],
                         qrs_width=[_qrs_width_ms(b, fs) for b in beats])
@@ -84,14 +85,14 @@ def test_manifest_and_store_contract(tiny_cohort: Path) -> None:
     assert (table.cmr_path == table.ecg_path).all()
     assert set(table.sex) <= {"F", "M"} and set(table.conduction) <= {"normal", "LBBB", "RBBB"}
     assert store.ecg.shape == (48, 12, 5000) and store.ecg.dtype == np.float32
-    assert store.cmr.shape == (48, 50, 64, 64) and store.cmr.dtype == np.uint8
-    assert store.meta.leads == LEADS and store.meta.sampling_rate == 500
+    assert store.cmr.shape == (48, 1, 50, 64, 64) and store.cmr.dtype == np.uint8
+    assert store.meta.leads == LEADS and store.meta.geometry.ecg_hz == 500
     assert store.extras["volumes"].shape == (48, 2, 50) and store.extras["volumes"].dtype == np.float32
     assert store.extras["rpeaks"].shape == (48, 32) and store.extras["rpeaks"].dtype == np.int32
     assert store.extras["fiducials"].shape == (48, 32, len(FIDUCIALS))
     attrs = store.meta.attrs
     assert attrs["version"] == GENERATOR_VERSION and attrs["seed"] == 123
-    assert attrs["options"]["n_frames"] == 50 and set(attrs["extras"]) == set(store.meta.extras)
+    assert attrs["options"]["geometry"]["frames"] == 50 and set(attrs["extras"]) == set(store.meta.extras)
     assert np.isfinite(store.ecg).all() and 0 < store.cmr.max() <= 255
 
 
@@ -148,7 +149,7 @@ def test_bad_options_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="n_frame"):
         generate_cohort(tmp_path, n_subjects=2, n_frame=10, progress=False)
     with pytest.raises(ValueError, match="image_size"):
-        generate_cohort(tmp_path, n_subjects=2, image_size=8, progress=False)
+        generate_cohort(tmp_path, n_subjects=2, geometry=STORED_DEFAULT.overridden(image_size=8), progress=False)
     with pytest.raises(ValueError, match="n_subjects"):
         generate_cohort(tmp_path, n_subjects=0, progress=False)
 
@@ -168,7 +169,7 @@ def test_phenotypes_are_measured_from_the_drawn_volume_curves(tiny_cohort: Path)
 
 def test_rpeaks_and_fiducials_are_consistent(tiny_cohort: Path) -> None:
     table, store = _open(tiny_cohort)
-    fs = store.meta.sampling_rate
+    fs = store.meta.geometry.ecg_hz
     for i in range(len(store)):
         peaks = store.extras["rpeaks"][i]
         valid = peaks[peaks >= 0]
@@ -189,7 +190,7 @@ def test_rpeaks_and_fiducials_are_consistent(tiny_cohort: Path) -> None:
 
 def test_ecg_carries_mains_hum_and_baseline_wander(tiny_cohort: Path) -> None:
     _, store = _open(tiny_cohort)
-    freqs, power = signal.welch(np.asarray(store.ecg[:, 0], dtype=float), fs=store.meta.sampling_rate,
+    freqs, power = signal.welch(np.asarray(store.ecg[:, 0], dtype=float), fs=store.meta.geometry.ecg_hz,
                                 nperseg=2500, axis=-1)
     median = np.median(power, axis=0)
     hum = np.argmin(np.abs(freqs - 50.0))
@@ -218,10 +219,10 @@ def test_cine_lv_pool_follows_the_volume_curve(cohort: tuple[pd.DataFrame, Array
     table, store = cohort
     correlations = []
     for i in range(0, len(store), 4):
-        cine = np.asarray(store.cmr[i], dtype=np.float32) / 255.0
+        cine = np.asarray(store.cmr[i, 0], dtype=np.float32) / 255.0
         assert cine.shape == (50, 64, 64)
         lv = np.asarray(store.extras["volumes"][i, 0], dtype=float)
-        row, col = store.extras["cine_geometry"][i][:2]
+        row, col = store.extras["heart_placement"][i][:2]
         area = _lv_pool_area(cine, (int(round(row)), int(round(col))))
         correlations.append(np.corrcoef(area, lv)[0, 1])
         # The smallest pool is drawn at end-systole (the ES plateau spans a few frames).
@@ -233,7 +234,7 @@ def test_cine_lv_pool_follows_the_volume_curve(cohort: tuple[pd.DataFrame, Array
 @pytest.mark.slow
 def test_end_systole_is_timed_by_the_ecg(cohort: tuple[pd.DataFrame, ArrayStore]) -> None:
     table, store = cohort
-    fs = store.meta.sampling_rate
+    fs = store.meta.geometry.ecg_hz
     volumes = np.asarray(store.extras["volumes"][:, 0], dtype=float)
     frame_ms = 60_000.0 / table.heart_rate.to_numpy() / volumes.shape[1]
     es_frame = volumes.argmin(axis=1)
@@ -249,7 +250,7 @@ def test_end_systole_is_timed_by_the_ecg(cohort: tuple[pd.DataFrame, ArrayStore]
 @pytest.mark.slow
 def test_ejection_and_atrial_kick_follow_the_ecg(cohort: tuple[pd.DataFrame, ArrayStore]) -> None:
     table, store = cohort
-    fs, trace_hz = store.meta.sampling_rate, store.meta.attrs["volume_trace_hz"]
+    fs, trace_hz = store.meta.geometry.ecg_hz, store.meta.attrs["volume_trace_hz"]
     for i in range(0, len(store), 3):
         trace = np.asarray(store.extras["volume_trace"][i, 0], dtype=float)
         fid = store.extras["fiducials"][i]
@@ -298,7 +299,7 @@ def test_latents_and_version_are_recorded(tiny_cohort: Path) -> None:
 
 def test_pvcs_are_wide_premature_and_followed_by_a_compensatory_pause(tmp_path: Path) -> None:
     cohort = open_cohort(generate_cohort(tmp_path, n_subjects=40, seed=3, p_pvc=1.0, p_af=0.0, progress=False))
-    fs, n_pvc = cohort.sampling_rate, 0
+    fs, n_pvc = cohort.geometry.ecg_hz, 0
     for i in range(len(cohort)):
         beats = true_beats(cohort, i)
         assert set(beats["label"]) <= {"N", "V"}

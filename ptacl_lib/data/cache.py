@@ -2,11 +2,11 @@
 
 Layout (``<cohort>/cache/prep-<key>/``)::
 
-    meta.json     the PreprocessConfig, per-lead scale, shapes, and the manifest fingerprint
+    meta.json     the PreprocessConfig (geometry and filters), per-lead scale, shapes, the manifest
     ecg.npy       float32 [N, 12, L]  band-passed, resampled, divided by the per-lead scale
     cmr.npy       uint8   [N, S, T, H, W] resized cine (S short-axis slices, base to apex), min-max
                   normalised per subject
-    rpeaks.npy    int32   [N, K]       R peaks at target_fs, padded with -1
+    rpeaks.npy    int32   [N, K]       R peaks at the geometry's ECG rate, padded with -1
     ok.npy        bool    [N]          False for subjects that could not be read
     errors.csv    subject_id, column, reason  (one line per skipped subject)
     beats.csv     per preprocessed subject: ECG quality (``ecg_quality``) and beats left out of phase
@@ -58,12 +58,7 @@ CACHE_VERSION = 3
 
 def check_cohort_geometry(cohort: Cohort, config: PreprocessConfig) -> None:
     """A clear error when ``cohort`` is stored below the geometry ``config`` asks for (never upsampled)."""
-    stored = {"ecg_hz": (cohort.sampling_rate, config.target_fs, "Hz ECG"),
-              "slices": (cohort.n_slices, config.n_slices, "short-axis slice(s)"),
-              "frames": (cohort.n_frames, config.n_frames, "cine frames"),
-              "image_size": (cohort.image_size, config.image_size, "pixel frames")}
-    short = [f"{have:g} {what} where {want:g} are asked (--{name.replace('_', '-')})"
-             for name, (have, want, what) in stored.items() if have < want]
+    short = cohort.geometry.shortfalls(config.geometry)
     if short:
         raise ValueError(f"{cohort.manifest_path} is stored below the input geometry asked for: "
                          f"{'; '.join(short)}. The library does not upsample: ask for the stored geometry "
@@ -104,7 +99,7 @@ class PreprocessedCohort:
         meta = json.loads((root / "meta.json").read_text())
         errors_path = root / "errors.csv"
         errors = pd.read_csv(errors_path) if errors_path.stat().st_size > 0 else pd.DataFrame()
-        return cls(root=root, config=PreprocessConfig(**meta["config"]),
+        return cls(root=root, config=PreprocessConfig.from_dict(meta["config"]),
                    ecg=np.load(root / "ecg.npy", mmap_mode="r"), cmr=np.load(root / "cmr.npy", mmap_mode="r"),
                    rpeaks=np.load(root / "rpeaks.npy", mmap_mode="r"), ok=np.load(root / "ok.npy"),
                    lead_scale=np.asarray(meta["lead_scale"], dtype=np.float32), errors=errors,
@@ -143,30 +138,30 @@ class PreprocessedCohort:
         return lines
 
     def rpeaks_of(self, i: int) -> np.ndarray:
-        """R peaks of row ``i`` at ``config.target_fs`` (padding removed)."""
+        """R peaks of row ``i`` at the geometry's ECG rate (padding removed)."""
         peaks = np.asarray(self.rpeaks[i])
         return peaks[peaks >= 0].astype(np.int64)
 
 
 def _ecg_length(cohort: Cohort, config: PreprocessConfig) -> int:
     n_samples = cohort.store.meta.n_samples if cohort.store is not None else cohort.ecg(0).shape[-1]
-    return int(round(n_samples * config.target_fs / cohort.sampling_rate))
+    return int(round(n_samples * config.geometry.ecg_hz / cohort.geometry.ecg_hz))
 
 
 def build_cache(cohort: Cohort, config: PreprocessConfig, root: Path, progress: bool = True) -> Path:
     """Preprocess every subject into ``root`` (atomically); skip and report unreadable ones."""
-    n, length = len(cohort), _ecg_length(cohort, config)
+    n, length, g = len(cohort), _ecg_length(cohort, config), config.geometry
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root.parent))
     ecg = open_memmap(tmp / "ecg.npy", mode="w+", dtype=np.float32, shape=(n, 12, length))
-    cmr = open_memmap(tmp / "cmr.npy", mode="w+", dtype=np.uint8,
-                      shape=(n, config.n_slices, config.n_frames, config.image_size, config.image_size))
-    slices = spread_slices(cohort.n_slices, config.n_slices)
+    cmr = open_memmap(tmp / "cmr.npy", mode="w+", dtype=np.uint8, shape=(n, g.slices, g.frames, g.image_size,
+                                                                         g.image_size))
+    slices = spread_slices(cohort.geometry.slices, g.slices)
     rpeaks = np.full((n, MAX_BEATS), -1, dtype=np.int32)
     ok = np.zeros(n, dtype=bool)
     errors: list[dict[str, str]] = []
     beats: list[dict[str, object]] = []
-    fs = cohort.sampling_rate
+    fs = float(cohort.geometry.ecg_hz)
     for i in tqdm(range(n), desc="preprocessing", disable=not progress, unit="subject"):
         sid = str(cohort.table["subject_id"].iloc[i])
         try:
@@ -174,16 +169,16 @@ def build_cache(cohort: Cohort, config: PreprocessConfig, root: Path, progress: 
             x = preprocess_ecg(raw, fs, config)
             if x.shape[-1] != length:
                 raise SubjectDataError(f"subject {sid}: ECG has {raw.shape[-1]} samples, expected "
-                                       f"{int(round(length * fs / config.target_fs))}")
+                                       f"{int(round(length * fs / g.ecg_hz))}")
             quality = assess_ecg_quality(raw, fs)
             if not quality.usable_leads.any():
                 raise SubjectDataError(f"subject {sid}: no usable ECG lead ({';'.join(quality.flags)})")
             found = quality.rpeaks if config.rpeak_method == "consensus" else \
                 detect_rpeaks(raw, fs, config.rpeak_method, leads=quality.usable_leads)
-            peaks = rescale_peaks(found, fs, config.target_fs)
+            peaks = rescale_peaks(found, fs, g.ecg_hz)
             if len(peaks) < 2:
                 raise SubjectDataError(f"subject {sid}: fewer than 2 R peaks detected")
-            frames = resize_cine(cohort.cine_stack(i)[slices], config.n_frames, config.image_size)
+            frames = resize_cine(cohort.cmr(i)[slices], g.frames, g.image_size)
         except (SubjectDataError, ValueError, OSError) as err:
             errors.append({"subject_id": sid, "reason": str(err)})
             continue
@@ -192,7 +187,7 @@ def build_cache(cohort: Cohort, config: PreprocessConfig, root: Path, progress: 
         peaks = peaks[:MAX_BEATS]
         rpeaks[i, : len(peaks)] = peaks
         ok[i] = True
-        beats.append({"subject_id": sid, **quality.columns(), **rhythm_summary(peaks, config.target_fs).columns()})
+        beats.append({"subject_id": sid, **quality.columns(), **rhythm_summary(peaks, g.ecg_hz).columns()})
     if not ok.any():
         shutil.rmtree(tmp, ignore_errors=True)
         if not errors:

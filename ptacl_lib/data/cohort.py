@@ -3,6 +3,9 @@
 A manifest row points at its ECG and CMR either as ``array:INDEX`` into the cohort's array
 store (``arrays/`` beside the manifest) or as a file path, absolute or relative to the manifest.
 Files ending in ``.npy`` are read directly; other formats go through ``ptacl_lib.data.readers``.
+
+A cohort has one geometry (``ptacl_lib.geometry``): its store's, or for a manifest of plain files
+``geometry.STORED_DEFAULT``, at which those files are read. A cine is always ``[S, T, H, W]``, one slice included.
 """
 
 from __future__ import annotations
@@ -14,12 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..geometry import STORED_DEFAULT
 from .phenotype_checks import FLAGS_COLUMN, details_by_row, extreme_flags, find_implausible
 from .schema import (
     ARRAY_PREFIX,
-    DEFAULT_IMAGE_SIZE,
-    DEFAULT_N_FRAMES,
-    DEFAULT_SAMPLING_RATE,
     LEADS,
     PHENOTYPES,
     REQUIRED_COLUMNS,
@@ -100,23 +101,17 @@ def validate_manifest(table: pd.DataFrame) -> pd.DataFrame:
 class Cohort:
     """A validated manifest plus lazy access to each subject's ECG and cine."""
 
-    #: Manifest rows left out of ``table`` for impossible or contradictory phenotypes, one row per finding
-    #: (``REJECTED_COLUMNS``); ``open_cohort`` sets it, empty when every row passed.
-    rejected: pd.DataFrame = pd.DataFrame(columns=list(REJECTED_COLUMNS))
-
-    def __init__(self, manifest_path: str | Path, table: pd.DataFrame, store: ArrayStore | None) -> None:
+    def __init__(self, manifest_path: str | Path, table: pd.DataFrame, store: ArrayStore | None,
+                 rejected: pd.DataFrame | None = None) -> None:
         self.manifest_path = Path(manifest_path)
         self.root = self.manifest_path.parent
         self.table = table
         self.store = store
-        if store is not None:
-            self.sampling_rate = float(store.meta.sampling_rate)
-            self.n_frames, self.image_size = store.meta.n_frames, int(store.meta.image_size[0])
-            self.n_slices = int(store.meta.n_slices)
-        else:  # a manifest of plain files is read on the default geometry (schema.py), one slice
-            self.sampling_rate = float(DEFAULT_SAMPLING_RATE)
-            self.n_frames, self.image_size = DEFAULT_N_FRAMES, DEFAULT_IMAGE_SIZE
-            self.n_slices = 1
+        #: Manifest rows left out of ``table`` for impossible or contradictory phenotypes, one row per finding
+        #: (``REJECTED_COLUMNS``; ``open_cohort``), empty when every row passed.
+        self.rejected = rejected if rejected is not None else pd.DataFrame(columns=list(REJECTED_COLUMNS))
+        #: The geometry the cohort's arrays hold: its store's, or the one plain files are read at.
+        self.geometry = store.meta.geometry if store is not None else STORED_DEFAULT
 
     def __len__(self) -> int:
         return len(self.table)
@@ -127,28 +122,25 @@ class Cohort:
 
     # ---- per-subject access -------------------------------------------------------------
     def ecg(self, i: int) -> np.ndarray:
-        """The 12-lead ECG of row ``i``: float32 ``[12, n_samples]`` in millivolts."""
+        """The 12-lead ECG of row ``i``: float32 ``[12, n_samples]`` in millivolts, at ``geometry.ecg_hz``."""
         ecg = self._load(i, "ecg_path")
         if ecg.ndim != 2 or ecg.shape[0] != len(LEADS):
             raise self._error(i, "ecg_path", f"ECG has shape {ecg.shape}, expected [{len(LEADS)}, n_samples]")
         return np.asarray(ecg, dtype=np.float32)
 
     def cmr(self, i: int) -> np.ndarray:
-        """The cine of row ``i``: float32 ``[T, H, W]`` (``[S, T, H, W]`` in a cohort of ``n_slices`` > 1
-        slices, base to apex) with intensities in [0, 1]."""
+        """The cine of row ``i``: float32 ``[S, T, H, W]`` (``S = geometry.slices``, base to apex; 1 included)
+        with intensities in [0, 1]."""
         cmr = self._load(i, "cmr_path")
-        expected = 3 if self.n_slices == 1 else 4
-        if cmr.ndim != expected:
-            raise self._error(i, "cmr_path", f"CMR has shape {cmr.shape}, expected "
-                                             f"[{'T, H, W' if expected == 3 else 'S, T, H, W'}]")
-        if cmr.dtype == np.uint8:
-            return cmr.astype(np.float32) / 255.0
-        return np.asarray(cmr, dtype=np.float32)
-
-    def cine_stack(self, i: int) -> np.ndarray:
-        """The cine of row ``i`` as float32 ``[S, T, H, W]`` (``S = n_slices``, 1 for a single-slice cohort)."""
-        cine = self.cmr(i)
-        return cine[None] if cine.ndim == 3 else cine
+        if cmr.ndim < 3 or cmr.size == 0:
+            raise self._error(i, "cmr_path", f"CMR has shape {cmr.shape}, expected [S, T, H, W]")
+        stack = cmr.reshape(-1, *cmr.shape[-3:])  # a .npy file of one slice may leave out the slice axis
+        if len(stack) != self.geometry.slices:
+            raise self._error(i, "cmr_path", f"CMR has {len(stack)} slice(s) (shape {cmr.shape}), the cohort "
+                                             f"{self.geometry.slices}")
+        if stack.dtype == np.uint8:
+            return stack.astype(np.float32) / 255.0
+        return np.asarray(stack, dtype=np.float32)
 
     def extra(self, name: str, i: int) -> np.ndarray | None:
         """A per-subject extra array of the store (e.g. ``volumes``, ``rpeaks``), or None."""
@@ -202,10 +194,11 @@ class Cohort:
                 return np.load(path)
             from . import readers  # real-data formats (UK Biobank XML, DICOM, WFDB, NIfTI)
 
+            g = self.geometry
             if column == "ecg_path":  # resampled to the cohort's rate, so every subject has one time axis
-                return readers.read_ecg(path, sampling_rate=self.sampling_rate).signal
-            # heart crop, one cycle in n_frames, intensities in [0, 1]: as prepare-ukb writes them
-            return readers.standardise_cine(readers.read_cine(path), self.n_frames, self.image_size)
+                return readers.read_ecg(path, sampling_rate=g.ecg_hz).signal
+            # heart crop, one cycle in the geometry's frames, intensities in [0, 1]: as prepare-ukb writes them
+            return readers.standardise_stack(readers.read_cine_slices(path, g.slices), g.frames, g.image_size)
         except SubjectDataError:
             raise
         except Exception as err:  # any reader failure becomes an error that names the file
@@ -280,9 +273,7 @@ def open_cohort(manifest_path: str | Path, check_files: bool = True) -> Cohort:
     if check_files:
         _check_files(table, manifest_path.parent)
     table, rejected = check_phenotypes(table, manifest_path)
-    cohort = Cohort(manifest_path, table, store)
-    cohort.rejected = rejected
-    return cohort
+    return Cohort(manifest_path, table, store, rejected)
 
 
 def describe(cohort: Cohort) -> pd.DataFrame:

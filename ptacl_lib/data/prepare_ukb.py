@@ -6,8 +6,12 @@ the IDP CSV (fields 24100-24109). The subject id is the UKB ``eid`` at the start
 ``EID_FIELD_INSTANCE_ARRAY`` name (only ``instance`` is used, lowest array index first), else the
 file or folder name without extension.
 
+The output's geometry (``ptacl_lib.geometry``: ECG rate, cine frames, frame side, slices) is one setting,
+``geometry`` (``--geometry``, default ``ukb``: 500 Hz, 50 frames, 96 px, 3 slices), with single-field overrides
+(``--ecg-hz``, ``--frames``, ``--image-size``, ``--slices``). Train at it or at any geometry below it.
+
 Per subject (in worker processes):
-- ECG: read in mV at the file's rate, resampled to ``sampling_rate`` (polyphase), then the first
+- ECG: read in mV at the file's rate, resampled to the geometry's ``ecg_hz`` (polyphase), then the first
   ``duration_s`` seconds are kept. A strip short by at most ``SHORTFALL_TOLERANCE`` of the
   duration (resampling rounding) is padded by repeating its last sample; a shorter one is skipped.
 - ECG quality and rhythm (``ecg_quality``, ``rhythm``): flat, saturated and noisy leads, arm-lead
@@ -16,12 +20,11 @@ Per subject (in worker processes):
   every other subject is kept and its manifest row carries ``ecg_quality``, ``ecg_noise``,
   ``ecg_flags``, ``n_beats``, ``n_excluded_beats``, ``median_rr_ms`` and ``rhythm_flag``
   (``too_few_beats`` below ``rhythm.MIN_USABLE_BEATS`` usable beats). The summary counts them.
-- Cine: the mid-ventricular slice (or ``slice_index``), heart crop (``readers.cine_ops``),
-  ``n_frames`` frames over the cycle, ``image_size`` pixels, intensities in [0, 1] -> uint8.
-  With ``slices`` = N > 1: N slices spread over the stack by slice position
-  (``readers.cine_ops.spread_slices``: the centre slice of each of N equal runs of the sorted stack),
-  all cropped round the middle slice's heart centre and scaled to [0, 1] together; the store then
-  holds ``[N, n_frames, image_size, image_size]`` per subject.
+- Cine: the geometry's N slices spread over the stack by slice position (``readers.cine_ops.spread_slices``:
+  the centre slice of each of N equal runs of the sorted stack; one slice is the mid-ventricular one, or
+  ``slice_index``), all cropped round the middle slice's heart centre (``readers.cine_ops``), resampled to the
+  geometry's frames over the cycle and pixels, and scaled to [0, 1] together -> uint8: the store holds
+  ``[N, frames, image_size, image_size]`` per subject, one prepare path for one slice and many.
 
 The main process writes rows into a preallocated memory-mapped store (row = the subject's
 position in the sorted list of subjects that have both files), so memory stays flat as the
@@ -68,28 +71,20 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..atomic import replacing
+from ..geometry import GEOMETRIES, GEOMETRY_FIELDS, Geometry, add_geometry_arguments, as_geometry, geometry_from_args
 from .cohort import STORE_DIR
 from .ecg_quality import assess_ecg_quality
 from .phenotype_checks import FLAGS_COLUMN, details_by_row, extreme_flags, find_implausible
 from .readers import (
     ECG_SUFFIXES,
     ReaderError,
-    read_cine,
     read_cine_slices,
     read_ecg,
     read_idp_csv,
-    standardise_cine,
     standardise_stack,
 )
 from .rhythm import rhythm_summary
-from .schema import (
-    ARRAY_PREFIX,
-    DEFAULT_DURATION_S,
-    DEFAULT_IMAGE_SIZE,
-    DEFAULT_N_FRAMES,
-    DEFAULT_SAMPLING_RATE,
-    PHENOTYPES,
-)
+from .schema import ARRAY_PREFIX, DEFAULT_DURATION_S, PHENOTYPES
 from .splits import DEFAULT_FRACTIONS, check_fractions, split_of
 from .store import ECG_FILE, ArrayStoreWriter, StoreMeta
 
@@ -113,20 +108,17 @@ class PrepareSettings:
     """Everything that shapes the output; a resumed run must use the same values.
 
     The one declaration of prepare-ukb's settings: ``prepare_ukb``'s keyword arguments and the
-    ``ptacl prepare-ukb`` options are built from these fields (and ``RunOptions``).
+    ``ptacl prepare-ukb`` options are built from these fields (and ``RunOptions``); the geometry's flags come
+    from ``geometry.add_geometry_arguments``.
     """
 
-    n_frames: int = _option(DEFAULT_N_FRAMES, "cine frames over the cardiac cycle")
-    image_size: int = _option(DEFAULT_IMAGE_SIZE, "cine frame side in pixels after the heart crop")
+    geometry: Geometry = field(default=GEOMETRIES["ukb"], metadata={"geometry": True})
     duration_s: float = _option(DEFAULT_DURATION_S, "ECG seconds kept")
-    sampling_rate: float = _option(float(DEFAULT_SAMPLING_RATE), "ECG rate in the store (Hz)")
     fractions: tuple[float, float, float] = _option(DEFAULT_FRACTIONS, "split fractions", nargs=3,
                                                     metavar=("TRAIN", "VAL", "TEST"))
     min_frames: int = _option(10, "fewer cine frames than this: subject skipped")
     crop_mm: float = _option(140.0, "side of the heart crop in mm")
     slice_index: int | None = _option(None, "short-axis slice (default: mid-ventricular); only with --slices 1")
-    slices: int = _option(1, "short-axis slices kept, spread from one end of the stack to the other by slice "
-                             "position (readers.cine_ops.spread_slices); 1: the mid slice or --slice-index")
     instance: int = _option(2, "UKB instance (2 = first imaging visit)")
     min_ecg_quality: float = _option(0.5, "ECG quality score (0-1, ptacl_lib.data.ecg_quality) below which a "
                                           "subject is skipped (reason ecg_quality); 0 keeps every subject, "
@@ -134,23 +126,18 @@ class PrepareSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fractions", tuple(float(f) for f in self.fractions))
-        object.__setattr__(self, "sampling_rate", float(self.sampling_rate))
-        if self.slices < 1:
-            raise ValueError(f"slices must be >= 1, got {self.slices}")
-        if self.slices > 1 and self.slice_index is not None:
+        object.__setattr__(self, "geometry", as_geometry(self.geometry))
+        if self.geometry.slices > 1 and self.slice_index is not None:
             raise ValueError("slice_index picks one slice; it cannot be combined with slices > 1")
 
     def record(self) -> dict[str, Any]:
-        """The settings as saved for resumption (``slices`` only when > 1, so folders prepared before it resume)."""
-        saved = asdict(self)
-        if saved["slices"] == 1:
-            del saved["slices"]
-        return saved
+        """The settings as saved for resumption."""
+        return {**asdict(self), "geometry": self.geometry.numbers()}
 
     @property
     def n_samples(self) -> int:
         """ECG samples per subject in the store."""
-        return int(round(self.duration_s * self.sampling_rate))
+        return int(round(self.duration_s * self.geometry.ecg_hz))
 
 
 @dataclass(frozen=True)
@@ -163,12 +150,17 @@ class RunOptions:
 
 
 def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one ``--option`` per field of ``PrepareSettings`` and ``RunOptions`` (help from the field).
+    """Add one ``--option`` per field of ``PrepareSettings`` and ``RunOptions`` (help from the field), and the
+    geometry's flags (default ``ukb``; read back by ``prepare_options``).
 
     Use with ``argument_default=argparse.SUPPRESS`` so that options left out keep the dataclass defaults.
     """
+    add_geometry_arguments(parser, default="ukb", help="the store's input geometry: ukb (500 Hz, 50 frames, 96 px, "
+                                                       "3 slices; the default) or demo; train at it or below it")
     hints = {**typing.get_type_hints(PrepareSettings), **typing.get_type_hints(RunOptions)}
     for option in (*fields(PrepareSettings), *fields(RunOptions)):
+        if option.metadata.get("geometry"):
+            continue
         extra = {k: v for k, v in option.metadata.items() if k != "help"}
         flag, kind = "--" + option.name.replace("_", "-"), hints[option.name]
         if kind is bool:
@@ -180,13 +172,24 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, type=base, help=option.metadata["help"], **extra)
 
 
+def prepare_options(args: argparse.Namespace, paths: tuple[str, ...]) -> dict[str, Any]:
+    """``prepare_ukb``'s keyword options from parsed ``add_prepare_arguments`` (the geometry resolved once)."""
+    options = {k: v for k, v in vars(args).items() if k not in (*paths, *GEOMETRY_FIELDS)}
+    return {**options, "geometry": geometry_from_args(args)}
+
+
 def split_options(options: dict[str, Any]) -> tuple[PrepareSettings, RunOptions]:
-    """Keyword options -> ``(PrepareSettings, RunOptions)``; an unknown name is a clear error."""
+    """Keyword options -> ``(PrepareSettings, RunOptions)``; an unknown name is a clear error. ``geometry`` may be
+    a ``Geometry`` or a name, and ``ecg_hz``, ``frames``, ``image_size``, ``slices`` override its fields."""
     settings_names = {f.name for f in fields(PrepareSettings)}
     run_names = {f.name for f in fields(RunOptions)}
-    unknown = sorted(set(options) - settings_names - run_names)
+    unknown = sorted(set(options) - settings_names - run_names - set(GEOMETRY_FIELDS))
     if unknown:
-        raise TypeError(f"prepare_ukb got unknown option(s) {unknown}; known: {sorted(settings_names | run_names)}")
+        known = sorted(settings_names | run_names | set(GEOMETRY_FIELDS))
+        raise TypeError(f"prepare_ukb got unknown option(s) {unknown}; known: {known}")
+    overrides = {k: options[k] for k in GEOMETRY_FIELDS if k in options}
+    geometry = as_geometry(options.get("geometry", GEOMETRIES["ukb"])).overridden(**overrides)
+    options = {**options, "geometry": geometry}
     return (PrepareSettings(**{k: v for k, v in options.items() if k in settings_names}),
             RunOptions(**{k: v for k, v in options.items() if k in run_names}))
 
@@ -213,7 +216,7 @@ class SubjectFailure:
 
 @dataclass(frozen=True)
 class SubjectArrays:
-    """One subject ready to write: ECG float32 [12, n_samples] mV, cine uint8 [T, H, W], manifest extras."""
+    """One subject ready to write: ECG float32 [12, n_samples] mV, cine uint8 [S, T, H, W], manifest extras."""
 
     task: SubjectTask
     ecg: np.ndarray
@@ -297,24 +300,20 @@ def fit_duration(signal: np.ndarray, n_samples: int, source: str) -> np.ndarray:
 
 def load_subject(task: SubjectTask, settings: PrepareSettings) -> SubjectArrays | SubjectFailure:
     """Read, check and standardise one subject (runs in a worker); a failure names the file and reason."""
-    current = task.ecg
+    current, g = task.ecg, settings.geometry
     try:
-        record = read_ecg(task.ecg).resampled(settings.sampling_rate)
+        record = read_ecg(task.ecg).resampled(g.ecg_hz)
         ecg = fit_duration(record.signal, settings.n_samples, str(task.ecg))
         if not np.isfinite(ecg).all():
             raise ReaderError(task.ecg, "corrupt_file", "ECG holds NaN or infinite samples")
-        quality = assess_ecg_quality(ecg, settings.sampling_rate)
+        quality = assess_ecg_quality(ecg, g.ecg_hz)
         if quality.score < settings.min_ecg_quality:
             raise ReaderError(task.ecg, "ecg_quality", f"score {quality.score:.2f} < {settings.min_ecg_quality} "
                               f"(flags: {';'.join(quality.flags) or 'none'}; noise {quality.noise_level:.2f})")
-        rhythm = rhythm_summary(quality.rpeaks, settings.sampling_rate)
+        rhythm = rhythm_summary(quality.rpeaks, g.ecg_hz)
         current = task.cmr
-        if settings.slices == 1:
-            cines = [read_cine(task.cmr, slice_index=settings.slice_index, min_frames=settings.min_frames)]
-            frames = standardise_cine(cines[0], settings.n_frames, settings.image_size, settings.crop_mm)
-        else:
-            cines = read_cine_slices(task.cmr, settings.slices, min_frames=settings.min_frames)
-            frames = standardise_stack(cines, settings.n_frames, settings.image_size, settings.crop_mm)
+        cines = read_cine_slices(task.cmr, g.slices, slice_index=settings.slice_index, min_frames=settings.min_frames)
+        frames = standardise_stack(cines, g.frames, g.image_size, settings.crop_mm)
     except ReaderError as err:
         return SubjectFailure(task.subject_id, str(current), err.reason, err.detail)
     except Exception as err:  # noqa: BLE001 - one odd file must not stop the cohort; it is reported
@@ -494,8 +493,7 @@ def prepare_ukb(ecg_dir: str | Path, cmr_dir: str | Path, idp_csv: str | Path, o
     """
     started = time.perf_counter()
     settings, run = split_options(options)
-    workers, commit_every, progress = run.workers, run.commit_every, run.progress
-    n_frames, image_size, instance = settings.n_frames, settings.image_size, settings.instance
+    workers, commit_every, progress, instance = run.workers, run.commit_every, run.progress, settings.instance
     check_fractions(settings.fractions)
     ecg_dir, cmr_dir, idp_csv, out_dir = Path(ecg_dir), Path(cmr_dir), Path(idp_csv), Path(out_dir)
     ecgs, cines = find_inputs(ecg_dir, cmr_dir, instance)
@@ -511,9 +509,8 @@ def prepare_ukb(ecg_dir: str | Path, cmr_dir: str | Path, idp_csv: str | Path, o
     out_dir.mkdir(parents=True, exist_ok=True)
     state = _Progress(out_dir)
     resuming = state.start(plan, settings)
-    meta = StoreMeta(n_subjects=len(plan), sampling_rate=settings.sampling_rate, n_samples=settings.n_samples,
-                     n_frames=n_frames, image_size=(image_size, image_size), n_slices=settings.slices,
-                     attrs={"source": "prepare-ukb", **asdict(settings)})
+    meta = StoreMeta(n_subjects=len(plan), geometry=settings.geometry, n_samples=settings.n_samples,
+                     attrs={"source": "prepare-ukb", **settings.record()})
     writer = _open_store(out_dir / STORE_DIR, meta, resuming)
     done = state.done_offsets()
     n_resumed = sum(1 for t in plan if t.subject_id in done)

@@ -6,12 +6,12 @@ Everything here is a pure function of one subject's arrays; ``cache.py`` applies
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy import signal
 
-from ..geometry import Geometry
+from ..geometry import DEMO, Geometry
 from .readers.records import resample_ecg
 
 #: Below this ECG rate the band's upper edge stays at ``DEMO_LOWPASS_HZ``; from it up, ``ecg_lowpass_hz``
@@ -29,32 +29,36 @@ def ecg_lowpass_hz(fs: float) -> float:
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """What the models see. Defaults are the ``demo`` geometry (``ptacl_lib.geometry``), sized for CPU
-    training on the synthetic cohort; ``for_geometry`` builds any other."""
+    """What the models see: the input geometry (``ptacl_lib.geometry``; default ``demo``, sized for CPU training
+    on the synthetic cohort) and the ECG filters. The band's upper edge follows the geometry's ECG rate
+    (``ecg_lowpass_hz``)."""
 
-    target_fs: int = 100          # ECG sampling rate after resampling (Hz)
+    geometry: Geometry = DEMO
     highpass_hz: float = 0.5      # baseline-wander removal
-    lowpass_hz: float = 40.0      # upper band edge (``ecg_lowpass_hz``); 40 Hz also removes mains hum
-    n_frames: int = 25            # cine frames kept per cycle (uniformly subsampled)
-    image_size: int = 32          # cine frame side after area resampling
     rpeak_method: str = "consensus"  # or any one method of ``neurokit2.ecg_peaks``
-    n_slices: int = 1             # short-axis slices, base to apex (``readers.cine_ops.spread_slices``)
     notch_hz: float = 50.0        # mains frequency, notched (with its harmonics) where the band reaches it
 
+    @property
+    def lowpass_hz(self) -> float:
+        """The band's upper edge at the geometry's ECG rate."""
+        return ecg_lowpass_hz(self.geometry.ecg_hz)
+
+    def filters(self) -> dict[str, object]:
+        """The settings besides the geometry, the derived upper edge included (a run's ``preprocess`` record)."""
+        return {"highpass_hz": self.highpass_hz, "lowpass_hz": self.lowpass_hz, "notch_hz": self.notch_hz,
+                "rpeak_method": self.rpeak_method}
+
     def to_dict(self) -> dict[str, object]:
-        """JSON-friendly form (stored in run configs and cache keys)."""
-        return asdict(self)
+        """JSON-friendly form: the geometry's numbers and the filters (a cache's key and ``meta.json``)."""
+        return {"geometry": self.geometry.numbers(), **self.filters()}
 
     @classmethod
-    def for_geometry(cls, geometry: Geometry) -> "PreprocessConfig":
-        """The preprocessing of an input geometry; the ``demo`` geometry gives the defaults."""
-        return cls(target_fs=geometry.ecg_hz, lowpass_hz=ecg_lowpass_hz(geometry.ecg_hz), n_frames=geometry.frames,
-                   image_size=geometry.image_size, n_slices=geometry.slices)
-
-    @property
-    def geometry(self) -> Geometry:
-        """The geometry fields of this config (named ``custom``: the preset name is not stored here)."""
-        return Geometry("custom", self.target_fs, self.n_frames, self.image_size, self.n_slices)
+    def from_dict(cls, record: dict[str, object], geometry: Geometry | None = None) -> "PreprocessConfig":
+        """From ``to_dict``'s or ``filters``'s form (then ``geometry`` gives the geometry); derived keys ignored."""
+        if geometry is None:
+            geometry = Geometry.from_dict(record["geometry"])  # type: ignore[arg-type]
+        names = {f.name for f in fields(cls)} - {"geometry"}
+        return cls(geometry=geometry, **{k: v for k, v in record.items() if k in names})  # type: ignore[arg-type]
 
 
 def bandpass(ecg: np.ndarray, fs: float, low_hz: float, high_hz: float) -> np.ndarray:
@@ -74,7 +78,7 @@ def notch_mains(ecg: np.ndarray, fs: float, mains_hz: float, upper_hz: float) ->
 
 def preprocess_ecg(ecg: np.ndarray, fs: float, config: PreprocessConfig) -> np.ndarray:
     """Band-pass (and notch mains hum where the band reaches it), then resample a ``[12, S]`` ECG (mV)
-    to ``config.target_fs``.
+    to the geometry's ``ecg_hz``.
 
     Per-lead amplitude normalisation is applied afterwards with cohort-level statistics
     (see ``cache.LeadScaler``) so that between-subject voltage differences, which carry
@@ -85,7 +89,7 @@ def preprocess_ecg(ecg: np.ndarray, fs: float, config: PreprocessConfig) -> np.n
     filtered = bandpass(ecg, fs, config.highpass_hz, config.lowpass_hz)
     if config.notch_hz and config.lowpass_hz > config.notch_hz:
         filtered = notch_mains(filtered, fs, config.notch_hz, config.lowpass_hz)
-    return resample_ecg(filtered, fs, config.target_fs)
+    return resample_ecg(filtered, fs, config.geometry.ecg_hz)
 
 
 #: The detectors the consensus polls (``neurokit2.ecg_peaks`` methods), chosen on the benchmark
@@ -215,34 +219,31 @@ def detect_rpeaks(ecg: np.ndarray, fs: float, method: str = "consensus",
     return np.asarray(kept, dtype=np.int64)
 
 
-def rescale_peaks(peaks: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
-    """Map sample indices from ``fs`` to ``target_fs``."""
-    return np.rint(np.asarray(peaks, dtype=np.float64) * target_fs / fs).astype(np.int64)
+def rescale_peaks(peaks: np.ndarray, fs: float, to_fs: float) -> np.ndarray:
+    """Map sample indices from ``fs`` to ``to_fs``."""
+    return np.rint(np.asarray(peaks, dtype=np.float64) * to_fs / fs).astype(np.int64)
 
 
-def resize_cine(cine: np.ndarray, n_frames: int, image_size: int) -> np.ndarray:
-    """Uniformly subsample frames over the cycle and area-resample each to ``image_size``², in [0, 1].
+def resize_cine(stack: np.ndarray, frames: int, image_size: int) -> np.ndarray:
+    """Uniformly subsample a ``[S, T, H, W]`` stack's frames over the cycle and area-resample each to
+    ``image_size``², in [0, 1]: ``[S, frames, image_size, image_size]``.
 
-    ``cine`` is one slice ``[T, H, W]`` or a stack ``[S, T, H, W]`` (the result has the same rank); a stack
-    is min-max normalised as a whole, so that slices keep their relative brightness.
-    Frame ``k`` of the result still shows cardiac phase ``k / n_frames`` when the input frames are
-    evenly spaced over one RR interval starting at the R peak.
+    The stack is min-max normalised as a whole, so that slices keep their relative brightness. Frame ``k``
+    of the result still shows cardiac phase ``k / frames`` when the input frames are evenly spaced over one
+    RR interval starting at the R peak.
     """
     import torch  # here, so that prepare-ukb's readers and quality checks run without torch
     import torch.nn.functional as F
 
-    t = cine.shape[-3]
-    if n_frames > t:
-        raise ValueError(f"cine has {t} frames, fewer than the {n_frames} requested")
-    if image_size > min(cine.shape[-2:]):
-        raise ValueError(f"cine frames are {cine.shape[-2]}x{cine.shape[-1]} pixels, smaller than the {image_size} "
-                         "requested (no upsampling)")
-    keep = np.floor(np.arange(n_frames) * t / n_frames).astype(np.int64)
-    frames = torch.from_numpy(np.ascontiguousarray(cine[..., keep, :, :], dtype=np.float32))
-    lead = frames.shape[:-2]
-    frames = frames.reshape(-1, 1, *frames.shape[-2:])
-    if frames.shape[-1] != image_size or frames.shape[-2] != image_size:
-        frames = F.interpolate(frames, size=(image_size, image_size), mode="area")
-    frames = frames.reshape(*lead, image_size, image_size).numpy()
-    lo, hi = float(frames.min()), float(frames.max())
-    return (frames - lo) / (hi - lo) if hi > lo else np.zeros_like(frames)
+    s, t, h, w = stack.shape
+    if frames > t:
+        raise ValueError(f"cine has {t} frames, fewer than the {frames} requested")
+    if image_size > min(h, w):
+        raise ValueError(f"cine frames are {h}x{w} pixels, smaller than the {image_size} requested (no upsampling)")
+    keep = np.floor(np.arange(frames) * t / frames).astype(np.int64)
+    chosen = torch.from_numpy(np.ascontiguousarray(stack[:, keep], dtype=np.float32)).reshape(s * frames, 1, h, w)
+    if (h, w) != (image_size, image_size):
+        chosen = F.interpolate(chosen, size=(image_size, image_size), mode="area")
+    out = chosen.reshape(s, frames, image_size, image_size).numpy()
+    lo, hi = float(out.min()), float(out.max())
+    return (out - lo) / (hi - lo) if hi > lo else np.zeros_like(out)

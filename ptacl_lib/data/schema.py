@@ -21,12 +21,8 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 #: Splits whose phenotypes may not be NaN (they are fitted or scored on).
 SPLITS_NEEDING_PHENOTYPES: tuple[str, ...] = ("train", "test")
 
-#: The cohort geometry both the synthetic generator and prepare-ukb write by default, and what a
-#: manifest of plain files is read as: a 10 s ECG at 500 Hz, a cine of 50 frames of 64 x 64 pixels.
-DEFAULT_SAMPLING_RATE = 500
+#: Seconds of ECG a cohort stores per subject (the 10 s of a resting 12-lead ECG).
 DEFAULT_DURATION_S = 10.0
-DEFAULT_N_FRAMES = 50
-DEFAULT_IMAGE_SIZE = 64
 
 #: Prefix of a manifest path that points into the cohort's array store: ``array:INDEX``.
 ARRAY_PREFIX = "array:"

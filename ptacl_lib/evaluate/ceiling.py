@@ -68,7 +68,7 @@ def cohort_median_beats(cohort: Cohort, rows: np.ndarray,
     out: list[np.ndarray | None] = []
     for i in rows:
         try:
-            out.append(features(cohort.ecg(int(i)), cohort.sampling_rate))
+            out.append(features(cohort.ecg(int(i)), float(cohort.geometry.ecg_hz)))
         except ValueError as err:  # one unreadable or beat-less ECG must not stop the cohort
             LOG.warning("median beat of subject %s skipped: %s", cohort.table["subject_id"].iloc[int(i)], err)
             out.append(None)

@@ -63,7 +63,7 @@ class FrameCNN(nn.Module):
 
 
 class CMREncoder(nn.Module):
-    """``[B, S, T, H, W]`` cine in [0, 1] (``[B, T, H, W]`` when ``slices`` is 1) -> per-frame tokens and their mean."""
+    """``[B, S, T, H, W]`` cine in [0, 1] (``S = slices``, 1 included) -> per-frame tokens and their mean."""
 
     def __init__(self, channels: tuple[int, ...], dim: int, depth: int, heads: int,
                  mlp_ratio: float = 2.0, dropout: float = 0.0, first_stride: int = 2, slices: int = 1) -> None:
@@ -73,8 +73,6 @@ class CMREncoder(nn.Module):
         self.transformer = transformer_stack(dim, depth, heads, mlp_ratio, dropout)
 
     def forward(self, cmr: torch.Tensor) -> CMREncoderOutput:
-        if cmr.ndim == 4 and self.slices == 1:
-            cmr = cmr[:, None]
         if cmr.ndim != 5 or cmr.shape[1] != self.slices:
             raise ValueError(f"CMR batch must be [B, {self.slices}, T, H, W] ({self.slices} slice(s)), "
                              f"got {tuple(cmr.shape)}")

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..geometry import DEMO, Geometry
 from .cmr_encoder import CMREncoder
 from .ecg_encoder import ECGEncoder
 from .heads import ProjectionHead
@@ -21,8 +22,9 @@ class ModelConfig:
 
     The ECG's stem kernel and patch are set in milliseconds (``ecg_stem_ms``, ``ecg_patch_ms``) and turned
     into samples at ``ecg_hz``, so a token covers 100 ms at 100, 250 or 500 Hz; the frame CNN reads the
-    ``cmr_slices`` short-axis slices of a frame as its input channels. ``at_geometry`` sets both from an
-    input geometry (``ptacl_lib.geometry``); the presets hold the ``demo`` geometry's values.
+    ``slices`` short-axis slices of a frame as its input channels. ``at_geometry`` sets both from an input
+    geometry (``ptacl_lib.geometry``); the defaults are the ``demo`` geometry's. A run records the geometry
+    once, beside the architecture (``architecture``), and rebuilds the config with ``from_record``.
 
     ``small`` (the default, CPU demo; ~0.2 M parameters): a 32-channel convolutional ECG stem, then
     patches of 100 ms (10 samples at 100 Hz), so a 10 s recording gives 100 tokens of width 64, 3 layers,
@@ -37,7 +39,7 @@ class ModelConfig:
 
     ecg_leads: int = 12
     ecg_stem: int = 32  # channels of the ECG's convolutional stem; 0: a linear patchify (runs before 2026-11-29)
-    ecg_hz: int = 100  # the ECG rate the model reads (the input geometry's)
+    ecg_hz: int = DEMO.ecg_hz  # the ECG rate the model reads (the input geometry's)
     ecg_patch_ms: float = 100.0  # one token's width
     ecg_stem_ms: float = 50.0  # the stem's kernel: about a QRS half-width
     ecg_dim: int = 64
@@ -53,7 +55,7 @@ class ModelConfig:
     embed_dim: int = 64
     head_hidden: int = 0  # 0: linear projection heads
     phase_pooling: str = "beat_nearest_frame"
-    cmr_slices: int = 1  # short-axis slices per frame: the frame CNN's input channels
+    slices: int = DEMO.slices  # short-axis slices per frame: the frame CNN's input channels (the geometry's)
 
     @property
     def ecg_patch(self) -> int:
@@ -65,9 +67,26 @@ class ModelConfig:
         """The stem's kernel in samples at ``ecg_hz``: odd, so the stem keeps the signal's length."""
         return 2 * int(round((self.ecg_stem_ms * self.ecg_hz / 1000.0 - 1.0) / 2.0)) + 1
 
-    def at_geometry(self, ecg_hz: int, slices: int) -> "ModelConfig":
-        """This config for an input geometry's ECG rate and slice count."""
-        return dataclasses.replace(self, ecg_hz=int(ecg_hz), cmr_slices=int(slices))
+    def at_geometry(self, geometry: Geometry) -> "ModelConfig":
+        """This config for an input geometry (its ECG rate and slice count; frames and size need no weights)."""
+        return dataclasses.replace(self, ecg_hz=geometry.ecg_hz, slices=geometry.slices)
+
+    def architecture(self) -> dict[str, Any]:
+        """Every field but the geometry's (``GEOMETRY_OF_MODEL``): what a run records as ``model_config``."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in GEOMETRY_OF_MODEL}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], geometry: Geometry) -> "ModelConfig":
+        """A config from a run's ``model_config`` and its geometry. Records of earlier versions also load: their
+        ``ecg_hz``/``cmr_slices`` give way to the geometry, an ECG patch in samples becomes milliseconds, and runs
+        saved before the ECG stem and the 4x4 first stage existed get a linear patchify and 3x3 stages."""
+        saved = dict(record)
+        if "ecg_patch" in saved:
+            saved["ecg_patch_ms"] = float(saved.pop("ecg_patch")) * 1000.0 / saved.get("ecg_hz", DEMO.ecg_hz)
+        for old in ("cmr_slices", *GEOMETRY_OF_MODEL):
+            saved.pop(old, None)
+        saved = {"ecg_stem": 0, "cmr_first_stride": 2, **saved, "cmr_channels": tuple(saved["cmr_channels"])}
+        return cls(**saved).at_geometry(geometry)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "ModelConfig":
@@ -76,6 +95,9 @@ class ModelConfig:
             raise ValueError(f"unknown model preset {name!r}; choose from {sorted(MODEL_PRESETS)}")
         return dataclasses.replace(MODEL_PRESETS[name], **overrides)
 
+
+#: The ``ModelConfig`` fields that come from the input geometry.
+GEOMETRY_OF_MODEL: tuple[str, ...] = ("ecg_hz", "slices")
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
     "small": ModelConfig(),
@@ -103,7 +125,7 @@ class PTACLModel(nn.Module):
         self.ecg_encoder = ECGEncoder(cfg.ecg_leads, cfg.ecg_patch, cfg.ecg_dim, cfg.ecg_depth, cfg.ecg_heads,
                                       cfg.mlp_ratio, cfg.dropout, cfg.ecg_stem, cfg.ecg_stem_kernel)
         self.cmr_encoder = CMREncoder(cfg.cmr_channels, cfg.cmr_dim, cfg.cmr_depth, cfg.cmr_heads,
-                                      cfg.mlp_ratio, cfg.dropout, cfg.cmr_first_stride, cfg.cmr_slices)
+                                      cfg.mlp_ratio, cfg.dropout, cfg.cmr_first_stride, cfg.slices)
         self.ecg_head = ProjectionHead(cfg.ecg_dim, cfg.embed_dim, cfg.head_hidden)
         self.cmr_head = ProjectionHead(cfg.cmr_dim, cfg.embed_dim, cfg.head_hidden)
         self.phase_pool = PHASE_POOLERS[cfg.phase_pooling]

@@ -68,22 +68,21 @@ def plot_ecg_12lead(ecg: np.ndarray, fs: float, title: str = "") -> Figure:
 def plot_cine_montage(cine: np.ndarray, n_cols: int = 10, title: str = "") -> Figure:
     """All frames of one cine on a grid, labelled with the frame index (phase k/T after the R peak).
 
-    ``cine`` is ``[T, H, W]`` or, for a multi-slice cine, ``[S, T, H, W]``: then each slice (base to apex)
-    gets its own block of rows, every slice shown.
+    ``cine`` is ``[S, T, H, W]`` (``Cohort.cmr``): each slice (base to apex) gets its own block of rows,
+    every slice shown.
     """
-    stack = cine[None] if cine.ndim == 3 else cine
-    n_slices, t = stack.shape[:2]
+    slices, t = cine.shape[:2]
     rows_per_slice = int(np.ceil(t / n_cols))
-    n_rows = n_slices * rows_per_slice
+    n_rows = slices * rows_per_slice
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.4 * n_cols, 1.5 * n_rows), constrained_layout=True,
                              squeeze=False)
-    for s in range(n_slices):
+    for s in range(slices):
         for k, ax in enumerate(axes[s * rows_per_slice:(s + 1) * rows_per_slice].flat):
             ax.axis("off")
             if k < t:
-                ax.imshow(stack[s, k], cmap="gray", vmin=0, vmax=1)
-                ax.set_title(f"{k}" if n_slices == 1 else f"slice {s} · {k}", fontsize=7)
-    where = f"{n_slices} slices base to apex, " if n_slices > 1 else ""
+                ax.imshow(cine[s, k], cmap="gray", vmin=0, vmax=1)
+                ax.set_title(f"{k}" if slices == 1 else f"slice {s} · {k}", fontsize=7)
+    where = f"{slices} slices base to apex, " if slices > 1 else ""
     fig.suptitle(title or f"Short-axis cine, {where}{t} frames over one RR interval")
     return fig
 
@@ -98,7 +97,7 @@ def plot_volume_timing(cohort: Cohort, i: int, lead: str = "II") -> Figure:
     volumes = cohort.extra("volumes", i)
     if volumes is None:
         raise ValueError("this cohort has no volume curves (only synthetic cohorts carry them)")
-    fs = cohort.sampling_rate
+    fs = cohort.geometry.ecg_hz
     row = cohort.table.iloc[i]
     peaks = cohort.extra("rpeaks", i)
     peaks = peaks[peaks >= 0] if peaks is not None else np.array([], dtype=int)

@@ -26,7 +26,7 @@ CARD_PHENOTYPES: tuple[tuple[str, str, str], ...] = (
 
 def mid_slice(cohort: Cohort, row: int) -> np.ndarray:
     """The cine of ``row``'s middle short-axis slice, ``[T, H, W]`` (a single-slice cohort's only one)."""
-    stack = cohort.cine_stack(row)
+    stack = cohort.cmr(row)
     return stack[len(stack) // 2]
 
 
@@ -69,7 +69,7 @@ def retrieval_card(cohort: Cohort, query_row: int, neighbour_rows: Sequence[int]
 
     source = query_cohort or cohort
     ecg = source.ecg(query_row)
-    seconds = np.arange(ecg.shape[1]) / source.sampling_rate
+    seconds = np.arange(ecg.shape[1]) / source.geometry.ecg_hz
     ax = fig.add_subplot(grid[0, :])
     spacing = 2.0 * float(np.max(np.abs(ecg[[LEADS.index(lead) for lead in leads]]))) or 1.0
     for j, lead in enumerate(leads):

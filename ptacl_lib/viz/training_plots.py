@@ -48,7 +48,7 @@ def plot_phase_pooling(dataset: PTACLDataset, model_config: ModelConfig, n_subje
     for r in batch["rpeaks"][0][batch["rpeaks"][0] >= 0]:
         ax0.axvline(int(r), color="crimson", lw=0.7, ls=":")
     ax0.set(title=f"{batch['subject_id'][0]}: tokens coloured by phase bin (dotted: R peaks)",
-            xlabel=f"sample at {dataset.config.target_fs} Hz", ylabel="lead II (normalised)")
+            xlabel=f"sample at {dataset.config.geometry.ecg_hz} Hz", ylabel="lead II (normalised)")
     fig.colorbar(points, ax=ax0, label="phase bin")
     ax1.bar(range(n_frames), phase_mask.float().mean(0).numpy(), color="steelblue")
     ax1.set(title="bins with >= 1 token", xlabel="phase bin (= cine frame)", ylabel="fraction of subjects",

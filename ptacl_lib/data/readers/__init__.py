@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .cine_dicom import read_cine_dicom, read_cine_dicom_slices
 from .cine_nifti import read_cine_nifti
-from .cine_ops import crop_heart, resample_cycle, spread_slices, standardise_cine, standardise_stack, to_unit_range
+from .cine_ops import chosen_slices, crop_heart, resample_cycle, spread_slices, standardise_stack, to_unit_range
 from .dicom_ecg import read_dicom_ecg
 from .idp import IDP_FIELDS, read_idp_csv
 from .records import READER_REASONS, CineRecord, EcgRecord, ReaderError
@@ -20,9 +20,9 @@ from .ukb_xml import read_ukb_xml
 from .wfdb_ecg import read_wfdb_ecg
 
 __all__ = [
-    "CineRecord", "ECG_SUFFIXES", "EcgRecord", "IDP_FIELDS", "READER_REASONS", "ReaderError", "crop_heart", "read_cine",
-    "read_cine_dicom", "read_cine_nifti", "read_cine_slices", "read_dicom_ecg", "read_ecg", "read_idp_csv",
-    "read_ukb_xml", "read_wfdb_ecg", "resample_cycle", "spread_slices", "standardise_cine", "standardise_stack",
+    "CineRecord", "ECG_SUFFIXES", "EcgRecord", "IDP_FIELDS", "READER_REASONS", "ReaderError", "chosen_slices",
+    "crop_heart", "read_cine", "read_cine_dicom", "read_cine_nifti", "read_cine_slices", "read_dicom_ecg", "read_ecg",
+    "read_idp_csv", "read_ukb_xml", "read_wfdb_ecg", "resample_cycle", "spread_slices", "standardise_stack",
     "to_unit_range",
 ]
 
@@ -65,14 +65,16 @@ def _nifti_path(path: Path) -> Path | None:
     return path if path.name.lower().endswith((".nii", ".nii.gz")) else None
 
 
-def read_cine_slices(path: str | Path, n_slices: int, *, min_frames: int = 10) -> list[CineRecord]:
-    """``n_slices`` short-axis slices of a cine stack, spread over it by ``cine_ops.spread_slices``, in
-    position order; each one a [T, H, W] ``CineRecord`` as ``read_cine`` returns it."""
+def read_cine_slices(path: str | Path, n_slices: int = 1, *, slice_index: int | None = None,
+                     min_frames: int = 10) -> list[CineRecord]:
+    """``n_slices`` short-axis slices of a cine stack (one slice included), spread over it by
+    ``cine_ops.spread_slices`` or the one at ``slice_index`` (``cine_ops.chosen_slices``), in position order;
+    each one a [T, H, W] ``CineRecord`` as ``read_cine`` returns it. ``standardise_stack`` makes the model's
+    ``[S, T, H, W]`` of them."""
     path = Path(path)
     nifti = _nifti_path(path)
     if nifti is None:
-        return read_cine_dicom_slices(path, n_slices, min_frames=min_frames)
+        return read_cine_dicom_slices(path, n_slices, slice_index=slice_index, min_frames=min_frames)
     stack = read_cine_nifti(nifti, min_frames=min_frames).n_slices
-    if n_slices > stack:
-        raise ReaderError(path, "bad_metadata", f"{n_slices} slices requested, stack has {stack} slices")
-    return [read_cine_nifti(nifti, slice_index=int(i), min_frames=min_frames) for i in spread_slices(stack, n_slices)]
+    return [read_cine_nifti(nifti, slice_index=i, min_frames=min_frames)
+            for i in chosen_slices(stack, n_slices, slice_index, path)]

@@ -21,7 +21,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from .cine_ops import crop_heart, pick_slice, spread_slices
+from .cine_ops import chosen_slices, crop_heart, pick_slice
 from .records import CineRecord, ReaderError
 
 
@@ -51,14 +51,15 @@ def read_cine_dicom(path: str | Path, *, slice_index: int | None = None, min_fra
     return record if image_size is None else crop_heart(record, image_size, crop_mm)
 
 
-def read_cine_dicom_slices(path: str | Path, n_slices: int, *, min_frames: int = 10) -> list[CineRecord]:
-    """``n_slices`` slices of a cine stack spread from one end of the stack to the other
-    (``cine_ops.spread_slices``, in position order), each float32 [T, H, W]; the headers are read once."""
+def read_cine_dicom_slices(path: str | Path, n_slices: int, *, slice_index: int | None = None,
+                           min_frames: int = 10) -> list[CineRecord]:
+    """``n_slices`` slices of a cine stack spread from one end of the stack to the other (or the one at
+    ``slice_index``; ``cine_ops.chosen_slices``), in position order, each float32 [T, H, W]; the headers are
+    read once."""
     path = Path(path)
     stacks = _group_by_position(path, _frames(path))
-    if n_slices > len(stacks):
-        raise ReaderError(path, "bad_metadata", f"{n_slices} slices requested, stack has {len(stacks)} slices")
-    return [_slice_record(path, stacks, int(i), min_frames) for i in spread_slices(len(stacks), n_slices)]
+    return [_slice_record(path, stacks, i, min_frames)
+            for i in chosen_slices(len(stacks), n_slices, slice_index, path)]
 
 
 def _slice_record(path: Path, stacks: dict[float, list[_Frame]], chosen: int, min_frames: int) -> CineRecord:

@@ -42,6 +42,18 @@ def spread_slices(n_stack: int, n_wanted: int) -> np.ndarray:
     return np.floor((np.arange(n_wanted) + 0.5) * n_stack / n_wanted).astype(np.int64)
 
 
+def chosen_slices(n_stack: int, n_wanted: int, slice_index: int | None, source: str | Path) -> list[int]:
+    """The stack positions to read: ``slice_index`` alone (one slice only; negative counts from the end), else
+    ``n_wanted`` slices by ``spread_slices`` (one slice: the middle of the stack)."""
+    if slice_index is not None:
+        if n_wanted != 1:
+            raise ValueError("slice_index picks one slice; it cannot be combined with several slices")
+        return [pick_slice(n_stack, slice_index, source)]
+    if n_wanted > n_stack:
+        raise ReaderError(source, "bad_metadata", f"{n_wanted} slices requested, stack has {n_stack} slices")
+    return [int(i) for i in spread_slices(n_stack, n_wanted)]
+
+
 def heart_centre(frames: np.ndarray, pixel_spacing: tuple[float, float], sigma_mm: float = 15.0) -> tuple[int, int]:
     """(row, column) of the largest smoothed temporal intensity variation of [T, H, W] frames."""
     motion = frames.std(axis=0, dtype=np.float64)
@@ -90,13 +102,6 @@ def to_unit_range(frames: np.ndarray, percentile: float = 99.5) -> np.ndarray:
     if high <= low:
         raise ValueError("cine has constant intensity")
     return np.clip((frames - low) / (high - low), 0.0, 1.0).astype(np.float32)
-
-
-def standardise_cine(record: CineRecord, n_frames: int, image_size: int, crop_mm: float = 140.0) -> np.ndarray:
-    """float32 [n_frames, image_size, image_size] in [0, 1]: heart crop, cycle resampling, intensity scaling."""
-    if float(record.frames.max()) <= float(record.frames.min()):
-        raise ReaderError(record.source, "corrupt_file", "cine has constant intensity")
-    return to_unit_range(resample_cycle(crop_heart(record, image_size, crop_mm), n_frames).frames)
 
 
 def standardise_stack(records: list[CineRecord], n_frames: int, image_size: int,

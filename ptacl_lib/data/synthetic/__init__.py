@@ -12,10 +12,12 @@ from .cohort import (
                      SyntheticOptions,
                      generate_cohort,
                      simulate_subject,
+                     store_geometry_for,
                      true_beats,
 )
 from .ecg import BEAT_LABELS
 from .latent import CONDUCTIONS, ECG_LATENTS, PHENOTYPE_CLASSES
 
 __all__ = ["BEAT_LABELS", "CONDUCTIONS", "ECG_LATENTS", "EXTRA_DESCRIPTIONS", "FIDUCIALS", "GENERATOR_VERSION",
-           "PHENOTYPE_CLASSES", "SyntheticOptions", "generate_cohort", "simulate_subject", "true_beats"]
+           "PHENOTYPE_CLASSES", "SyntheticOptions", "generate_cohort", "simulate_subject", "store_geometry_for",
+           "true_beats"]

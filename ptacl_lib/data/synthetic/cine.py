@@ -10,7 +10,7 @@ surrounds the heart. Every frame is drawn at once
 from distance fields on the pixel grid, with anti-aliased edges, a textured background and
 Rician noise.
 
-Several short-axis slices (``n_slices`` > 1) are drawn from base to apex at ``slice_positions``
+Several short-axis slices (``slices`` > 1) are drawn from base to apex at ``slice_positions``
 along the long axis. The ventricles taper towards the apex: a slice's cross-sections (LV pool,
 myocardium, RV crescent) have ``area_profile(z)`` times the mid slice's area, a profile whose mean
 over the long axis is 1, so the volumes swept by the stack are still the latent volumes and the LV
@@ -44,10 +44,10 @@ SLICE_SPAN: tuple[float, float] = (0.2, 0.8)
 TAPER = 1.2
 
 
-def slice_positions(n_slices: int) -> np.ndarray:
-    """Long-axis positions (0 base, 1 apex) of ``n_slices`` slices: the mid slice alone, or evenly over
+def slice_positions(slices: int) -> np.ndarray:
+    """Long-axis positions (0 base, 1 apex) of ``slices`` slices: the mid slice alone, or evenly over
     ``SLICE_SPAN``."""
-    return np.array([0.5]) if n_slices == 1 else np.linspace(*SLICE_SPAN, n_slices)
+    return np.array([0.5]) if slices == 1 else np.linspace(*SLICE_SPAN, slices)
 
 
 def area_profile(z: np.ndarray) -> np.ndarray:
@@ -68,7 +68,7 @@ def _crescent_table() -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class CineGeometry:
+class HeartPlacement:
     """Where and how large the heart is drawn."""
 
     image_size: int
@@ -88,18 +88,18 @@ class CineGeometry:
 class CineFrames:
     """Drawn frames and the radii (cm) that drew them."""
 
-    images: np.ndarray                  # float32 [T, H, W] in [0, 1]; [S, T, H, W] with several slices
+    images: np.ndarray                  # float32 [S, T, H, W] in [0, 1], base to apex
     lv_endo_cm: np.ndarray              # [T] at the mid slice (the stack's mean cross-section)
     lv_epi_cm: np.ndarray               # [T] at the mid slice
     radius_scale: np.ndarray            # [S] each slice's radii against the mid slice's, base to apex
 
 
-def cine_geometry(lat: SubjectLatent, rng: np.random.Generator, image_size: int) -> CineGeometry:
+def place_heart(lat: SubjectLatent, rng: np.random.Generator, image_size: int) -> HeartPlacement:
     """Per-subject field of view, heart position and orientation."""
     fov_mm = 175.0 * np.exp(rng.normal(0.0, 0.04))
     jitter = rng.normal(0.0, 0.03 * image_size, 2)
     centre = (0.47 * image_size + jitter[0], 0.58 * image_size + jitter[1])
-    return CineGeometry(
+    return HeartPlacement(
         image_size=image_size, pixel_mm=float(fov_mm / image_size),
         centre=(float(centre[0]), float(centre[1])),
         rv_angle=float(np.deg2rad(rng.normal(160.0, 8.0))),
@@ -108,9 +108,9 @@ def cine_geometry(lat: SubjectLatent, rng: np.random.Generator, image_size: int)
     )
 
 
-def drawn_lv_mass(geometry: CineGeometry, endo_cm: float, epi_cm: float) -> float:
+def drawn_lv_mass(placement: HeartPlacement, endo_cm: float, epi_cm: float) -> float:
     """LV mass (g) of the drawn myocardial annulus swept along the long axis."""
-    return float(MYOCARDIAL_DENSITY * np.pi * (epi_cm ** 2 - endo_cm ** 2) * geometry.myocardial_length_cm)
+    return float(MYOCARDIAL_DENSITY * np.pi * (epi_cm ** 2 - endo_cm ** 2) * placement.myocardial_length_cm)
 
 
 def _soft_disc(radius: np.ndarray, distance: np.ndarray) -> np.ndarray:
@@ -144,16 +144,16 @@ def _tissue(rng: np.random.Generator, size: int) -> tuple[float, float, float, n
     return blood_lv, blood_rv, muscle, background, fat_level
 
 
-def _draw_slice(endo: np.ndarray, epi: np.ndarray, rv_semi: np.ndarray, geometry: CineGeometry,
+def _draw_slice(endo: np.ndarray, epi: np.ndarray, rv_semi: np.ndarray, placement: HeartPlacement,
                 tissue: tuple[float, float, float, np.ndarray, float]) -> np.ndarray:
     """Noise-free frames [T, H, W] of one slice with per-frame LV radii and RV semi-axis (cm)."""
-    size, px_cm = geometry.image_size, geometry.pixel_mm / 10.0
+    size, px_cm = placement.image_size, placement.pixel_mm / 10.0
     offset = _RV_OFFSET * epi / px_cm                                                     # pixels, per frame
     rows, cols = np.mgrid[0:size, 0:size].astype(np.float32)
-    d_row, d_col = rows - geometry.centre[0], cols - geometry.centre[1]
+    d_row, d_col = rows - placement.centre[0], cols - placement.centre[1]
     lv_dist = np.hypot(d_row, d_col)[None]
     # Rotate into the RV frame: "along" points from the LV centre to the RV centre (rows grow downwards).
-    cos_a, sin_a = np.float32(np.cos(geometry.rv_angle)), np.float32(np.sin(geometry.rv_angle))
+    cos_a, sin_a = np.float32(np.cos(placement.rv_angle)), np.float32(np.sin(placement.rv_angle))
     along = (d_col * cos_a - d_row * sin_a)[None] - offset[:, None, None].astype(np.float32)
     across = (d_col * sin_a + d_row * cos_a)[None]
     lv_pool = _soft_disc((endo / px_cm).astype(np.float32), lv_dist)
@@ -172,21 +172,20 @@ def _draw_slice(endo: np.ndarray, epi: np.ndarray, rv_semi: np.ndarray, geometry
             + (blood_lv - muscle) * lv_pool + (blood_rv - muscle) * rv_pool)
 
 
-def render_cine(lv_volume: np.ndarray, rv_volume: np.ndarray, geometry: CineGeometry,
-                rng: np.random.Generator, image_noise: float, n_slices: int = 1) -> CineFrames:
-    """Frames [T, H, W] (``[S, T, H, W]`` for ``n_slices`` > 1, base to apex) for the given per-frame LV and
-    RV volumes (mL)."""
-    endo = np.sqrt(lv_volume / (np.pi * geometry.lv_length_cm))
-    epi = np.sqrt(endo ** 2 + geometry.myocardial_volume_ml / (np.pi * geometry.myocardial_length_cm))
+def render_cine(lv_volume: np.ndarray, rv_volume: np.ndarray, placement: HeartPlacement,
+                rng: np.random.Generator, image_noise: float, slices: int = 1) -> CineFrames:
+    """Frames ``[S, T, H, W]`` (``slices`` of them, base to apex) for the given per-frame LV and RV volumes (mL)."""
+    endo = np.sqrt(lv_volume / (np.pi * placement.lv_length_cm))
+    epi = np.sqrt(endo ** 2 + placement.myocardial_volume_ml / (np.pi * placement.myocardial_length_cm))
     area, scale = _crescent_table()
-    rv_semi = epi * np.interp(rv_volume / geometry.rv_length_cm / epi ** 2, area, scale)   # cm, per frame
-    tissue = _tissue(rng, geometry.image_size)
-    radius_scale = np.sqrt(area_profile(slice_positions(n_slices)))
+    rv_semi = epi * np.interp(rv_volume / placement.rv_length_cm / epi ** 2, area, scale)   # cm, per frame
+    tissue = _tissue(rng, placement.image_size)
+    radius_scale = np.sqrt(area_profile(slice_positions(slices)))
     images = []
     for k in radius_scale:  # scaling every radius by k scales the LV, myocardial and RV crescent areas by k^2
-        image = _draw_slice(endo * k, epi * k, rv_semi * k, geometry, tissue)
+        image = _draw_slice(endo * k, epi * k, rv_semi * k, placement, tissue)
         noise = rng.standard_normal((2, *image.shape), dtype=np.float32) * np.float32(image_noise)
         image = np.sqrt((image + noise[0]) ** 2 + noise[1] ** 2)              # Rician magnitude noise
         images.append(np.clip(image, 0.0, 1.0).astype(np.float32))
-    return CineFrames(images=images[0] if n_slices == 1 else np.stack(images), lv_endo_cm=endo, lv_epi_cm=epi,
+    return CineFrames(images=np.stack(images), lv_endo_cm=endo, lv_epi_cm=epi,
                       radius_scale=radius_scale)

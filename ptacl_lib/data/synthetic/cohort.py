@@ -19,17 +19,11 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from ..schema import (
-    ARRAY_PREFIX,
-    DEFAULT_DURATION_S,
-    DEFAULT_IMAGE_SIZE,
-    DEFAULT_N_FRAMES,
-    DEFAULT_SAMPLING_RATE,
-    PHENOTYPES,
-)
+from ...geometry import GEOMETRY_FIELDS, STORED_DEFAULT, Geometry
+from ..schema import ARRAY_PREFIX, DEFAULT_DURATION_S, PHENOTYPES
 from ..splits import split_of
 from ..store import ArrayStoreWriter, StoreMeta
-from .cine import CineFrames, CineGeometry, cine_geometry, drawn_lv_mass, render_cine, slice_positions
+from .cine import CineFrames, HeartPlacement, drawn_lv_mass, place_heart, render_cine, slice_positions
 from .ecg import BEAT_LABELS, EcgRecord, simulate_ecg
 from .latent import ECG_LATENTS, AbnormalityRates, ecg_latent_vector, sample_latent
 from .mechanics import chamber_timings, ventricular_volume
@@ -38,7 +32,7 @@ if TYPE_CHECKING:
     from ..cohort import Cohort
 
 #: 2.0: heart size, habitus, sex, cardiac output, RV forces, orientation and rhythm in the ECG
-#: (docs/cohort.md); ``ecg_latents`` and ``beat_labels`` extras. 2.1: ``n_slices`` short-axis slices from
+#: (docs/cohort.md); ``ecg_latents`` and ``beat_labels`` extras. 2.1: several short-axis slices from
 #: base to apex (``cine``); one slice draws exactly what 2.0 drew. Frozen: change it with any change to the draws.
 GENERATOR_VERSION = "2.1"
 MANIFEST_NAME = "manifest.csv"
@@ -50,14 +44,14 @@ TRACE_HZ = 50
 SPLIT_FRACTIONS: tuple[float, float, float] = (0.7, 0.15, 0.15)
 
 EXTRA_DESCRIPTIONS: dict[str, str] = {
-    "volumes": "float32 [2, n_frames]: LV and RV volume (mL) at each cine frame; "
-               "frame k lies k/n_frames of the mean RR after R",
-    "rpeaks": "int32 [max_beats]: sample index of each true R maximum at sampling_rate, padded with -1",
+    "volumes": "float32 [2, frames]: LV and RV volume (mL) at each cine frame; "
+               "frame k lies k/frames of the mean RR after R",
+    "rpeaks": "int32 [max_beats]: sample index of each true R maximum at the ECG rate, padded with -1",
     "fiducials": "int32 [max_beats, 5]: p_on, qrs_on, r, qrs_off, t_end samples of the same beats, "
                  "-1 if padded or outside the recording",
     "volume_trace": f"float32 [2, duration_s * {TRACE_HZ}]: LV and RV volume (mL) at {TRACE_HZ} Hz "
                     "aligned with the ECG (each beat's curve stretched to that beat's RR)",
-    "cine_geometry": "float32 [3]: LV centre row, LV centre column (pixels) and pixel spacing (mm)",
+    "heart_placement": "float32 [3]: LV centre row, LV centre column (pixels) and pixel spacing (mm)",
     "ecg_latents": "float32 [n_latents]: the ECG-side latent variables the ECG was drawn from, "
                    "named in attrs['ecg_latents'] (the latent oracle's features)",
     "beat_labels": "int8 [max_beats]: class of each beat in rpeaks, an index into attrs['beat_labels'] "
@@ -69,11 +63,8 @@ EXTRA_DESCRIPTIONS: dict[str, str] = {
 class SyntheticOptions:
     """Everything that shapes a synthetic cohort besides its size and seed."""
 
-    n_frames: int = DEFAULT_N_FRAMES
-    image_size: int = DEFAULT_IMAGE_SIZE
-    n_slices: int = 1
+    geometry: Geometry = STORED_DEFAULT  # what the store holds: ECG rate, frames, frame side, slices
     duration_s: float = DEFAULT_DURATION_S
-    sampling_rate: int = DEFAULT_SAMPLING_RATE
     ecg_noise_scale: float = 1.0
     image_noise_scale: float = 1.0
     p_dilated: float = 0.07
@@ -88,11 +79,10 @@ class SyntheticOptions:
 
     def __post_init__(self) -> None:
         checks = {
-            "n_frames must be >= 8": self.n_frames >= 8,
-            "image_size must be >= 32": self.image_size >= 32,
-            "n_slices must be >= 1": self.n_slices >= 1,
+            "frames must be >= 8": self.geometry.frames >= 8,
+            "image_size must be >= 32": self.geometry.image_size >= 32,
             "duration_s must be >= 3": self.duration_s >= 3.0,
-            "sampling_rate must be >= 200 (the ECG carries 50 Hz mains hum)": self.sampling_rate >= 200,
+            "ecg_hz must be >= 200 (the ECG carries 50 Hz mains hum)": self.geometry.ecg_hz >= 200,
             "noise scales must be >= 0": min(self.ecg_noise_scale, self.image_noise_scale) >= 0.0,
             "p_dilated + p_hypertrophied must be <= 1": 0.0 <= self.p_dilated + self.p_hypertrophied <= 1.0,
             "p_af and p_pvc must lie in [0, 1]": 0.0 <= self.p_af <= 1.0 and 0.0 <= self.p_pvc <= 1.0,
@@ -115,7 +105,7 @@ class SyntheticOptions:
 
     @property
     def n_samples(self) -> int:
-        return int(round(self.duration_s * self.sampling_rate))
+        return int(round(self.duration_s * self.geometry.ecg_hz))
 
 
 @dataclass(frozen=True)
@@ -123,7 +113,7 @@ class SubjectRecord:
     """One simulated subject, ready to be written."""
 
     ecg: np.ndarray                    # float32 [12, n_samples]
-    cine: np.ndarray                   # float32 [T, H, W], or [S, T, H, W] with n_slices > 1
+    cine: np.ndarray                   # float32 [S, T, H, W]
     extras: dict[str, np.ndarray]
     row: dict[str, Any]
 
@@ -134,7 +124,7 @@ def _padded(values: np.ndarray, length: int) -> np.ndarray:
     return out
 
 
-def _measured_phenotypes(volumes: np.ndarray, geometry: CineGeometry, frames: CineFrames) -> dict[str, float]:
+def _measured_phenotypes(volumes: np.ndarray, placement: HeartPlacement, frames: CineFrames) -> dict[str, float]:
     """CMR phenotypes measured from the per-frame volumes and the myocardium that drew the frames."""
     out: dict[str, float] = {}
     for side, curve in zip(("lv", "rv"), volumes.astype(np.float64)):
@@ -142,7 +132,7 @@ def _measured_phenotypes(volumes: np.ndarray, geometry: CineGeometry, frames: Ci
         out.update({f"{side}edv": edv, f"{side}esv": esv, f"{side}sv": edv - esv,
                     f"{side}ef": 100.0 * (edv - esv) / edv})
     ed = int(np.argmax(volumes[0]))
-    out["lvm"] = drawn_lv_mass(geometry, frames.lv_endo_cm[ed], frames.lv_epi_cm[ed])
+    out["lvm"] = drawn_lv_mass(placement, frames.lv_endo_cm[ed], frames.lv_epi_cm[ed])
     return {name: out[name] for name in PHENOTYPES}
 
 
@@ -162,7 +152,7 @@ def simulate_subject(index: int, seed: int, options: SyntheticOptions) -> Subjec
     latent_rng, ecg_rng, cine_rng = (np.random.default_rng(s)
                                      for s in np.random.SeedSequence(seed, spawn_key=(index,)).spawn(3))
     lat = sample_latent(latent_rng, options.rates)
-    fs = float(options.sampling_rate)
+    fs, g = float(options.geometry.ecg_hz), options.geometry
     record = simulate_ecg(lat, ecg_rng, options.duration_s, fs, options.ecg_noise_scale)
     beats = record.beats
     beat_rr = np.diff(beats.r)
@@ -171,12 +161,12 @@ def simulate_subject(index: int, seed: int, options: SyntheticOptions) -> Subjec
     # One cardiac cycle from the R peak, at the subject's mean RR: the cine's time base.
     timings = chamber_timings(lat, beats.r_lag, rr)
     chambers = ((lat.lvedv, lat.lvedv * (1.0 - lat.lvef / 100.0)), (lat.rvedv, lat.rvedv * (1.0 - lat.rvef / 100.0)))
-    frame_t = np.arange(options.n_frames) * rr / options.n_frames
+    frame_t = np.arange(g.frames) * rr / g.frames
     volumes = np.stack([ventricular_volume(frame_t, rr, edv, esv, timing)
                         for (edv, esv), timing in zip(chambers, timings)]).astype(np.float32)
-    geometry = cine_geometry(lat, cine_rng, options.image_size)
-    frames = render_cine(volumes[0].astype(float), volumes[1].astype(float), geometry, cine_rng,
-                         lat.image_noise * options.image_noise_scale, options.n_slices)
+    placement = place_heart(lat, cine_rng, g.image_size)
+    frames = render_cine(volumes[0].astype(float), volumes[1].astype(float), placement, cine_rng,
+                         lat.image_noise * options.image_noise_scale, g.slices)
 
     # The same curves along the ECG, each beat's cycle stretched to that beat's RR.
     trace_t = np.arange(int(round(options.duration_s * TRACE_HZ))) / TRACE_HZ
@@ -188,7 +178,7 @@ def simulate_subject(index: int, seed: int, options: SyntheticOptions) -> Subjec
     row: dict[str, Any] = {
         "subject_id": subject_id, "split": split_of(subject_id, SPLIT_FRACTIONS),
         "ecg_path": f"{ARRAY_PREFIX}{index}", "cmr_path": f"{ARRAY_PREFIX}{index}",
-        **_measured_phenotypes(volumes, geometry, frames),
+        **_measured_phenotypes(volumes, placement, frames),
         "age": round(lat.age, 1), "sex": lat.sex, "bsa": round(lat.bsa, 3), "heart_rate": round(60.0 / rr, 2),
         "conduction": lat.conduction, "lvh": lat.lvh, "phenotype_class": lat.phenotype_class,
         "rhythm": "AF" if lat.af else "sinus", "pvc_beats": int((record.labels == BEAT_LABELS.index("V")).sum()),
@@ -200,7 +190,7 @@ def simulate_subject(index: int, seed: int, options: SyntheticOptions) -> Subjec
         "rpeaks": _padded(record.rpeaks, options.max_beats),
         "fiducials": _padded(_fiducial_samples(record, fs, options.n_samples), options.max_beats),
         "volume_trace": trace,
-        "cine_geometry": np.array([*geometry.centre, geometry.pixel_mm], dtype=np.float32),
+        "heart_placement": np.array([*placement.centre, placement.pixel_mm], dtype=np.float32),
         "ecg_latents": ecg_latent_vector(lat),
         "beat_labels": _padded(record.labels, options.max_beats).astype(np.int8),
     }
@@ -208,19 +198,18 @@ def simulate_subject(index: int, seed: int, options: SyntheticOptions) -> Subjec
 
 
 def _store_meta(n_subjects: int, seed: int, options: SyntheticOptions) -> StoreMeta:
-    t, k = options.n_frames, options.max_beats
+    t, k = options.geometry.frames, options.max_beats
     shapes = {"volumes": ((2, t), "float32"), "rpeaks": ((k,), "int32"), "fiducials": ((k, len(FIDUCIALS)), "int32"),
               "volume_trace": ((2, int(round(options.duration_s * TRACE_HZ))), "float32"),
-              "cine_geometry": ((3,), "float32"), "ecg_latents": ((len(ECG_LATENTS),), "float32"),
+              "heart_placement": ((3,), "float32"), "ecg_latents": ((len(ECG_LATENTS),), "float32"),
               "beat_labels": ((k,), "int8")}
     return StoreMeta(
-        n_subjects=n_subjects, sampling_rate=float(options.sampling_rate), n_samples=options.n_samples,
-        n_frames=t, image_size=(options.image_size, options.image_size), n_slices=options.n_slices,
+        n_subjects=n_subjects, geometry=options.geometry, n_samples=options.n_samples,
         extras={name: {"shape": list(shape), "dtype": dtype} for name, (shape, dtype) in shapes.items()},
         attrs={"generator": "ptacl_lib.data.synthetic", "version": GENERATOR_VERSION, "seed": seed,
                "options": asdict(options), "fiducials": list(FIDUCIALS), "volume_trace_hz": TRACE_HZ,
                "extras": EXTRA_DESCRIPTIONS, "ecg_latents": list(ECG_LATENTS), "beat_labels": list(BEAT_LABELS),
-               "slice_positions": slice_positions(options.n_slices).tolist()},
+               "slice_positions": slice_positions(options.geometry.slices).tolist()},
     )
 
 
@@ -241,13 +230,18 @@ def _records(n_subjects: int, seed: int, options: SyntheticOptions) -> Iterator[
         yield from pool.map(make, range(n_subjects), chunksize=chunk)
 
 
-def generate_cohort(out_dir: str | Path, n_subjects: int, seed: int = 0, *, n_frames: int = DEFAULT_N_FRAMES,
-                    image_size: int = DEFAULT_IMAGE_SIZE, duration_s: float = DEFAULT_DURATION_S,
-                    sampling_rate: int = DEFAULT_SAMPLING_RATE, progress: bool = True,
-                    **options: Any) -> Path:
-    """Write ``n_subjects`` synthetic subjects to ``out_dir``; returns the manifest path.
+def store_geometry_for(geometry: Geometry) -> Geometry:
+    """What a synthetic cohort stores for training at ``geometry``: the generator's default (``STORED_DEFAULT``)
+    raised where ``geometry`` asks for more, with its slices (``demo`` keeps the default exactly)."""
+    raised = {k: max(getattr(STORED_DEFAULT, k), getattr(geometry, k)) for k in GEOMETRY_FIELDS}
+    return Geometry("stored", **{**raised, "slices": geometry.slices})
 
-    ``options`` are the remaining fields of :class:`SyntheticOptions` (noise scales, abnormality
+
+def generate_cohort(out_dir: str | Path, n_subjects: int, seed: int = 0, *, geometry: Geometry = STORED_DEFAULT,
+                    progress: bool = True, **options: Any) -> Path:
+    """Write ``n_subjects`` synthetic subjects to ``out_dir``, stored at ``geometry``; returns the manifest path.
+
+    ``options`` are the remaining fields of :class:`SyntheticOptions` (duration, noise scales, abnormality
     rates, ``workers``). The store's extras are described in ``EXTRA_DESCRIPTIONS``.
     """
     known = {f.name for f in fields(SyntheticOptions)}
@@ -258,8 +252,7 @@ def generate_cohort(out_dir: str | Path, n_subjects: int, seed: int = 0, *, n_fr
         raise ValueError(f"n_subjects must be >= 1, got {n_subjects}")
     if int(seed) < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
-    opts = SyntheticOptions(n_frames=n_frames, image_size=image_size, duration_s=duration_s,
-                            sampling_rate=sampling_rate, **options)
+    opts = SyntheticOptions(geometry=geometry, **options)
     out = Path(out_dir)
     writer = ArrayStoreWriter(out / ARRAYS_DIR, _store_meta(int(n_subjects), int(seed), opts))
     rows = []
@@ -276,7 +269,7 @@ def generate_cohort(out_dir: str | Path, n_subjects: int, seed: int = 0, *, n_fr
 
 def true_beats(cohort: Cohort, index: int) -> pd.DataFrame:
     """The true beats of synthetic subject ``index``: columns ``sample`` (R maximum at the cohort's
-    sampling rate) and ``label`` (``BEAT_LABELS``: N sinus, V PVC, A atrial fibrillation).
+    ECG rate) and ``label`` (``BEAT_LABELS``: N sinus, V PVC, A atrial fibrillation).
 
     Raises ``ValueError`` when the cohort's store has no ``beat_labels`` (not a generator >= 2.0 cohort).
     """

@@ -188,7 +188,7 @@ def sample_latent(rng: np.random.Generator, rates: AbnormalityRates = Abnormalit
     # (Surawicz & Parikh, J Am Coll Cardiol 2002;40:1870-1876); T waves are taller in men (Mason 2007).
     st_mv = float(np.clip(rng.normal(0.11 if sex == "M" else 0.04, 0.03) - 0.0015 * (age - 63.0), 0.0, 0.3))
     t_gain = float((1.1 if sex == "M" else 0.9) * np.exp(0.15 * rng.standard_normal()))
-    # Heart position and torso: inter-individual geometry explains much of the variability of the
+    # Heart position and torso: inter-individual anatomy explains much of the variability of the
     # multilead ECG (Hoekema et al., IEEE Trans Biomed Eng 2001;48:551-559). Adiposity turns the heart
     # horizontal and attenuates voltages; breast tissue attenuates the precordial leads in women.
     rot_x = float(rng.normal(0.0, 12.0) - 0.6 * (bmi - 26.0))

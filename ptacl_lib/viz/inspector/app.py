@@ -81,7 +81,7 @@ class AlignmentInspector:
         self.models = [load_inspected(s, self.device, preprocess, lab) for s, lab in zip(sources, labels)]
         if len({m.label for m in self.models}) < len(self.models):
             raise ValueError(f"the compared models share the label {self.models[0].label!r}; pass labels=[...]")
-        frames = {m.preprocess.n_frames for m in self.models}
+        frames = {m.preprocess.geometry.frames for m in self.models}
         if len(frames) != 1:
             raise ValueError(f"compared models see different numbers of cine frames {sorted(frames)}; "
                              "their similarity matrices cannot share a phase slider")
@@ -140,7 +140,7 @@ class AlignmentInspector:
         rows = [r for r in dict.fromkeys(self.row_of(s) for s in subjects) if r not in self._views]
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
-            per_model = [subject_alignments(m.model, [self._item(m, r) for r in chunk], m.preprocess.target_fs,
+            per_model = [subject_alignments(m.model, [self._item(m, r) for r in chunk], m.preprocess.geometry.ecg_hz,
                                             self.device) for m in self.models]
             for j, row in enumerate(chunk):
                 self._views[row] = self._subject_views(row, [(m.label, a[j]) for m, a in zip(self.models, per_model)])
@@ -155,7 +155,7 @@ class AlignmentInspector:
         return SubjectViews(
             subject_id=str(self.cohort.table["subject_id"].iloc[row]), caption=self.caption(row),
             ecg=np.asarray(first.cache.ecg[row]) * first.cache.lead_scale[:, None],
-            fs=float(self.models[0].preprocess.target_fs),
+            fs=float(self.models[0].preprocess.geometry.ecg_hz),
             frames=np.asarray(first.cache.cmr[row], dtype=np.float32) / 255.0,
             volumes=None if volumes is None else np.asarray(volumes, dtype=np.float32), arms=tuple(arms))
 

@@ -108,11 +108,10 @@ def draw_ecg(ax: Axes, views: SubjectViews, phase: int, lead: str) -> None:
 
 
 def slice_strip(frames: np.ndarray, phase: int, gap: int = 1) -> np.ndarray:
-    """Every slice of ``frames`` ``[S, T, H, W]`` (or ``[T, H, W]``) at ``phase``, side by side base to apex,
-    ``gap`` white pixels apart: ``[H, S * W + (S - 1) * gap]`` (one slice: that frame itself)."""
-    stack = frames[None] if frames.ndim == 3 else frames
+    """Every slice of ``frames`` ``[S, T, H, W]`` at ``phase``, side by side base to apex, ``gap`` white pixels
+    apart: ``[H, S * W + (S - 1) * gap]`` (one slice: that frame itself)."""
     parts: list[np.ndarray] = []
-    for k, image in enumerate(stack[:, phase]):
+    for k, image in enumerate(frames[:, phase]):
         if k:
             parts.append(np.ones((image.shape[0], gap), dtype=image.dtype))
         parts.append(image)
@@ -125,8 +124,8 @@ def draw_frame(ax: Axes, views: SubjectViews, phase: int) -> None:
     ax.imshow(slice_strip(views.frames, phase), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
-    n_slices = 1 if views.frames.ndim == 3 else views.frames.shape[0]
-    ax.set_title(f"CMR frame {phase}" + (f", {n_slices} slices base to apex" if n_slices > 1 else ""), fontsize=9)
+    slices = len(views.frames)
+    ax.set_title(f"CMR frame {phase}" + (f", {slices} slices base to apex" if slices > 1 else ""), fontsize=9)
 
 
 def draw_volumes(ax: Axes, views: SubjectViews, phase: int) -> None:
