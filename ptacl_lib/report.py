@@ -19,6 +19,7 @@ import pandas as pd
 from .arms import RECIPE_SETTINGS, REFERENCE_ARMS, arm_label, arm_rank
 
 if TYPE_CHECKING:
+    from .evaluate.power import VarianceParts
     from .study import StudyConfig
 
 CEILING_FILE = "ceiling.csv"
@@ -100,11 +101,22 @@ POWER_TARGETS: tuple[float, ...] = (0.02, 0.01)
 MAX_TEST_SUBJECTS = 20_000
 
 
+def lever_sentence(parts: VarianceParts) -> str:
+    """One sentence on a contrast's ``evaluate.power.VarianceParts``: its two standard-error parts and which of
+    seeds and test subjects shrinks the detectable difference more (``VarianceParts.doubling``)."""
+    twice = parts.doubling()
+    which = (f"more {twice.stronger} is the stronger lever" if twice.stronger
+             else "seeds and test subjects weigh about equally")
+    return (f"From its two parts the detectable difference is {twice.now:.3f}: the seeds contribute a standard error "
+            f"of {parts.se_seed:.4f} and the test subjects {parts.se_subject:.4f}, so {which}. Twice the seeds would "
+            f"give {twice.seeds:.3f}, twice the test subjects {twice.subjects:.3f}, both {twice.both:.3f}.")
+
+
 def power_lines(paired: pd.DataFrame, seconds: dict[str, float], contrast: tuple[str, str] = ("ptacl", "global"),
                 targets: tuple[float, ...] = POWER_TARGETS, max_subjects: int = MAX_TEST_SUBJECTS) -> list[str]:
     """The report's power section: each contrast's SE split by source, which lever shrinks the detectable
     difference, and the cheapest design (``evaluate.power``) that resolves each of ``targets`` for ``contrast``."""
-    from .evaluate.power import VarianceParts, plan_table
+    from .evaluate.power import MAX_SEEDS, VarianceParts, plan_table
 
     mean = paired[paired["target"] == "mean"] if not paired.empty else paired
     if mean.empty or "se_seed" not in mean or mean["se_seed"].isna().all():
@@ -123,9 +135,9 @@ def power_lines(paired: pd.DataFrame, seconds: dict[str, float], contrast: tuple
     plan = plan_table(parts, targets, per_run, max_subjects=max_subjects)
     unreachable = plan["seeds"].isna()
     plan = plan.astype(object).where(~plan.isna(), "—")
-    plan.loc[unreachable, "seeds"] = "over 200"
+    plan.loc[unreachable, "seeds"] = f"over {MAX_SEEDS}"
     name = f"{arm_label(contrast[0])} − {arm_label(contrast[1])}"
-    lines += [f"**{name}.** {parts.lever()}", "",
+    lines += [f"**{name}.** {lever_sentence(parts)}", "",
               f"The cheapest designs that resolve a smaller difference (fewest training runs, then test subjects, "
               f"at most {max_subjects:,}), with this study's {per_run:.0f} s per run (the mean of the two arms' "
               f"training, one run on its share of this machine):", "",
@@ -133,8 +145,8 @@ def power_lines(paired: pd.DataFrame, seconds: dict[str, float], contrast: tuple
                                    "test_subjects": "test subjects", "training_hours": "run-hours"})
               .to_markdown(index=False, floatfmt=".2f"), ""]
     if unreachable.any():
-        lines += ["No design within 200 seeds and the subject cap resolves a difference marked \"over 200\": the "
-                  "seed part alone stays above it.", ""]
+        lines += [f"No design within {MAX_SEEDS} seeds and the subject cap resolves a difference marked \"over "
+                  f"{MAX_SEEDS}\": the seed part alone stays above it.", ""]
     return lines
 
 

@@ -58,4 +58,11 @@ def test_parts_from_a_bootstrap_row_predict_a_larger_design() -> None:
     predicted = np.mean([p.se(12, 1200) for p in pilots])
     measured = np.mean([study(12, 1200)["se"] for _ in range(8)])
     assert predicted == pytest.approx(measured, rel=0.35)
-    assert "lever" in DEMO.lever() and "0.0116" in DEMO.lever()
+    twice = DEMO.doubling()  # numbers from the planner, words from the report
+    assert twice.now == pytest.approx(DEMO.mdd(DEMO.n_seeds, DEMO.n_subjects))
+    assert twice.both < min(twice.seeds, twice.subjects) < twice.now
+    from ptacl_lib.report import lever_sentence
+
+    sentence = lever_sentence(DEMO)
+    assert f"{twice.now:.3f}" in sentence and f"{DEMO.se_subject:.4f}" in sentence
+    assert ("stronger lever" in sentence) == (twice.stronger is not None)

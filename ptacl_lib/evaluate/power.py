@@ -51,17 +51,32 @@ class VarianceParts:
             return None
         return max(1, math.ceil(self.se_subject ** 2 * self.n_subjects / room))
 
-    def lever(self) -> str:
-        """One sentence: which of seeds and test subjects shrinks the detectable difference more."""
+    def doubling(self) -> "Doubling":
+        """The detectable difference now, and with twice the seeds, twice the test subjects, or both."""
         s, n = self.n_seeds, self.n_subjects
-        now, seeds2, subjects2, both2 = self.mdd(s, n), self.mdd(2 * s, n), self.mdd(s, 2 * n), self.mdd(2 * s, 2 * n)
-        if abs(seeds2 - subjects2) < 0.1 * (now - min(seeds2, subjects2)):
-            which = "seeds and test subjects weigh about equally"
-        else:
-            which = f"more {'seeds' if seeds2 < subjects2 else 'test subjects'} is the stronger lever"
-        return (f"From its two parts the detectable difference is {now:.3f}: the seeds contribute a standard error of "
-                f"{self.se_seed:.4f} and the test subjects {self.se_subject:.4f}, so {which}. Twice the seeds "
-                f"would give {seeds2:.3f}, twice the test subjects {subjects2:.3f}, both {both2:.3f}.")
+        return Doubling(self.mdd(s, n), self.mdd(2 * s, n), self.mdd(s, 2 * n), self.mdd(2 * s, 2 * n))
+
+
+@dataclass(frozen=True)
+class Doubling:
+    """What doubling either part of a design buys (``VarianceParts.doubling``); the report words it."""
+
+    now: float
+    seeds: float
+    subjects: float
+    both: float
+
+    @property
+    def stronger(self) -> str | None:
+        """``"seeds"`` or ``"test subjects"``: the doubling that shrinks the detectable difference more; None when
+        the two differ by less than a tenth of the larger gain (they weigh about equally)."""
+        if abs(self.seeds - self.subjects) < 0.1 * (self.now - min(self.seeds, self.subjects)):
+            return None
+        return "seeds" if self.seeds < self.subjects else "test subjects"
+
+
+#: The most seeds ``cheapest_design`` tries before it calls a difference out of reach.
+MAX_SEEDS = 200
 
 
 def mdd_grid(parts: VarianceParts, seeds: tuple[int, ...] = (3, 5, 10, 20),
@@ -72,7 +87,7 @@ def mdd_grid(parts: VarianceParts, seeds: tuple[int, ...] = (3, 5, 10, 20),
 
 
 def cheapest_design(parts: VarianceParts, target: float, seconds_per_run: float, runs_per_seed: int = 2,
-                    max_seeds: int = 200, max_subjects: int = 1_000_000) -> dict[str, float | int | None]:
+                    max_seeds: int = MAX_SEEDS, max_subjects: int = 1_000_000) -> dict[str, float | int | None]:
     """The design with the fewest training runs that resolves ``target``, and the test subjects it then needs.
 
     Training runs are what cost (``runs_per_seed`` arms trained per seed, ``seconds_per_run`` each, as

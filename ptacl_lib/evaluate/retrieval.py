@@ -24,7 +24,7 @@ import numpy as np
 
 from ..data.schema import PHENOTYPES
 
-#: Phenotypes that define "similar patient" (the issue's choice: volumes, function and mass).
+#: Phenotypes that define "similar patient": volumes, function and mass of both ventricles.
 RETRIEVAL_PHENOTYPES: tuple[str, ...] = ("lvedv", "lvesv", "lvef", "lvm", "rvedv", "rvef")
 #: Euclidean radius in z-units (training statistics) within which a neighbour counts as relevant.
 RELEVANCE_RADIUS: float = 1.0
