@@ -24,13 +24,19 @@ def find_notebook(key: str) -> str:
 
 
 def execute_notebook(name: str, out_dir: str | Path, progress: bool = False, **parameters: Any) -> Path:
-    """Run ``notebooks/<name>`` with ``parameters`` injected; the executed copy goes to ``out_dir``."""
+    """Run ``notebooks/<name>`` with ``parameters`` injected; the executed copy goes to ``out_dir``.
+
+    The kernel runs in the repository root, so relative paths among the parameters are first taken from
+    the caller's folder (``paths.caller_paths``): a study or ``run-notebooks`` started anywhere hands its
+    notebooks paths that lead where the caller meant."""
     import papermill as pm
+
+    from .paths import caller_paths
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / name
-    pm.execute_notebook(str(NOTEBOOKS_DIR / name), str(output), parameters=parameters,
+    pm.execute_notebook(str(NOTEBOOKS_DIR / name), str(output), parameters=caller_paths(parameters),
                         kernel_name="python3", cwd=str(NOTEBOOKS_DIR.parent), progress_bar=progress)
     return output
 

@@ -335,6 +335,18 @@ def saved_path(run_root: str | Path, saved: StudyConfig, path: str) -> Path:
     return Path(str(project_path(path)))
 
 
+def read_study_here(run_root: str | Path) -> StudyConfig | None:
+    """The study saved in ``run_root`` (``read_study_config``) with its ``manifest``, ``test_manifest`` and
+    ``out`` usable from this process's folder (``saved_path``), wherever the study ran: what a notebook
+    resumes or reads it with."""
+    saved = read_study_config(run_root)
+    if saved is None:
+        return None
+    here = {k: str(saved_path(run_root, saved, getattr(saved, k))) for k in ("manifest", "test_manifest")
+            if getattr(saved, k)}
+    return dataclasses.replace(saved, out=str(Path(run_root).resolve()), **here)
+
+
 def load_study(run_root: str | Path, manifest: str | Path | None = None, seed: int | None = None) -> Study:
     """Open an evaluated study: runs under ``run_root``, its cohort (``manifest`` or the study's own),
     the comparison table and summary (with the ceiling rows when present), the embeddings of ``seed``
@@ -345,15 +357,14 @@ def load_study(run_root: str | Path, manifest: str | Path | None = None, seed: i
 
     root = Path(run_root)
     runs = discover_runs(root)
-    saved = read_study_config(root)
+    saved = read_study_here(root)
     if manifest is None:
         if saved is None:
             raise ValueError(f"{root} holds no {STUDY_CONFIG_FILE}: pass the cohort's manifest")
-        manifest = saved_path(root, saved, saved.manifest)
+        manifest = saved.manifest
     table = read_comparison(root)
     figures = root / "figures"
     figures.mkdir(parents=True, exist_ok=True)
-    held = saved_path(root, saved, saved.test_manifest) if saved is not None and saved.test_manifest else None
-    test_cohort = open_cohort(held) if held else None
+    test_cohort = open_cohort(saved.test_manifest) if saved is not None and saved.test_manifest else None
     return Study(root, runs, open_cohort(manifest), table, summarise(table), embeddings_by_arm(runs, seed=seed),
                  figures, test_cohort)

@@ -78,17 +78,18 @@ def test_a_study_keeps_its_saved_recipes_and_refuses_to_mix_them(tmp_path: Path)
 
 @pytest.mark.slow
 def test_own_ukb_data_prepare_then_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The README's path, as written: prepare-ukb, then ptacl study, on a UKB-shaped cohort."""
+    """The README's path, as a user runs it from a project folder of their own (not the repository), with
+    relative paths: prepare-ukb, then ptacl study, on a UKB-shaped cohort; the notebooks find the study."""
     from ptacl_lib.data.readers.writers import write_ukb_like_cohort
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    raw = write_ukb_like_cohort(tmp_path / "ukb", 60, n_slices=2, n_frames=16, size=48, realistic_ecg=True)
-    prepared = tmp_path / "data"
-    assert main(["prepare-ukb", "--ecg-dir", str(raw["ecg_dir"]), "--cmr-dir", str(raw["cmr_dir"]),
-                 "--idp-csv", str(raw["idp_csv"]), "--out", str(prepared), "--workers", "1", "--geometry", "demo",
-                 "--ecg-hz", "500", "--no-progress"]) == 0  # what the demo geometry reads, with the ECG at 500 Hz
+    write_ukb_like_cohort(tmp_path / "src", 60, n_slices=2, n_frames=16, size=48, realistic_ecg=True)
+    monkeypatch.chdir(tmp_path)
+    assert main(["prepare-ukb", "--ecg-dir", "src/ecg", "--cmr-dir", "src/cmr", "--idp-csv", "src/idp.csv",
+                 "--out", "ukb", "--workers", "1", "--geometry", "demo", "--ecg-hz", "500",
+                 "--no-progress"]) == 0  # what the demo geometry reads, with the ECG at 500 Hz
     out = tmp_path / "study"
-    code = main(["study", "--manifest", str(prepared / "manifest.csv"), "--out", str(out), "--arms", "ptacl",
+    code = main(["study", "--manifest", "ukb/manifest.csv", "--out", "study", "--arms", "ptacl",
                  "global", "none", "--seeds", "1", "--epochs", "1", "--batch-size", "8", "--device", "cpu"])
     assert code == 0
     report = (out / "report.md").read_text()
