@@ -22,7 +22,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from lxml import etree
 
@@ -224,9 +223,3 @@ def _read_csv(path: str | Path, required: tuple[str, ...]) -> pd.DataFrame:
         raise CXRReadError(f"{path}: missing columns {missing}")
     return table
 
-
-def load_image(sample: CXRSample, size: int) -> np.ndarray:
-    """The sample's image as grey float32 ``[size, size]`` in [0, 1] (``images.decode_image``, resized)."""
-    from .images import decode_image, resize_grey  # images imports this module
-
-    return resize_grey(decode_image(sample.image_path), size).astype(np.float32) / 255.0
