@@ -13,12 +13,14 @@ import pandas as pd
 import pytest
 
 from ptacl_lib.cxr.covid import (
+    SentenceReason,
     caption_rule_counts,
-    describes_radiograph,
     finding_labels,
+    judge_notes,
     radiograph_sentences,
     read_covid_cxr,
     read_lung_boxes,
+    sentence_reason,
 )
 from ptacl_lib.cxr.data import ImageStore, split_studies
 from ptacl_lib.cxr.decode import DecodedCaption
@@ -37,9 +39,13 @@ def test_caption_rule_keeps_radiograph_sentences_only() -> None:
     assert radiograph_sentences(REAL_NOTES) == (
         "Chest radiographs obtained on admission showed an infiltrate in the upper lobe of the left lung. "
         "There is patchy consolidation in the right lower zone.")
-    assert not describes_radiograph("A 54-year-old woman presented with fever and bilateral lung crackles.")
-    assert not describes_radiograph("HRCT showed ground glass opacities.")
-    assert describes_radiograph("No pleural effusion.")
+    assert sentence_reason("A 54-year-old woman presented with fever and bilateral lung crackles.") \
+        is SentenceReason.CLINICAL
+    assert sentence_reason("HRCT showed ground glass opacities.") is SentenceReason.OTHER_MODALITY
+    assert sentence_reason("No pleural effusion.") is SentenceReason.PATTERN and SentenceReason.PATTERN.kept
+    assert [reason.value for _, reason in judge_notes(REAL_NOTES)] == [
+        "dropped_clinical", "dropped_no_radiograph_content", "kept_radiograph", "dropped_clinical",
+        "dropped_other_modality", "kept_pattern", "dropped_no_radiograph_content"]
 
 
 def test_finding_labels_join_the_column_and_the_notes() -> None:
@@ -61,8 +67,10 @@ def test_reader_skips_ct_lists_missing_and_splits_by_patient(tmp_path: Path) -> 
         pd.DataFrame({"study_id": [s.study_id for s in samples]}), on="study_id")
     assert splits.groupby("subject_id")["split"].nunique().max() == 1  # no patient in two splits
     counts = caption_rule_counts(tmp_path)
-    assert counts["xray_rows"] == 17 and counts["sentences"] == 4 * 17
-    assert counts["sentences_kept"] == 17 and counts["sentences_dropped_other_modality"] == 2 * 17
+    assert counts["xray_rows"] == 17 and counts["sentences"] == 4 * 17 and counts["rows_with_caption"] == 17
+    assert counts["sentences_kept"] == counts["sentences_kept_radiograph"] == 17
+    assert counts["sentences_dropped_other_modality"] == 2 * 17 and counts["sentences_dropped_clinical"] == 17
+    assert sum(counts[f"sentences_{reason.value}"] for reason in SentenceReason) == counts["sentences"]
     boxes = read_lung_boxes(tmp_path / "annotations" / "annotations.json")
     assert len(boxes[first.sample_id][2]) == 2
 

@@ -15,16 +15,20 @@ The caption target (``radiograph_sentences``, stored as the sample's ``findings`
 followed by a space (decimals stay whole); then, in order:
 
 1. drop it when it names another modality or a test (``OTHER_MODALITY``: CT, tomography, ultrasound, MRI, PET,
-   scan, PCR, swab);
-2. keep it when it names the radiograph (``RADIOGRAPH_WORDS``: radiograph, x-ray, cxr, film, imaging, ...);
+   scan, PCR, swab) -- reason ``dropped_other_modality``;
+2. keep it when it names the radiograph (``RADIOGRAPH_WORDS``: radiograph, x-ray, cxr, film, imaging, ...) --
+   ``kept_radiograph``;
 3. drop it when it tells the clinical story (``CLINICAL_WORDS``: presented, admitted, history, fever, cough,
-   examination, treatment, oxygen, ...);
+   examination, treatment, oxygen, ...) -- ``dropped_clinical``;
 4. keep it when it names a radiographic pattern or region (``PATTERN_WORDS``: ground-glass, interstitial,
    reticular, hilar, lobe, zone, ...) or a finding the CheXpert rule labeller knows (``mentions.find_mentions``,
-   asserted or denied) other than pneumonia, lesion/mass and devices, which the notes also say of the patient;
-5. drop the rest.
+   asserted or denied) other than pneumonia, lesion/mass and devices, which the notes also say of the patient --
+   ``kept_pattern``;
+5. drop the rest -- ``dropped_no_radiograph_content``.
 
-``caption_rule_counts`` counts what the rule keeps and drops.
+``sentence_reason`` returns the reason of the step that decides a sentence (a ``SentenceReason``, whose value is
+the word above); ``caption_rule_counts`` counts those returned reasons over the collection, so every count is
+the rule's own.
 
 Finding labels (``finding_labels``, the sample's ``labels``): the ``finding`` column mapped to CheXpert
 observations (``FINDING_TO_CHEXPERT``: every infectious or inflammatory pneumonia -> Pneumonia, "No Finding" ->
@@ -36,7 +40,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
+from enum import Enum
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
@@ -73,21 +80,48 @@ def note_sentences(notes: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(notes or "") if s.strip(" .!?")]
 
 
-def describes_radiograph(sentence: str) -> bool:
-    """The caption rule for one sentence (module docstring)."""
+class SentenceReason(str, Enum):
+    """Why the caption rule keeps or drops a sentence (module docstring, steps 1-5). The value is a word; the
+    numbers are counts of these values (``caption_rule_counts``)."""
+
+    OTHER_MODALITY = "dropped_other_modality"
+    RADIOGRAPH = "kept_radiograph"
+    CLINICAL = "dropped_clinical"
+    PATTERN = "kept_pattern"
+    NO_CONTENT = "dropped_no_radiograph_content"
+
+    @property
+    def kept(self) -> bool:
+        return self.value.startswith("kept")
+
+
+def sentence_reason(sentence: str) -> SentenceReason:
+    """The caption rule for one sentence: the first of steps 1-5 (module docstring) that decides it."""
     words = set(tokenize(sentence))
     if words & OTHER_MODALITY:
-        return False
+        return SentenceReason.OTHER_MODALITY
     if words & RADIOGRAPH_WORDS:
-        return True
+        return SentenceReason.RADIOGRAPH
     if words & CLINICAL_WORDS:
-        return False
-    return bool(words & PATTERN_WORDS) or any(m.pathology not in _CLINICAL_DIAGNOSES for m in find_mentions(sentence))
+        return SentenceReason.CLINICAL
+    if words & PATTERN_WORDS or any(m.pathology not in _CLINICAL_DIAGNOSES for m in find_mentions(sentence)):
+        return SentenceReason.PATTERN
+    return SentenceReason.NO_CONTENT
+
+
+def judge_notes(notes: str) -> list[tuple[str, SentenceReason]]:
+    """``(sentence, reason)`` for every sentence of ``notes``, in order."""
+    return [(s, sentence_reason(s)) for s in note_sentences(notes)]
+
+
+def caption_of(judged: Sequence[tuple[str, SentenceReason]]) -> str:
+    """The kept sentences of ``judge_notes``' output, joined by spaces ("" when none)."""
+    return " ".join(s for s, reason in judged if reason.kept)
 
 
 def radiograph_sentences(notes: str) -> str:
-    """The sentences of ``notes`` that describe the radiograph, joined by spaces ("" when none)."""
-    return " ".join(s for s in note_sentences(notes) if describes_radiograph(s))
+    """The caption target of ``notes``: the sentences that describe the radiograph (``caption_of(judge_notes())``)."""
+    return caption_of(judge_notes(notes))
 
 
 def finding_labels(finding: str, caption: str) -> tuple[str, ...]:
@@ -141,21 +175,19 @@ def read_covid_cxr(root: str | Path, frontal_only: bool = False, errors: list[di
 
 
 def caption_rule_counts(root: str | Path) -> dict[str, int]:
-    """What the caption rule keeps and drops over the X-ray rows of ``root/metadata.csv``."""
+    """What the caption rule keeps and drops over the X-ray rows of ``root/metadata.csv``, counted from its reasons.
+
+    ``xray_rows``, ``rows_with_notes``, ``rows_with_caption``, ``sentences``, ``sentences_kept`` and one count per
+    ``SentenceReason`` (``sentences_<value>``); the reasons' counts sum to ``sentences``.
+    """
     table = _read_csv(Path(root) / METADATA, ("patientid", "finding", "view", "modality", "filename"))
-    xray = table[table.apply(_is_xray, axis=1)]
-    notes = [_text(n) for n in xray.get("clinical_notes", pd.Series([""] * len(xray)))]
-    sentences = [s for n in notes for s in note_sentences(n)]
-    kept = sum(describes_radiograph(s) for s in sentences)
-    other = sum(bool(set(tokenize(s)) & OTHER_MODALITY) for s in sentences)
-    clinical = sum(not (w & (OTHER_MODALITY | RADIOGRAPH_WORDS)) and bool(w & CLINICAL_WORDS)
-                   for w in (set(tokenize(s)) for s in sentences))
-    captions = [radiograph_sentences(n) for n in notes]
-    return {"xray_rows": len(xray), "rows_with_notes": sum(bool(n) for n in notes),
-            "rows_with_caption": sum(bool(c) for c in captions), "sentences": len(sentences),
-            "sentences_kept": kept, "sentences_dropped_other_modality": other,
-            "sentences_dropped_clinical": clinical,
-            "sentences_dropped_no_radiograph_content": len(sentences) - kept - other - clinical}
+    notes = [_text(row.get("clinical_notes")) for _, row in table.iterrows() if _is_xray(row)]
+    judged = [judge_notes(n) for n in notes]
+    reasons = Counter(reason for sentences in judged for _, reason in sentences)
+    return {"xray_rows": len(notes), "rows_with_notes": sum(bool(n) for n in notes),
+            "rows_with_caption": sum(bool(caption_of(j)) for j in judged), "sentences": sum(reasons.values()),
+            "sentences_kept": sum(n for reason, n in reasons.items() if reason.kept),
+            **{f"sentences_{reason.value}": reasons[reason] for reason in SentenceReason}}
 
 
 LungBoxes = dict[str, tuple[int, int, list[tuple[float, float, float, float]]]]
