@@ -26,6 +26,11 @@ followed by a space (decimals stay whole); then, in order:
    ``kept_pattern``;
 5. drop the rest -- ``dropped_no_radiograph_content``.
 
+A kept sentence then loses its heading (``cut_heading``): one to four words and a colon at its start, as the
+notes label their parts ("Imaging Notes:", "CXR:", "Chest X-ray:", "Discussion:", "Patient 6 - CXR:"). The rule
+has read the heading before it is cut ("CT findings: ..." is dropped as CT, "Imaging Notes: ..." kept as
+imaging), but it is a label of the notes, not words of a report, so no caption target carries one.
+
 ``sentence_reason`` returns the reason of the step that decides a sentence (a ``SentenceReason``, whose value is
 the word above); ``caption_rule_counts`` counts those returned reasons over the collection, so every count is
 the rule's own.
@@ -43,7 +48,7 @@ import re
 from collections import Counter
 from enum import Enum
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import pandas as pd
 
@@ -73,11 +78,18 @@ OTHER_MODALITY = frozenset({"ct", "hrct", "cta", "tomography", "ultrasound", "ul
 FINDING_TO_CHEXPERT: dict[str, tuple[str, ...]] = {"no finding": ("no_finding",), "ards": ("edema", "lung_opacity")}
 _NO_LABEL = frozenset({"todo", "unknown", ""})
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_HEADING = re.compile(r"^[A-Za-z0-9][\w/.-]*(?:[ \t]+[\w/.-]+){0,3}[ \t]*:(?:\s+|$)")
 
 
 def note_sentences(notes: str) -> list[str]:
     """``notes`` split at ``.``/``!``/``?`` followed by white space (so "3.5" stays whole), stripped, non-empty."""
     return [s.strip() for s in _SENTENCE_END.split(notes or "") if s.strip(" .!?")]
+
+
+def cut_heading(sentence: str) -> str:
+    """``sentence`` without a leading heading: one to four words followed by a colon and white space
+    ("Imaging Notes: Patchy opacities." -> "Patchy opacities."); a time such as "10:30" is not a heading."""
+    return _HEADING.sub("", sentence, count=1)
 
 
 class SentenceReason(str, Enum):
@@ -109,18 +121,27 @@ def sentence_reason(sentence: str) -> SentenceReason:
     return SentenceReason.NO_CONTENT
 
 
-def judge_notes(notes: str) -> list[tuple[str, SentenceReason]]:
-    """``(sentence, reason)`` for every sentence of ``notes``, in order."""
-    return [(s, sentence_reason(s)) for s in note_sentences(notes)]
+class JudgedSentence(NamedTuple):
+    """One sentence of the notes, the caption rule's reason, and its caption text (``cut_heading``)."""
+
+    sentence: str
+    reason: SentenceReason
+    text: str
 
 
-def caption_of(judged: Sequence[tuple[str, SentenceReason]]) -> str:
-    """The kept sentences of ``judge_notes``' output, joined by spaces ("" when none)."""
-    return " ".join(s for s, reason in judged if reason.kept)
+def judge_notes(notes: str) -> list[JudgedSentence]:
+    """Every sentence of ``notes`` in order, judged by ``sentence_reason`` (heading included) and with its text."""
+    return [JudgedSentence(s, sentence_reason(s), cut_heading(s)) for s in note_sentences(notes)]
+
+
+def caption_of(judged: Sequence[JudgedSentence]) -> str:
+    """The text of the kept sentences of ``judge_notes``' output, joined by spaces ("" when none)."""
+    return " ".join(j.text for j in judged if j.reason.kept and j.text)
 
 
 def radiograph_sentences(notes: str) -> str:
-    """The caption target of ``notes``: the sentences that describe the radiograph (``caption_of(judge_notes())``)."""
+    """The caption target of ``notes``: the sentences that describe the radiograph, headings cut
+    (``caption_of(judge_notes(notes))``)."""
     return caption_of(judge_notes(notes))
 
 
@@ -177,16 +198,18 @@ def read_covid_cxr(root: str | Path, frontal_only: bool = False, errors: list[di
 def caption_rule_counts(root: str | Path) -> dict[str, int]:
     """What the caption rule keeps and drops over the X-ray rows of ``root/metadata.csv``, counted from its reasons.
 
-    ``xray_rows``, ``rows_with_notes``, ``rows_with_caption``, ``sentences``, ``sentences_kept`` and one count per
-    ``SentenceReason`` (``sentences_<value>``); the reasons' counts sum to ``sentences``.
+    ``xray_rows``, ``rows_with_notes``, ``rows_with_caption``, ``sentences``, ``sentences_kept``,
+    ``kept_headings_cut`` (kept sentences that lost a heading) and one count per ``SentenceReason``
+    (``sentences_<value>``); the reasons' counts sum to ``sentences``.
     """
     table = _read_csv(Path(root) / METADATA, ("patientid", "finding", "view", "modality", "filename"))
     notes = [_text(row.get("clinical_notes")) for _, row in table.iterrows() if _is_xray(row)]
     judged = [judge_notes(n) for n in notes]
-    reasons = Counter(reason for sentences in judged for _, reason in sentences)
+    reasons = Counter(j.reason for sentences in judged for j in sentences)
     return {"xray_rows": len(notes), "rows_with_notes": sum(bool(n) for n in notes),
             "rows_with_caption": sum(bool(caption_of(j)) for j in judged), "sentences": sum(reasons.values()),
             "sentences_kept": sum(n for reason, n in reasons.items() if reason.kept),
+            "kept_headings_cut": sum(j.reason.kept and j.text != j.sentence for sentences in judged for j in sentences),
             **{f"sentences_{reason.value}": reasons[reason] for reason in SentenceReason}}
 
 
