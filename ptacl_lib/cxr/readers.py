@@ -36,8 +36,8 @@ class CXRReadError(ValueError):
 class CXRSample:
     """One image with its report sections, the same for every source."""
 
-    source: str  # "openi" | "mimic-cxr" | "covid-cxr" | "phantoms"
-    sample_id: str  # image id (Open-I parentImage id, MIMIC dicom_id)
+    source: str  # "openi" | "mimic-cxr" | "covid-cxr" | "phantoms" | "coco" | "karpathy"
+    sample_id: str  # image id (Open-I parentImage id, MIMIC dicom_id, COCO image id)
     study_id: str
     subject_id: str | None
     image_path: Path
@@ -47,6 +47,8 @@ class CXRSample:
     indication: str = ""
     comparison: str = ""
     labels: tuple[str, ...] = ()  # reference CheXpert observation keys, where the data set gives them (covid-cxr)
+    captions: tuple[str, ...] = ()  # every reference caption, where a data set gives several per image (coco, karpathy)
+    split: str | None = None  # the data set's own split, where it has one (coco, karpathy): train | val | test
 
 
 def _clean(text: str | None) -> str:
