@@ -119,6 +119,9 @@ def test_files_in_neither_format_name_what_is_missing(tmp_path: Path, capsys: py
     (karpathy / "dataset_coco.json").write_text(json.dumps(data))
     with pytest.raises(CXRReadError, match=r"images\[1\].sentences\[0\] has no 'tokens'"):
         read_karpathy(karpathy)
+    (karpathy / "dataset_coco.json").write_text(json.dumps({"images": {"0": data["images"][0]}}))
+    with pytest.raises(CXRReadError, match="in the top level, 'images' is not a list"):
+        read_karpathy(karpathy)
     (karpathy / "dataset_coco.json").write_text("{not json")
     with pytest.raises(CXRReadError, match="not valid JSON"):
         read_karpathy(karpathy)

@@ -45,20 +45,26 @@ def _load_json(path: Path) -> Any:
         raise CXRReadError(f"{path}: not valid JSON ({err})") from err
 
 
-def _require(item: Any, keys: Sequence[str], where: str, path: Path, kind: str, hint: str = "") -> None:
-    """Raise ``CXRReadError`` naming the first of ``keys`` that ``item`` (a JSON object) lacks."""
+def _require(item: Any, keys: Sequence[str], where: str, path: Path, kind: str, hint: str = "",
+             lists: Sequence[str] = ()) -> None:
+    """Raise ``CXRReadError`` naming the first of ``keys`` that ``item`` (a JSON object) lacks, or the first of
+    ``lists`` that is not a list."""
     missing = [k for k in keys if not isinstance(item, dict) or k not in item]
     if missing:
         raise CXRReadError(f"{path}: not a {kind} file: {where} has no {missing[0]!r}{hint}")
+    for key in lists:
+        if not isinstance(item[key], list):
+            raise CXRReadError(f"{path}: not a {kind} file: in {where}, {key!r} is not a list")
 
 
 def _check_coco(data: Any, path: Path) -> None:
     """The keys a COCO captions file needs; says so when it looks like a Karpathy split file instead."""
-    looks_karpathy = isinstance(data, dict) and "annotations" not in data and any(
-        isinstance(im, dict) and "sentences" in im for im in data.get("images", [])[:1])
+    images = data.get("images") if isinstance(data, dict) else None
+    looks_karpathy = isinstance(images, list) and "annotations" not in data and any(
+        isinstance(im, dict) and "sentences" in im for im in images[:1])
     hint = " (its images have 'sentences': a Karpathy split file, read it with --dataset karpathy)" \
         if looks_karpathy else ""
-    _require(data, ("images", "annotations"), "the top level", path, "COCO captions", hint)
+    _require(data, ("images", "annotations"), "the top level", path, "COCO captions", hint, ("images", "annotations"))
     for i, image in enumerate(data["images"]):
         _require(image, ("id", "file_name"), f"images[{i}]", path, "COCO captions")
     for i, ann in enumerate(data["annotations"]):
@@ -166,12 +172,13 @@ def read_karpathy(root: str | Path, json_file: str | Path | None = None,
     data = _load_json(path)
     hint = " (it has 'annotations': a COCO captions file, read it with --dataset coco)" \
         if isinstance(data, dict) and "annotations" in data else ""
-    _require(data, ("images",), "the top level", path, "Karpathy split", hint)
+    _require(data, ("images",), "the top level", path, "Karpathy split", hint, ("images",))
     samples = []
     for i, image in enumerate(data["images"]):
-        _require(image, ("filename", "split", "sentences"), f"images[{i}]", path, "Karpathy split", hint)
+        _require(image, ("filename", "split", "sentences"), f"images[{i}]", path, "Karpathy split", hint,
+                 ("sentences",))
         for k, sentence in enumerate(image["sentences"]):
-            _require(sentence, ("tokens",), f"images[{i}].sentences[{k}]", path, "Karpathy split")
+            _require(sentence, ("tokens",), f"images[{i}].sentences[{k}]", path, "Karpathy split", lists=("tokens",))
         if image["split"] not in KARPATHY_SPLITS:
             raise CXRReadError(f"{path}: images[{i}] has split {image['split']!r}, not one of "
                                f"{sorted(KARPATHY_SPLITS)}")
