@@ -13,14 +13,16 @@ import pandas as pd
 import pytest
 
 from ptacl_lib.cxr.covid import (
+    SentenceReason,
     caption_rule_counts,
-    describes_radiograph,
     finding_labels,
+    judge_notes,
     radiograph_sentences,
     read_covid_cxr,
     read_lung_boxes,
+    sentence_reason,
 )
-from ptacl_lib.cxr.data import ImageStore, split_studies
+from ptacl_lib.cxr.data import ImageStore, report_target, split_studies
 from ptacl_lib.cxr.decode import DecodedCaption
 from ptacl_lib.cxr.evaluation import box_mask, lung_localisation
 from ptacl_lib.cxr.fixtures import write_covid_fixture
@@ -37,9 +39,28 @@ def test_caption_rule_keeps_radiograph_sentences_only() -> None:
     assert radiograph_sentences(REAL_NOTES) == (
         "Chest radiographs obtained on admission showed an infiltrate in the upper lobe of the left lung. "
         "There is patchy consolidation in the right lower zone.")
-    assert not describes_radiograph("A 54-year-old woman presented with fever and bilateral lung crackles.")
-    assert not describes_radiograph("HRCT showed ground glass opacities.")
-    assert describes_radiograph("No pleural effusion.")
+    assert sentence_reason("A 54-year-old woman presented with fever and bilateral lung crackles.") \
+        is SentenceReason.CLINICAL
+    assert sentence_reason("HRCT showed ground glass opacities.") is SentenceReason.OTHER_MODALITY
+    assert sentence_reason("No pleural effusion.") is SentenceReason.PATTERN and SentenceReason.PATTERN.kept
+    assert [j.reason.value for j in judge_notes(REAL_NOTES)] == [
+        "dropped_clinical", "dropped_no_radiograph_content", "kept_radiograph", "dropped_clinical",
+        "dropped_other_modality", "kept_pattern", "dropped_no_radiograph_content"]
+
+
+def test_caption_targets_carry_no_headings(tmp_path: Path) -> None:
+    notes = ("Presentation: A 50-year-old man with fever. Imaging Notes: Patchy opacities in both lower zones.. "
+             "CT findings: Widespread GGO in all lobes. CXR: Normal. Discussion: The chest x-ray features are "
+             "non-specific. At 10:30 the film was repeated.")
+    judged = judge_notes(notes)
+    assert [j.reason for j in judged][:3] == [SentenceReason.CLINICAL, SentenceReason.RADIOGRAPH,
+                                              SentenceReason.OTHER_MODALITY]  # the rule reads the heading
+    assert radiograph_sentences(notes) == ("Patchy opacities in both lower zones.. Normal. The chest x-ray features "
+                                           "are non-specific. At 10:30 the film was repeated.")
+    write_covid_fixture(tmp_path, n_patients=4)  # notes say "Chest x-ray showed: <findings>."
+    for sample in read_covid_cxr(tmp_path, errors=[]):
+        target = report_target(sample)
+        assert target and not target.startswith("chest x ray showed") and ":" not in target, target
 
 
 def test_finding_labels_join_the_column_and_the_notes() -> None:
@@ -55,14 +76,16 @@ def test_reader_skips_ct_lists_missing_and_splits_by_patient(tmp_path: Path) -> 
     assert [Path(e["file"]).name for e in errors] == ["not-downloaded.jpg"]
     assert "ct-slice.png" not in {s.sample_id for s in samples} and len(samples) == 10 + 5 + 1
     first = samples[0]
-    assert first.findings.startswith("Chest x-ray showed:") and "CT" not in first.findings
+    assert first.findings and "CT" not in first.findings and "showed" not in first.findings  # heading cut
     assert "pneumonia" in first.labels and first.subject_id == "1" and first.image_path == paths["png16"]
     splits = split_studies(samples, seed=0).merge(
         pd.DataFrame({"study_id": [s.study_id for s in samples]}), on="study_id")
     assert splits.groupby("subject_id")["split"].nunique().max() == 1  # no patient in two splits
     counts = caption_rule_counts(tmp_path)
-    assert counts["xray_rows"] == 17 and counts["sentences"] == 4 * 17
-    assert counts["sentences_kept"] == 17 and counts["sentences_dropped_other_modality"] == 2 * 17
+    assert counts["xray_rows"] == 17 and counts["sentences"] == 4 * 17 and counts["rows_with_caption"] == 17
+    assert counts["sentences_kept"] == counts["sentences_kept_radiograph"] == counts["kept_headings_cut"] == 17
+    assert counts["sentences_dropped_other_modality"] == 2 * 17 and counts["sentences_dropped_clinical"] == 17
+    assert sum(counts[f"sentences_{reason.value}"] for reason in SentenceReason) == counts["sentences"]
     boxes = read_lung_boxes(tmp_path / "annotations" / "annotations.json")
     assert len(boxes[first.sample_id][2]) == 2
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ptacl_lib.cxr.readers import CXRReadError, load_image, read_mimic_cxr, read_openi, report_sections
+from ptacl_lib.cxr.data import ImageStore
+from ptacl_lib.cxr.readers import CXRReadError, read_mimic_cxr, read_openi, report_sections
 
 OPENI_XML = """<?xml version="1.0" encoding="utf-8"?>
 <eCitation>
@@ -75,7 +76,7 @@ def test_read_openi(tmp_path: Path) -> None:
     frontal = read_openi(reports, images, projections_csv=proj)
     assert [s.sample_id for s in frontal] == ["CXR1_1_IM-0001-3001", "CXR2_1_IM-0652-1001"]
     assert {s.view for s in frontal} == {"Frontal"}
-    img = load_image(frontal[0], 16)
+    img = ImageStore(16).load_file(frontal[0].image_path)
     assert img.shape == (16, 16) and img.dtype == np.float32 and np.allclose(img, 0.0)  # constant -> zeros
 
 
@@ -140,7 +141,7 @@ def test_read_mimic_cxr(tmp_path: Path) -> None:
     assert s.image_path == root / "files/p10/p10000032/s50414267/02aa804e-bde0afdd.jpg"
     assert samples[1].impression == "Mild edema. No acute cardiopulmonary process."
     assert len(read_mimic_cxr(root, views=None)) == 3
-    assert load_image(s, 8).shape == (8, 8)
+    assert ImageStore(8).load_file(s.image_path).shape == (8, 8)
 
 
 def test_mimic_errors_name_the_subject_and_file(tmp_path: Path) -> None:

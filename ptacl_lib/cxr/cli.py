@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 # = data.DATASETS, kept here so --help is light
-_DATASETS = ("openi", "openi-kaggle", "mimic-cxr", "covid-cxr", "phantoms")
+_DATASETS = ("openi", "openi-kaggle", "mimic-cxr", "covid-cxr", "phantoms", "coco", "karpathy")
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -24,7 +24,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
         batch_size=args.batch_size, lr=args.lr, max_len=args.max_len, min_word_count=args.min_word_count,
         target=args.target, frontal_only=args.frontal_only, split_fractions=tuple(args.fractions),
         splits_csv=str(args.splits_csv or ""), seed=args.seed,
-        workers=args.workers, cache_dir=str(args.cache_dir or ""), n_phantoms=args.n_phantoms, device=args.device)
+        workers=args.workers, cache_dir=str(args.cache_dir or ""), n_phantoms=args.n_phantoms, device=args.device,
+        train_captions=args.train_captions, karpathy_json=str(args.json or ""),
+        coco_test_captions=str(args.test_json or ""))
     print(f"run directory: {train_run(config, resume=args.resume)}")
 
 
@@ -35,18 +37,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"metrics.json and per_study.csv written to {args.run_dir}")
 
 
-def _caption_record(path: Path, decoded: Any, heatmap_dir: Path | None, image_size: int) -> dict[str, Any]:
+def _caption_record(path: Path, decoded: Any, heatmap_dir: Path | None, image_size: int, pathology: bool
+                    ) -> dict[str, Any]:
+    """The JSON line of one captioned image; ``pathology``: with its CheXpert observations and their heatmaps."""
     from .mentions import CHEXPERT, chexpert_labels
 
-    labels = {CHEXPERT[k]: v for k, v in chexpert_labels(decoded.text).items() if not math.isnan(v)}
-    record: dict[str, Any] = {"image": str(path), "caption": decoded.text, "observations": labels}
+    record: dict[str, Any] = {"image": str(path), "caption": decoded.text}
+    if pathology:
+        record["observations"] = {CHEXPERT[k]: v for k, v in chexpert_labels(decoded.text).items()
+                                  if not math.isnan(v)}
     if heatmap_dir is not None:
-        record["heatmaps"] = _save_heatmaps(path, decoded, heatmap_dir, image_size)
+        record["heatmaps"] = _save_heatmaps(path, decoded, heatmap_dir, image_size, pathology)
     return record
 
 
-def _save_heatmaps(path: Path, decoded: Any, out: Path, image_size: int) -> list[str]:
-    """One PNG per asserted observation: the image with the attention of the words naming it."""
+def _save_heatmaps(path: Path, decoded: Any, out: Path, image_size: int, pathology: bool) -> list[str]:
+    """``<name>_words.png``: the attention behind each generated word; with ``pathology`` also one PNG per asserted
+    observation: the image with the attention of the words naming it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,28 +61,31 @@ def _save_heatmaps(path: Path, decoded: Any, out: Path, image_size: int) -> list
 
     from .data import ImageStore
     from .heatmaps import pathology_heatmaps
-    from .plots import overlay_heatmap
+    from .plots import overlay_heatmap, show_word_attention
 
     image = ImageStore(image_size).load_file(path)
     out.mkdir(parents=True, exist_ok=True)
-    files = []
-    for pathology, heat in pathology_heatmaps(decoded, image.shape).items():
+    stem = path.name.split(".")[0]
+    figures = [(f"{stem}_words.png", show_word_attention(image, decoded))]
+    for name, heat in (pathology_heatmaps(decoded, image.shape) if pathology else {}).items():
         fig, ax = plt.subplots(figsize=(4, 4))
         overlay_heatmap(ax, image, heat)
-        ax.set_title(pathology)
-        target = out / f"{path.name.split('.')[0]}_{pathology}.png"
-        fig.savefig(target, dpi=100, bbox_inches="tight")
+        ax.set_title(name)
+        figures.append((f"{stem}_{name}.png", fig))
+    for name, fig in figures:
+        fig.savefig(out / name, dpi=100, bbox_inches="tight")
         plt.close(fig)
-        files.append(str(target))
-    return files
+    return [str(out / name) for name, _ in figures]
 
 
 def _cmd_caption(args: argparse.Namespace) -> None:
+    from .data import CAPTION_DATASETS
     from .pipeline import caption_files, read_run_config
 
-    size = read_run_config(args.run_dir).image_size
+    config = read_run_config(args.run_dir)
+    pathology = config.dataset not in CAPTION_DATASETS
     for path, decoded in caption_files(args.run_dir, args.images, args.beam):
-        print(json.dumps(_caption_record(path, decoded, args.heatmaps, size)))
+        print(json.dumps(_caption_record(path, decoded, args.heatmaps, config.image_size, pathology)))
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
@@ -113,7 +123,7 @@ def add_cxr_parser(subparsers: Any) -> None:
     sub = cxr.add_subparsers(dest="cxr_command", required=True)
 
     p = sub.add_parser("train", help="train the Show-Attend-Tell captioner on Open-I / MIMIC-CXR / COVID-CXR /"
-                                             " phantoms")
+                                             " phantoms / MS-COCO / Karpathy's splits")
     p.add_argument("--dataset", choices=_DATASETS, required=True)
     p.add_argument("--root", type=Path, default=None, help="the data set's folder (phantoms: where PNGs go)")
     p.add_argument("--run-dir", type=Path, required=True)
@@ -131,7 +141,14 @@ def add_cxr_parser(subparsers: Any) -> None:
     p.add_argument("--frontal-only", action="store_true", help="drop lateral views")
     p.add_argument("--fractions", type=float, nargs=3, default=(0.7, 0.1, 0.2), metavar=("TRAIN", "VAL", "TEST"))
     p.add_argument("--splits-csv", type=Path, default=None,
-                   help="a given split (study_id, split), e.g. mimic-cxr-2.0.0-split.csv; replaces --fractions")
+                   help="a given split (study_id, split), e.g. mimic-cxr-2.0.0-split.csv; replaces --fractions and a "
+                        "data set's own split")
+    p.add_argument("--json", type=Path, default=None,
+                   help="karpathy: the split file (dataset_coco.json, ...; default: the one dataset_*.json in --root)")
+    p.add_argument("--test-json", type=Path, default=None,
+                   help="coco: a captions file whose images are the test split (default: val split in two by id)")
+    p.add_argument("--train-captions", default="sample", choices=("sample", "all"),
+                   help="images with several captions (coco, karpathy): one drawn per epoch, or every one")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="image-decoding worker processes")
     p.add_argument("--cache-dir", type=Path, default=None, help="resized-image cache folder")
@@ -140,7 +157,8 @@ def add_cxr_parser(subparsers: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue from RUN/last.pt (stored config and splits)")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("evaluate", help="BLEU-1..4, METEOR, ROUGE-L, CIDEr-D and finding F1 per study")
+    p = sub.add_parser("evaluate", help="BLEU-1..4, METEOR, ROUGE-L, CIDEr-D against every reference, and finding "
+                                        "F1 where the data set has findings, per study")
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--beam", type=int, default=3)
@@ -152,7 +170,8 @@ def add_cxr_parser(subparsers: Any) -> None:
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--beam", type=int, default=3)
-    p.add_argument("--heatmaps", type=Path, default=None, help="folder for one heatmap PNG per finding")
+    p.add_argument("--heatmaps", type=Path, default=None,
+                   help="folder for the per-word attention PNG and one heatmap PNG per finding")
     p.set_defaults(func=_cmd_caption)
 
     p = sub.add_parser("report", help="caption (given, or generated from --image) + patient JSON -> report")

@@ -15,16 +15,25 @@ The caption target (``radiograph_sentences``, stored as the sample's ``findings`
 followed by a space (decimals stay whole); then, in order:
 
 1. drop it when it names another modality or a test (``OTHER_MODALITY``: CT, tomography, ultrasound, MRI, PET,
-   scan, PCR, swab);
-2. keep it when it names the radiograph (``RADIOGRAPH_WORDS``: radiograph, x-ray, cxr, film, imaging, ...);
+   scan, PCR, swab) -- reason ``dropped_other_modality``;
+2. keep it when it names the radiograph (``RADIOGRAPH_WORDS``: radiograph, x-ray, cxr, film, imaging, ...) --
+   ``kept_radiograph``;
 3. drop it when it tells the clinical story (``CLINICAL_WORDS``: presented, admitted, history, fever, cough,
-   examination, treatment, oxygen, ...);
+   examination, treatment, oxygen, ...) -- ``dropped_clinical``;
 4. keep it when it names a radiographic pattern or region (``PATTERN_WORDS``: ground-glass, interstitial,
    reticular, hilar, lobe, zone, ...) or a finding the CheXpert rule labeller knows (``mentions.find_mentions``,
-   asserted or denied) other than pneumonia, lesion/mass and devices, which the notes also say of the patient;
-5. drop the rest.
+   asserted or denied) other than pneumonia, lesion/mass and devices, which the notes also say of the patient --
+   ``kept_pattern``;
+5. drop the rest -- ``dropped_no_radiograph_content``.
 
-``caption_rule_counts`` counts what the rule keeps and drops.
+A kept sentence then loses its heading (``cut_heading``): one to four words and a colon at its start, as the
+notes label their parts ("Imaging Notes:", "CXR:", "Chest X-ray:", "Discussion:", "Patient 6 - CXR:"). The rule
+has read the heading before it is cut ("CT findings: ..." is dropped as CT, "Imaging Notes: ..." kept as
+imaging), but it is a label of the notes, not words of a report, so no caption target carries one.
+
+``sentence_reason`` returns the reason of the step that decides a sentence (a ``SentenceReason``, whose value is
+the word above); ``caption_rule_counts`` counts those returned reasons over the collection, so every count is
+the rule's own.
 
 Finding labels (``finding_labels``, the sample's ``labels``): the ``finding`` column mapped to CheXpert
 observations (``FINDING_TO_CHEXPERT``: every infectious or inflammatory pneumonia -> Pneumonia, "No Finding" ->
@@ -36,7 +45,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
+from enum import Enum
 from pathlib import Path
+from typing import NamedTuple, Sequence
 
 import pandas as pd
 
@@ -66,6 +78,7 @@ OTHER_MODALITY = frozenset({"ct", "hrct", "cta", "tomography", "ultrasound", "ul
 FINDING_TO_CHEXPERT: dict[str, tuple[str, ...]] = {"no finding": ("no_finding",), "ards": ("edema", "lung_opacity")}
 _NO_LABEL = frozenset({"todo", "unknown", ""})
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_HEADING = re.compile(r"^[A-Za-z0-9][\w/.-]*(?:[ \t]+[\w/.-]+){0,3}[ \t]*:(?:\s+|$)")
 
 
 def note_sentences(notes: str) -> list[str]:
@@ -73,21 +86,63 @@ def note_sentences(notes: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(notes or "") if s.strip(" .!?")]
 
 
-def describes_radiograph(sentence: str) -> bool:
-    """The caption rule for one sentence (module docstring)."""
+def cut_heading(sentence: str) -> str:
+    """``sentence`` without a leading heading: one to four words followed by a colon and white space
+    ("Imaging Notes: Patchy opacities." -> "Patchy opacities."); a time such as "10:30" is not a heading."""
+    return _HEADING.sub("", sentence, count=1)
+
+
+class SentenceReason(str, Enum):
+    """Why the caption rule keeps or drops a sentence (module docstring, steps 1-5). The value is a word; the
+    numbers are counts of these values (``caption_rule_counts``)."""
+
+    OTHER_MODALITY = "dropped_other_modality"
+    RADIOGRAPH = "kept_radiograph"
+    CLINICAL = "dropped_clinical"
+    PATTERN = "kept_pattern"
+    NO_CONTENT = "dropped_no_radiograph_content"
+
+    @property
+    def kept(self) -> bool:
+        return self.value.startswith("kept")
+
+
+def sentence_reason(sentence: str) -> SentenceReason:
+    """The caption rule for one sentence: the first of steps 1-5 (module docstring) that decides it."""
     words = set(tokenize(sentence))
     if words & OTHER_MODALITY:
-        return False
+        return SentenceReason.OTHER_MODALITY
     if words & RADIOGRAPH_WORDS:
-        return True
+        return SentenceReason.RADIOGRAPH
     if words & CLINICAL_WORDS:
-        return False
-    return bool(words & PATTERN_WORDS) or any(m.pathology not in _CLINICAL_DIAGNOSES for m in find_mentions(sentence))
+        return SentenceReason.CLINICAL
+    if words & PATTERN_WORDS or any(m.pathology not in _CLINICAL_DIAGNOSES for m in find_mentions(sentence)):
+        return SentenceReason.PATTERN
+    return SentenceReason.NO_CONTENT
+
+
+class JudgedSentence(NamedTuple):
+    """One sentence of the notes, the caption rule's reason, and its caption text (``cut_heading``)."""
+
+    sentence: str
+    reason: SentenceReason
+    text: str
+
+
+def judge_notes(notes: str) -> list[JudgedSentence]:
+    """Every sentence of ``notes`` in order, judged by ``sentence_reason`` (heading included) and with its text."""
+    return [JudgedSentence(s, sentence_reason(s), cut_heading(s)) for s in note_sentences(notes)]
+
+
+def caption_of(judged: Sequence[JudgedSentence]) -> str:
+    """The text of the kept sentences of ``judge_notes``' output, joined by spaces ("" when none)."""
+    return " ".join(j.text for j in judged if j.reason.kept and j.text)
 
 
 def radiograph_sentences(notes: str) -> str:
-    """The sentences of ``notes`` that describe the radiograph, joined by spaces ("" when none)."""
-    return " ".join(s for s in note_sentences(notes) if describes_radiograph(s))
+    """The caption target of ``notes``: the sentences that describe the radiograph, headings cut
+    (``caption_of(judge_notes(notes))``)."""
+    return caption_of(judge_notes(notes))
 
 
 def finding_labels(finding: str, caption: str) -> tuple[str, ...]:
@@ -141,21 +196,21 @@ def read_covid_cxr(root: str | Path, frontal_only: bool = False, errors: list[di
 
 
 def caption_rule_counts(root: str | Path) -> dict[str, int]:
-    """What the caption rule keeps and drops over the X-ray rows of ``root/metadata.csv``."""
+    """What the caption rule keeps and drops over the X-ray rows of ``root/metadata.csv``, counted from its reasons.
+
+    ``xray_rows``, ``rows_with_notes``, ``rows_with_caption``, ``sentences``, ``sentences_kept``,
+    ``kept_headings_cut`` (kept sentences that lost a heading) and one count per ``SentenceReason``
+    (``sentences_<value>``); the reasons' counts sum to ``sentences``.
+    """
     table = _read_csv(Path(root) / METADATA, ("patientid", "finding", "view", "modality", "filename"))
-    xray = table[table.apply(_is_xray, axis=1)]
-    notes = [_text(n) for n in xray.get("clinical_notes", pd.Series([""] * len(xray)))]
-    sentences = [s for n in notes for s in note_sentences(n)]
-    kept = sum(describes_radiograph(s) for s in sentences)
-    other = sum(bool(set(tokenize(s)) & OTHER_MODALITY) for s in sentences)
-    clinical = sum(not (w & (OTHER_MODALITY | RADIOGRAPH_WORDS)) and bool(w & CLINICAL_WORDS)
-                   for w in (set(tokenize(s)) for s in sentences))
-    captions = [radiograph_sentences(n) for n in notes]
-    return {"xray_rows": len(xray), "rows_with_notes": sum(bool(n) for n in notes),
-            "rows_with_caption": sum(bool(c) for c in captions), "sentences": len(sentences),
-            "sentences_kept": kept, "sentences_dropped_other_modality": other,
-            "sentences_dropped_clinical": clinical,
-            "sentences_dropped_no_radiograph_content": len(sentences) - kept - other - clinical}
+    notes = [_text(row.get("clinical_notes")) for _, row in table.iterrows() if _is_xray(row)]
+    judged = [judge_notes(n) for n in notes]
+    reasons = Counter(j.reason for sentences in judged for j in sentences)
+    return {"xray_rows": len(notes), "rows_with_notes": sum(bool(n) for n in notes),
+            "rows_with_caption": sum(bool(caption_of(j)) for j in judged), "sentences": sum(reasons.values()),
+            "sentences_kept": sum(n for reason, n in reasons.items() if reason.kept),
+            "kept_headings_cut": sum(j.reason.kept and j.text != j.sentence for sentences in judged for j in sentences),
+            **{f"sentences_{reason.value}": reasons[reason] for reason in SentenceReason}}
 
 
 LungBoxes = dict[str, tuple[int, int, list[tuple[float, float, float, float]]]]

@@ -1,9 +1,11 @@
 """Real chest X-ray data for training: load a data set, clean its reports, split by study, stream images.
 
 - ``load_samples(dataset, root)`` reads one of ``DATASETS`` into ``CXRSample`` records (one per image).
-- ``clean_report`` is the one text rule every target goes through (documented there).
+- ``report_targets`` gives a sample's cleaned references: ``clean_report`` is the rule every report goes
+  through, ``clean_caption`` the one for general-image captions (documented there).
 - ``split_studies`` assigns whole studies (whole patients where the data set has patient ids) to
-  train/val/test, so no study and no patient is in two splits.
+  train/val/test, so no study and no patient is in two splits; ``splits_from_table`` takes a given split and
+  ``splits_of_samples`` the data set's own (coco, karpathy).
 - ``ImageStore`` decodes an image on demand (in DataLoader workers), resized to the model's size,
   optionally through a cache of resized uint8 arrays, so memory holds only a batch, never the data set.
 - ``scan_images`` decodes every image once in a worker pool, fills the cache and reports unreadable or
@@ -28,7 +30,9 @@ from .images import decode_image, resize_grey
 from .readers import CXRReadError, CXRSample, read_mimic_cxr, read_openi, read_openi_kaggle
 from .vocab import Vocabulary, detokenize, tokenize
 
-DATASETS: tuple[str, ...] = ("openi", "openi-kaggle", "mimic-cxr", "covid-cxr", "phantoms")
+DATASETS: tuple[str, ...] = ("openi", "openi-kaggle", "mimic-cxr", "covid-cxr", "phantoms", "coco", "karpathy")
+#: General-image caption data sets: several captions per image, their own split, no findings and no lung boxes.
+CAPTION_DATASETS: tuple[str, ...] = ("coco", "karpathy")
 TARGETS: tuple[str, ...] = ("findings", "findings+impression", "impression")
 ERROR_COLUMNS: tuple[str, ...] = ("file", "study_id", "reason", "stage")
 _PLACEHOLDER = re.compile(r"x{2,}")
@@ -57,32 +61,60 @@ def clean_report(text: str) -> str:
     return detokenize(out)
 
 
-def report_target(sample: CXRSample, target: str = "findings") -> str:
-    """The cleaned text the captioner learns for ``sample`` (see ``TARGETS``)."""
+def clean_caption(text: str) -> str:
+    """A general-image caption as its reference: lower-case words and numbers, punctuation dropped (as Karpathy's
+    tokens and the COCO evaluation's tokenizer give them), single spaces."""
+    return detokenize([t for t in tokenize(text) if t not in _PUNCT])
+
+
+def report_targets(sample: CXRSample, target: str = "findings") -> tuple[str, ...]:
+    """Every cleaned reference text of ``sample``, empty ones left out.
+
+    A sample with ``captions`` (coco, karpathy) has one per caption (``clean_caption``); a report has one: the
+    ``target`` sections (see ``TARGETS``) joined and cleaned by ``clean_report``.
+    """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
-    parts = {"findings": [sample.findings], "impression": [sample.impression],
-             "findings+impression": [sample.findings, sample.impression]}[target]
-    return clean_report(" . ".join(p for p in parts if p))
+    if sample.captions:
+        texts = [clean_caption(c) for c in sample.captions]
+    else:
+        parts = {"findings": [sample.findings], "impression": [sample.impression],
+                 "findings+impression": [sample.findings, sample.impression]}[target]
+        texts = [clean_report(" . ".join(p for p in parts if p))]
+    return tuple(t for t in texts if t)
+
+
+def report_target(sample: CXRSample, target: str = "findings") -> str:
+    """The first of ``report_targets`` ("" when none): a report's one target text."""
+    return next(iter(report_targets(sample, target)), "")
 
 
 def load_samples(dataset: str, root: str | Path, errors: list[dict[str, str]] | None = None,
                  target: str = "findings", frontal_only: bool = False, n_phantoms: int = 200,
-                 image_size: int = 128, seed: int = 0) -> list[CXRSample]:
-    """Every usable image of ``dataset`` under ``root``; samples whose cleaned target is empty are dropped.
+                 image_size: int = 128, seed: int = 0, karpathy_json: str | Path | None = None,
+                 coco_test_captions: str | Path | None = None) -> list[CXRSample]:
+    """Every usable image of ``dataset`` under ``root``; samples without a non-empty cleaned target are dropped.
 
     Layouts: ``openi`` = ``root/ecgen-radiology/*.xml`` + ``root/images/*.png`` (+ optional
     ``root/indiana_projections.csv`` for views); ``openi-kaggle`` = ``read_openi_kaggle``; ``mimic-cxr`` =
     ``root/mimic-cxr-2.0.0-metadata.csv`` + ``root/files/``; ``covid-cxr`` = ``root/metadata.csv`` +
     ``root/images/`` (``covid.read_covid_cxr``: the notes' radiograph sentences are its findings, it has no
     impression); ``phantoms`` writes ``n_phantoms`` synthetic radiographs as PNGs under ``root`` (once) and
-    reads them back.
+    reads them back; ``coco`` = ``coco.read_coco`` (``coco_test_captions``: a captions file of the test split) and
+    ``karpathy`` = ``coco.read_karpathy`` (``karpathy_json``: the split file, else the one ``dataset_*.json`` in
+    ``root``), whose samples carry several captions and their own split.
     """
     root = Path(root)
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
     if dataset != "phantoms" and not root.is_dir():
         raise FileNotFoundError(f"{dataset} root folder not found: {root}")
+    if dataset in CAPTION_DATASETS and (target != "findings" or frontal_only):
+        raise ValueError(f"{dataset} has captions only, no report sections or views: its target is every caption "
+                         "(leave --target and --frontal-only out)")
+    if (karpathy_json and dataset != "karpathy") or (coco_test_captions and dataset != "coco"):
+        raise ValueError("a Karpathy split file (--json) is for --dataset karpathy, a test captions file "
+                         "(--test-json) for --dataset coco")
     if dataset == "openi":
         projections = root / "indiana_projections.csv"
         samples = read_openi(root / "ecgen-radiology", root / "images",
@@ -97,9 +129,17 @@ def load_samples(dataset: str, root: str | Path, errors: list[dict[str, str]] | 
         if target == "impression":
             raise ValueError("covid-cxr has no impression: its target is the notes' radiograph sentences (findings)")
         samples = read_covid_cxr(root, frontal_only, errors=errors)
+    elif dataset == "coco":
+        from .coco import read_coco
+
+        samples = read_coco(root, coco_test_captions, errors=errors)
+    elif dataset == "karpathy":
+        from .coco import read_karpathy
+
+        samples = read_karpathy(root, karpathy_json, errors=errors)
     else:
         samples = write_phantom_images(root, n_phantoms, image_size, seed)
-    return [s for s in samples if report_target(s, target)]
+    return [s for s in samples if report_targets(s, target)]
 
 
 def write_phantom_images(folder: str | Path, n: int, image_size: int, seed: int) -> list[CXRSample]:
@@ -128,8 +168,7 @@ def split_studies(samples: Sequence[CXRSample], fractions: tuple[float, float, f
     """
     if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
         raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {fractions}")
-    studies = pd.DataFrame([(s.study_id, s.subject_id or "") for s in samples], columns=["study_id", "subject_id"])
-    studies = studies.drop_duplicates("study_id").reset_index(drop=True)
+    studies = _studies(samples)
     if studies.empty:
         raise ValueError("no studies to split")
     group = np.where(studies["subject_id"] != "", "p" + studies["subject_id"], "s" + studies["study_id"])
@@ -165,11 +204,25 @@ def splits_from_table(samples: Sequence[CXRSample], path: str | Path) -> pd.Data
     twice = per_study["study_id"][per_study["study_id"].duplicated()]
     if len(twice):
         raise ValueError(f"{path}: study {twice.iloc[0]} is in two splits")
-    split_of = dict(zip(per_study["study_id"], per_study["split"]))
-    studies = pd.DataFrame([(s.study_id, s.subject_id or "") for s in samples], columns=["study_id", "subject_id"])
-    studies = studies.drop_duplicates("study_id")
-    studies["split"] = studies["study_id"].map(split_of)
+    studies = _studies(samples)
+    studies["split"] = studies["study_id"].map(dict(zip(per_study["study_id"], per_study["split"])))
     return studies.dropna(subset=["split"]).reset_index(drop=True)
+
+
+def splits_of_samples(samples: Sequence[CXRSample]) -> pd.DataFrame:
+    """``study_id, subject_id, split`` from the samples' own ``split`` (coco, karpathy); every sample needs one."""
+    unsplit = [s.sample_id for s in samples if s.split not in ("train", "val", "test")]
+    if unsplit:
+        raise ValueError(f"{len(unsplit)} samples have no split of their own (first: {unsplit[0]})")
+    studies = _studies(samples)
+    studies["split"] = studies["study_id"].map({s.study_id: s.split for s in samples})
+    return studies
+
+
+def _studies(samples: Sequence[CXRSample]) -> pd.DataFrame:
+    """``study_id, subject_id`` (``""`` where unknown), one row per study in order of first appearance."""
+    studies = pd.DataFrame([(s.study_id, s.subject_id or "") for s in samples], columns=["study_id", "subject_id"])
+    return studies.drop_duplicates("study_id").reset_index(drop=True)
 
 
 class ImageStore:

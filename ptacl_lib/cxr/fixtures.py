@@ -1,5 +1,7 @@
 """Tiny data sets drawn from phantoms, for tests, the notebook and trying the CLI: Open-I (Kaggle layout), the
-COVID-19 collection's layout (``write_covid_fixture``), and single CR/DX DICOMs (``write_dicom``).
+COVID-19 collection's layout (``write_covid_fixture``), and single CR/DX DICOMs (``write_dicom``); and two tiny
+general-image caption sets of drawn shapes, in the MS-COCO layout (``write_coco_fixture``) and as a Karpathy
+split file (``write_karpathy_fixture``).
 
 The Open-I one:
 
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from .phantoms import PhantomConfig, generate_phantoms
 from .readers import KAGGLE_IMAGES, KAGGLE_PROJECTIONS, KAGGLE_REPORTS
@@ -171,4 +173,105 @@ def write_covid_fixture(root: str | Path, n_patients: int = 14, image_size: int 
     (root / "annotations" / "annotations.json").write_text(json.dumps(
         {"images": coco_images, "annotations": coco_boxes,
          "categories": [{"id": 1, "name": "Right Lung"}, {"id": 2, "name": "Left Lung"}]}))
+    return out
+
+
+_TONES = {"white": 235, "black": 20}
+_PLACES = {"left": (0.3, 0.5), "right": (0.7, 0.5), "top": (0.5, 0.3), "bottom": (0.5, 0.7)}
+
+
+def shape_picture(rng: np.random.Generator, size: int) -> tuple[Image.Image, list[str]]:
+    """An RGB picture of one white or black circle or square on grey, and two or three captions saying so."""
+    tone, shape, place = (str(rng.choice(list(options))) for options in (_TONES, ("circle", "square"), _PLACES))
+    image = Image.new("RGB", (size, size), (120, 128 + int(rng.integers(-8, 9)), 136))
+    cx, cy = (v * size for v in _PLACES[place])
+    r = size * 0.18
+    draw = ImageDraw.Draw(image)
+    (draw.ellipse if shape == "circle" else draw.rectangle)((cx - r, cy - r, cx + r, cy + r), fill=(_TONES[tone],) * 3)
+    captions = [f"A {tone} {shape} on the {place}.", f"There is a {shape} at the {place} of the picture",
+                f"a {tone} {shape} near the {place} edge"]
+    return image, captions[: 2 + int(rng.integers(0, 2))]
+
+
+def _save_picture(image: Image.Image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, quality=90) if path.suffix == ".jpg" else image.save(path)
+
+
+def _truncate(path: Path) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    return path
+
+
+def write_coco_fixture(root: str | Path, n_train: int = 12, n_val: int = 8, image_size: int = 32, seed: int = 0,
+                       year: str = "2017", damaged: bool = True) -> dict[str, Path]:
+    """The MS-COCO layout under ``root``: ``annotations/captions_{train,val}<year>.json`` and ``train<year>/``,
+    ``val<year>/`` with drawn shapes (``shape_picture``; every third image a PNG, the rest JPEG), file names as
+    COCO spells them for ``year``. Train ids are 1.., val ids 1001...
+
+    With ``damaged``: train image 2 is truncated, train image 3 is listed without a caption, and val image 1001
+    is listed but its file is missing. Returns their paths (``broken``, ``no_caption``, ``missing``).
+    """
+    root, rng = Path(root), np.random.default_rng(seed)
+    out: dict[str, Path] = {}
+    for part, ids in (("train", range(1, n_train + 1)), ("val", range(1001, 1001 + n_val))):
+        folder = root / f"{part}{year}"
+        images, annotations = [], []
+        for image_id in ids:
+            stem = f"{image_id:012d}" if year != "2014" else f"COCO_{part}{year}_{image_id:012d}"
+            name = f"{stem}.png" if image_id % 3 == 0 else f"{stem}.jpg"
+            picture, captions = shape_picture(rng, image_size)
+            _save_picture(picture, folder / name)
+            images.append({"id": image_id, "file_name": name, "width": image_size, "height": image_size,
+                           "license": 1})
+            if damaged and image_id == 3:
+                out["no_caption"] = folder / name
+                continue
+            annotations += [{"id": 10 * image_id + k, "image_id": image_id, "caption": c}
+                            for k, c in enumerate(captions)]
+        if damaged:
+            if part == "train":
+                out["broken"] = _truncate(folder / images[1]["file_name"])
+            else:
+                out["missing"] = folder / images[0]["file_name"]
+                out["missing"].unlink()
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / f"captions_{part}{year}.json").write_text(json.dumps(
+            {"info": {"description": "drawn shapes"}, "licenses": [{"id": 1, "name": "CC0"}], "images": images,
+             "annotations": annotations}))
+    return out
+
+
+_KARPATHY_SPLITS = ("train", "train", "restval", "val", "test")
+
+
+def write_karpathy_fixture(root: str | Path, n_images: int = 20, image_size: int = 32, seed: int = 0,
+                           name: str = "dataset_coco.json", filepath: bool = True, damaged: bool = True
+                           ) -> dict[str, Path]:
+    """A Karpathy split file ``root/<name>`` of drawn shapes (``shape_picture``): image ``i`` is in split
+    ``train, train, restval, val, test`` by ``i % 5``, with its tokenised captions. With ``filepath`` the images lie
+    in ``root/train2014/`` or ``root/val2014/`` (as in ``dataset_coco.json``), else in ``root`` (the Flickr files).
+
+    With ``damaged``: image 1 is truncated and image 2 has no sentences. Returns their paths (``broken``,
+    ``no_caption``).
+    """
+    root, rng = Path(root), np.random.default_rng(seed)
+    images, out = [], {}
+    for i in range(n_images):
+        split = _KARPATHY_SPLITS[i % 5]
+        folder = ("val2014" if split in ("val", "test") else "train2014") if filepath else ""
+        filename = f"{i:06d}.jpg"
+        picture, captions = shape_picture(rng, image_size)
+        _save_picture(picture, root / folder / filename)
+        sentences = [{"tokens": caption.lower().rstrip(".").split(), "raw": caption, "imgid": i,
+                      "sentid": 10 * i + k} for k, caption in enumerate(captions)]
+        if damaged and i == 2:
+            sentences, out["no_caption"] = [], root / folder / filename
+        entry = {"filename": filename, "imgid": i, "split": split, "sentids": [s["sentid"] for s in sentences],
+                 "sentences": sentences, "cocoid": 100 + i}
+        images.append({"filepath": folder, **entry} if filepath else entry)
+    if damaged:
+        out["broken"] = _truncate(root / (images[1].get("filepath") or "") / images[1]["filename"])
+    (root / name).write_text(json.dumps({"images": images, "dataset": name.removeprefix("dataset_")[:-5]}))
     return out

@@ -9,12 +9,16 @@ missing, corrupt or truncated image, with the file and the reason; those images 
 ``errors.csv``. Where the data set gives finding labels (covid-cxr), ``label_*`` scores compare the generated
 report's CheXpert observations with them; where it ships lung boxes (covid-cxr's ``annotations.json``),
 ``lung_localisation`` holds the heatmaps' attention share inside the lungs against the lungs' area share and a
-pointing game (``evaluation.lung_localisation``).
+pointing game (``evaluation.lung_localisation``). What a data set cannot be scored on (pathology for COCO and
+Karpathy captions, lung localisation without lung boxes) is named, with the reason, in ``not_scored``.
 
 Protocol (views merged): every readable image of a study is captioned by beam search; the study's generated
-report is the caption with the highest mean log-probability per token, and its reference is the study's
-cleaned report. Every metric is over studies, one candidate and one reference each, so a
-study with a frontal and a lateral image counts once.
+report is the caption with the highest mean log-probability per token, and its references are the study's
+cleaned report, or every caption of the image where the data set gives several (coco, karpathy). Every metric
+is over studies, one candidate each, so a study with a frontal and a lateral image counts once.
+
+Training pairs each image with one reference per epoch: its report, or, with several captions, one drawn
+afresh each epoch (``train_captions="sample"``) or every one of them (``"all"``).
 """
 
 from __future__ import annotations
@@ -38,14 +42,16 @@ from ..runtime import autocast, load_checkpoint, resolve_device, save_checkpoint
 from .backbones import load_backbone_weights
 from .covid import ANNOTATIONS, read_lung_boxes
 from .data import (
+    CAPTION_DATASETS,
     CaptionDataset,
     ImageStore,
     collate_captions,
     load_samples,
-    report_target,
+    report_targets,
     scan_images,
     split_studies,
     splits_from_table,
+    splits_of_samples,
     write_errors,
 )
 from .decode import beam_search
@@ -67,8 +73,10 @@ from .train import CaptionTrainConfig, TrainedCaptioner, load_captioner, save_ca
 from .vocab import Vocabulary
 
 PROTOCOL = ("views merged: each readable image of a study is captioned (beam search); the study's candidate is "
-            "the caption with the highest mean log-probability per token; the reference is the study's cleaned "
-            "report; all metrics are over studies (one candidate, one reference each).")
+            "the caption with the highest mean log-probability per token; the references are the study's cleaned "
+            "report, or every caption of the image where the data set gives several; all metrics are over studies "
+            "(one candidate each).")
+TRAIN_CAPTIONS: tuple[str, ...] = ("sample", "all")
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,9 @@ class CXRRunConfig:
     cache_dir: str = ""  # resized-image cache ("" = decode every time)
     n_phantoms: int = 200  # dataset "phantoms" only
     device: str = "auto"
+    train_captions: str = "sample"  # several captions per image: one drawn per epoch ("sample") or every one ("all")
+    karpathy_json: str = ""  # dataset "karpathy": the split file ("" = the one dataset_*.json in root)
+    coco_test_captions: str = ""  # dataset "coco": a captions file whose images are the test split ("" = hash split)
 
 
 def read_run_config(run_dir: str | Path) -> CXRRunConfig:
@@ -114,7 +125,8 @@ def read_run_config(run_dir: str | Path) -> CXRRunConfig:
 def _samples(config: CXRRunConfig, errors: list[dict[str, str]]) -> list[CXRSample]:
     root = config.root or str(Path(config.run_dir) / "phantom_images")
     return load_samples(config.dataset, root, errors, config.target, config.frontal_only, config.n_phantoms,
-                        config.image_size, config.seed)
+                        config.image_size, config.seed, config.karpathy_json or None,
+                        config.coco_test_captions or None)
 
 
 def _store(config: CXRRunConfig) -> ImageStore:
@@ -127,10 +139,22 @@ def _lr(config: CXRRunConfig, epoch: int) -> float:
     return config.lr * warm * 0.5 * (1 + math.cos(math.pi * epoch / max(config.epochs, 1)))
 
 
+def _pairs(samples: Sequence[CXRSample], config: CXRRunConfig, epoch: int) -> tuple[list[CXRSample], list[str]]:
+    """One epoch's (image, caption) pairs: each image with one of its references, drawn for this epoch (seeded by
+    seed and epoch, so resume is exact), or with every reference (``train_captions="all"``)."""
+    rng = np.random.default_rng([config.seed, epoch])
+    images, captions = [], []
+    for sample in samples:
+        refs = report_targets(sample, config.target)
+        chosen = refs if config.train_captions == "all" else (refs[int(rng.integers(len(refs)))],)
+        images += [sample] * len(chosen)
+        captions += chosen
+    return images, captions
+
+
 def _loader(samples: Sequence[CXRSample], config: CXRRunConfig, vocab: Vocabulary, shuffle: bool,
             epoch: int = 0) -> DataLoader:
-    captions = [report_target(s, config.target) for s in samples]
-    data = CaptionDataset(samples, captions, vocab, _store(config), config.max_len)
+    data = CaptionDataset(*_pairs(samples, config, epoch), vocab, _store(config), config.max_len)
     return DataLoader(data, batch_size=config.batch_size, shuffle=shuffle, num_workers=config.workers,
                       collate_fn=functools.partial(collate_captions, pad=vocab.pad),
                       generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
@@ -150,6 +174,8 @@ def train_run(config: CXRRunConfig, resume: bool = False, log: bool = True) -> P
                                      device=config.device, run_dir=str(run_dir))
     elif resume:
         raise FileNotFoundError(f"--resume: no last.pt in {run_dir}")
+    if config.train_captions not in TRAIN_CAPTIONS:
+        raise ValueError(f"train_captions must be one of {TRAIN_CAPTIONS}, got {config.train_captions!r}")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
     seed_everything(config.seed)
@@ -166,10 +192,14 @@ def train_run(config: CXRRunConfig, resume: bool = False, log: bool = True) -> P
     if resume:
         splits, vocab = pd.read_csv(splits_path, dtype=str).fillna(""), Vocabulary.load(vocab_path)
     else:
-        splits = (splits_from_table(samples, config.splits_csv) if config.splits_csv
-                  else split_studies(samples, config.split_fractions, config.seed))
+        if config.splits_csv:
+            splits = splits_from_table(samples, config.splits_csv)
+        elif any(s.split for s in samples):  # the data set's own split (coco, karpathy)
+            splits = splits_of_samples(samples)
+        else:
+            splits = split_studies(samples, config.split_fractions, config.seed)
         splits.to_csv(splits_path, index=False)
-        train_text = [report_target(s, config.target) for s in _split_samples(samples, splits, "train")]
+        train_text = [t for s in _split_samples(samples, splits, "train") for t in report_targets(s, config.target)]
         vocab = Vocabulary.build(train_text, config.min_word_count)
         vocab.save(vocab_path)
     train_set, val_set = _split_samples(samples, splits, "train"), _split_samples(samples, splits, "val")
@@ -273,39 +303,61 @@ def evaluate_run(run_dir: str | Path, split: str = "test", beam: int = 3, meteor
     table = _per_study(decoded)
     if table.empty:
         raise ValueError(f"no readable {split} image in {run_dir}")
+    tops = [_top(decoded[s]) for s in table["study_id"]]
+    generated = list(table["generated"])
     metrics: dict[str, Any] = {"split": split, "beam": beam, "n_studies": len(table),
-                               "n_images": int(sum(len(v) for v in decoded.values())), "n_unreadable": len(errors)}
+                               "n_images": int(sum(len(v) for v in decoded.values())), "n_unreadable": len(errors),
+                               "n_references": int(table["n_references"].sum())}
     use_meteor = meteor_available() if meteor is None else meteor
-    metrics.update(caption_metrics(list(table["generated"]), list(table["reference"]), meteor=use_meteor))
+    metrics.update(caption_metrics(generated, [t["references"] for t in tops], meteor=use_meteor))
     if math.isnan(metrics["METEOR"]):
         metrics["METEOR_note"] = METEOR_NO_JAVA if meteor is None or not meteor_available() else "skipped on request"
-    metrics.update(finding_scores(list(table["generated"]), list(table["reference"])))
-    metrics.update(observation_scores(list(table["generated"]), list(table["reference"])))
-    tops = [_top(decoded[s]) for s in table["study_id"]]
-    if any(t["labels"] for t in tops):  # the data set's own finding labels (covid-cxr's ``finding`` + notes)
-        metrics.update(observation_set_scores([observations_present(t["generated"]) for t in tops],
-                                              [t["labels"] for t in tops], prefix="label"))
+    not_scored = _pathology_scores(metrics, config, generated, tops)
     lungs = _lung_masks(config, [t["image"] for t in tops])
-    if lungs is not None:
+    if lungs is None:
+        not_scored["lung_localisation"] = _no_lung_boxes(config)
+    else:
         metrics["lung_localisation"] = lung_localisation([t["decoded"] for t in tops], lungs)
+    metrics["not_scored"] = not_scored
     metrics["protocol"] = PROTOCOL
     with replacing(run_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=1))
     table.to_csv(run_dir / "per_study.csv", index=False)
     if log:
-        print(" ".join(f"{k} {metrics[k]:.3f}" for k in CAPTION_METRICS)
-              + f" chexpert-F1 {metrics['chexpert_micro_f1']:.3f}")
+        chexpert = f" chexpert-F1 {metrics['chexpert_micro_f1']:.3f}" if "chexpert_micro_f1" in metrics else ""
+        print(f"{split} split, beam {beam}, {len(table)} studies: "
+              + " ".join(f"{k} {metrics[k]:.3f}" for k in CAPTION_METRICS) + chexpert)
+        for name, reason in not_scored.items():
+            print(f"not scored: {name}: {reason}")
     return metrics
+
+
+def _pathology_scores(metrics: dict[str, Any], config: CXRRunConfig, generated: Sequence[str],
+                      tops: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Add finding, CheXpert and (where the data set has them) label scores to ``metrics``; return what was not
+    scored, with the reason."""
+    if config.dataset in CAPTION_DATASETS:
+        return {"pathology": f"{config.dataset} captions describe general images, with no pathology to label: "
+                             "finding_*, chexpert_* and label_* are not computed"}
+    reports = [t["references"][0] for t in tops]
+    metrics.update(finding_scores(generated, reports))
+    metrics.update(observation_scores(generated, reports))
+    if not any(t["labels"] for t in tops):
+        return {"labels": f"{config.dataset} gives no finding labels of its own (label_*); chexpert_* compare with "
+                          "the rule labeller's reading of the reference reports"}
+    metrics.update(observation_set_scores([observations_present(g) for g in generated], [t["labels"] for t in tops],
+                                          prefix="label"))
+    return {}
 
 
 def _decode(trained: TrainedCaptioner, samples: Sequence[CXRSample], config: CXRRunConfig, beam: int,
             errors: list[dict[str, str]], split: str) -> dict[str, list[dict[str, Any]]]:
-    """``study_id -> [{image, view, generated, mean_logprob, reference}]`` for every readable image."""
+    """``study_id -> [{image, view, generated, mean_logprob, references, ...}]`` for every readable image."""
     store = _store(config)
     readable, bad = scan_images(samples, store, config.workers, stage=f"evaluate-{split}")
     errors += bad
-    captions = [report_target(s, config.target) for s in readable]
-    data = CaptionDataset(readable, captions, trained.vocab, store, config.max_len)
+    references = [report_targets(s, config.target) for s in readable]
+    data = CaptionDataset(readable, [r[0] for r in references], trained.vocab, store, config.max_len)
     loader = DataLoader(data, batch_size=None, num_workers=config.workers)
     out: dict[str, list[dict[str, Any]]] = {}
     for item in loader:
@@ -316,7 +368,7 @@ def _decode(trained: TrainedCaptioner, samples: Sequence[CXRSample], config: CXR
         s = readable[int(i)]
         out.setdefault(s.study_id, []).append({
             "image": str(s.image_path), "view": s.view or "", "generated": dec.text,
-            "mean_logprob": dec.score / (len(dec.words) + 1), "reference": captions[int(i)], "decoded": dec,
+            "mean_logprob": dec.score / (len(dec.words) + 1), "references": references[int(i)], "decoded": dec,
             "labels": s.labels})
     return out
 
@@ -326,27 +378,38 @@ def _top(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return max(items, key=lambda r: r["mean_logprob"])
 
 
+def _no_lung_boxes(config: CXRRunConfig) -> str:
+    """Why the run's data set has no lung boxes to score attention against ("" when it has them)."""
+    if config.dataset != "covid-cxr":
+        return f"{config.dataset} ships no lung boxes (only covid-cxr's {ANNOTATIONS.as_posix()} has them)"
+    if not (Path(config.root) / ANNOTATIONS).exists():
+        return f"no {ANNOTATIONS.as_posix()} under {config.root}"
+    return ""
+
+
 def _lung_masks(config: CXRRunConfig, images: Sequence[str]) -> list[np.ndarray] | None:
     """Lung-box masks at the model's input size for ``images`` (empty where a file has no boxes); ``None`` when
-    the data set ships no lung boxes (only covid-cxr's ``annotations/annotations.json`` does)."""
-    path = Path(config.root) / ANNOTATIONS
-    if config.dataset != "covid-cxr" or not path.exists():
+    the data set ships no lung boxes (``_no_lung_boxes``)."""
+    if _no_lung_boxes(config):
         return None
-    boxes = read_lung_boxes(path)
+    boxes = read_lung_boxes(Path(config.root) / ANNOTATIONS)
     size = config.image_size
     return [box_mask(boxes[name][2], boxes[name][0], boxes[name][1], size) if name in boxes
             else np.zeros((size, size), bool) for name in (Path(i).name for i in images)]
 
 
 def _per_study(decoded: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
-    """One row per study: the most confident image's caption (the views-merged protocol)."""
+    """One row per study: the most confident image's caption (the views-merged protocol); ``reference`` holds
+    every reference, joined by `` | ``."""
     rows = []
     for study, items in sorted(decoded.items()):
         top = _top(items)
         rows.append({"study_id": study, "n_images": len(items), "view_used": top["view"], "image_used": top["image"],
-                     "mean_logprob": top["mean_logprob"], "generated": top["generated"], "reference": top["reference"],
+                     "mean_logprob": top["mean_logprob"], "generated": top["generated"],
+                     "reference": " | ".join(top["references"]), "n_references": len(top["references"]),
                      "labels": ";".join(top["labels"])})
-    columns = ["study_id", "n_images", "view_used", "image_used", "mean_logprob", "generated", "reference", "labels"]
+    columns = ["study_id", "n_images", "view_used", "image_used", "mean_logprob", "generated", "reference",
+               "n_references", "labels"]
     return pd.DataFrame(rows, columns=columns)
 
 

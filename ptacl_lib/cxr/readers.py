@@ -22,7 +22,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from lxml import etree
 
@@ -37,8 +36,8 @@ class CXRReadError(ValueError):
 class CXRSample:
     """One image with its report sections, the same for every source."""
 
-    source: str  # "openi" | "mimic-cxr" | "covid-cxr" | "phantoms"
-    sample_id: str  # image id (Open-I parentImage id, MIMIC dicom_id)
+    source: str  # "openi" | "mimic-cxr" | "covid-cxr" | "phantoms" | "coco" | "karpathy"
+    sample_id: str  # image id (Open-I parentImage id, MIMIC dicom_id, COCO image id)
     study_id: str
     subject_id: str | None
     image_path: Path
@@ -48,6 +47,8 @@ class CXRSample:
     indication: str = ""
     comparison: str = ""
     labels: tuple[str, ...] = ()  # reference CheXpert observation keys, where the data set gives them (covid-cxr)
+    captions: tuple[str, ...] = ()  # every reference caption, where a data set gives several per image (coco, karpathy)
+    split: str | None = None  # the data set's own split, where it has one (coco, karpathy): train | val | test
 
 
 def _clean(text: str | None) -> str:
@@ -224,9 +225,3 @@ def _read_csv(path: str | Path, required: tuple[str, ...]) -> pd.DataFrame:
         raise CXRReadError(f"{path}: missing columns {missing}")
     return table
 
-
-def load_image(sample: CXRSample, size: int) -> np.ndarray:
-    """The sample's image as grey float32 ``[size, size]`` in [0, 1] (``images.decode_image``, resized)."""
-    from .images import decode_image, resize_grey  # images imports this module
-
-    return resize_grey(decode_image(sample.image_path), size).astype(np.float32) / 255.0
