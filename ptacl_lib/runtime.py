@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import random
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,25 +124,59 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return path
 
 
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint or weights file holds objects other than weights, so it was not loaded."""
+
+
+_RECONSTRUCT_NDARRAY = np.empty(0).__reduce__()[0]
+#: The only globals allowed beyond torch's weights-only set: the uint32 ndarray of NumPy's RNG state in checkpoints
+#: written before ``capture_rng_state`` stored it as a list (NumPy 2 and NumPy 1 name ``_reconstruct`` differently).
+_OLD_RNG_STATE_GLOBALS: list[Any] = [
+    (_RECONSTRUCT_NDARRAY, "numpy._core.multiarray._reconstruct"),
+    (_RECONSTRUCT_NDARRAY, "numpy.core.multiarray._reconstruct"),
+    np.ndarray, np.dtype, type(np.dtype(np.uint32)),
+]
+
+
+def load_weights_only(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load`` that unpickles only tensors, numbers, strings and containers of them (and old RNG states).
+
+    Every checkpoint and weights file goes through here: unpickling arbitrary objects can run code, so a file
+    that holds any is refused with ``UnsafeCheckpointError`` before anything in it runs.
+    """
+    try:
+        with torch.serialization.safe_globals(_OLD_RNG_STATE_GLOBALS):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        refused = re.search(r"GLOBAL (\S+)", str(err))
+        what = f" (such as {refused.group(1)})" if refused else ""
+        raise UnsafeCheckpointError(f"{path} holds objects other than weights{what}; it was not loaded, because "
+                                    "unpickling them could run code") from err
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by ``save_checkpoint``."""
+    """Load a checkpoint written by ``save_checkpoint``, weights only (``load_weights_only``)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location=map_location, weights_only=False)
+    return load_weights_only(path, map_location)
 
 
 def capture_rng_state() -> dict[str, Any]:
-    """Every global RNG stream (Python, NumPy, torch CPU and CUDA), for a checkpoint."""
-    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
-                             "torch": torch.get_rng_state()}
+    """Every global RNG stream (Python, NumPy, torch CPU and CUDA), for a checkpoint.
+
+    NumPy's state is its dict form with the key as a list of ints, so a checkpoint needs no pickled ndarray.
+    """
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"] = {**numpy_state["state"], "key": numpy_state["state"]["key"].tolist()}
+    state: dict[str, Any] = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    """Put back what ``capture_rng_state`` returned."""
+    """Put back what ``capture_rng_state`` returned (older checkpoints hold NumPy's raw tuple; both restore)."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import torch
+from crafted_pickles import write_payload
+from torch import nn
 
 from ptacl_lib.cxr.backbones import IMAGENET_FILES, build_backbone, load_backbone_weights, weights_file
 from ptacl_lib.cxr.model import CaptionerConfig, ShowAttendTell
 from ptacl_lib.cxr.train import CaptionTrainConfig, TrainedCaptioner, load_captioner, save_captioner
 from ptacl_lib.cxr.vocab import Vocabulary
+from ptacl_lib.runtime import UnsafeCheckpointError
 
 
 @pytest.mark.parametrize("name, n_params", [("resnet18", 11_176_512), ("densenet121", 6_953_856)])
@@ -47,6 +51,19 @@ def test_weights_load_from_a_torchvision_style_file(tmp_path: Path) -> None:
     torch.save({"fc.weight": torch.zeros(3)}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="no parameter matches"):
         load_backbone_weights(target, "densenet121", str(tmp_path / "other.pth"))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("via", ["torch.save", "pickle"])
+def test_a_weights_file_that_would_run_code_is_refused(tmp_path: Path, via: str) -> None:
+    marker = tmp_path / "pwned"
+    path = write_payload(tmp_path / "resnet18.pth", marker, via)
+    with pytest.raises(UnsafeCheckpointError, match=f"^{re.escape(str(path))} holds objects other than weights"):
+        load_backbone_weights(build_backbone("resnet18"), "resnet18", str(path))
+    assert not marker.exists()
+    torch.save(nn.Linear(2, 2), path)  # a whole pickled model is refused too: only its state dict loads
+    with pytest.raises(UnsafeCheckpointError, match="torch.nn.modules.linear.Linear"):
+        load_backbone_weights(build_backbone("resnet18"), "resnet18", str(path))
 
 
 def test_missing_imagenet_weights_is_a_clear_offline_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

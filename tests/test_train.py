@@ -12,13 +12,15 @@ from typing import Iterator
 import pandas as pd
 import pytest
 import torch
+from crafted_pickles import write_payload
 
 import ptacl_lib.train as train_module
 from conftest import REPO, run_notebook
+from ptacl_lib.cli import main
 from ptacl_lib.losses import ptacl_loss
 from ptacl_lib.models import ModelConfig, PTACLModel
 from ptacl_lib.runs import load_run, read_metrics, run_model_config
-from ptacl_lib.runtime import load_checkpoint, seed_everything
+from ptacl_lib.runtime import UnsafeCheckpointError, load_checkpoint, seed_everything
 from ptacl_lib.train import EPOCH_COLUMNS, STEP_COLUMNS, ContrastiveObjective, MaskedECGObjective, TrainConfig, fit
 
 LOSS_COLUMNS = ["loss", "loss_global", "loss_local"]
@@ -189,6 +191,23 @@ def test_init_from_starts_at_another_runs_weights(tiny_cohort: Path, tmp_path: P
     with pytest.raises(ValueError, match=r"another model than the 'base' preset \(it differs in \['ecg_dim'"):
         fit(tiny_config(tiny_cohort, tmp_path / "bad", objective="supervised", epochs=0, model="base",
                         geometry="demo", init_from=str(source)))
+
+
+def test_init_from_a_run_whose_checkpoint_would_run_code_is_one_clear_line(
+        tiny_cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["--manifest", str(tiny_cohort), "--objective", "none", "--epochs", "0", "--no-progress"]
+    source = tmp_path / "source"
+    assert main(["train", "--run-dir", str(source), *common]) == 0
+    marker = tmp_path / "pwned"
+    last = write_payload(source / "checkpoints" / "last.pt", marker)
+    capsys.readouterr()
+    assert main(["train", "--run-dir", str(tmp_path / "tuned"), "--init-from", str(source), *common]) == 2
+    assert capsys.readouterr().err.strip() == (f"ptacl train: error: {last} holds objects other than weights (such "
+                                               "as posix.system); it was not loaded, because unpickling them could "
+                                               "run code")
+    with pytest.raises(UnsafeCheckpointError, match="holds objects other than weights"):
+        load_run(source)
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("objective", ["global", "ecg_ssl", "supervised", "none"])

@@ -8,6 +8,7 @@ grid before pooling (stride 32: 224 px -> 7 x 7 cells) feeds the attention.
 No weights are downloaded. ``load_backbone_weights`` takes ``"none"`` (random init, as in the tests), a
 path to a state dict, or ``"imagenet"``: torchvision's file in the torch hub cache
 (``$TORCH_HOME/hub/checkpoints``). A missing file is a ``FileNotFoundError`` that names the file to fetch.
+Files load weights only: one that pickles other objects (a whole model, say) is refused, since that could run code.
 (torchvision itself is not a dependency: its PyPI build for torch 2.13.0 is a CUDA build whose compiled
 operators fail to load next to the CPU torch wheel.)
 """
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from ..runtime import load_weights_only
 
 BACKBONES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "densenet121", "xrv-densenet121")
 BACKBONE_STRIDE = 32
@@ -172,9 +175,8 @@ _OLD_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12
 
 
 def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor]:
-    obj = torch.load(path, map_location="cpu", weights_only=False)
-    if isinstance(obj, nn.Module):
-        obj = obj.state_dict()
+    """The state dict in a weights file, loaded weights only (a pickled whole model is refused)."""
+    obj = load_weights_only(path)
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
