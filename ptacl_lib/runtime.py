@@ -138,6 +138,14 @@ _OLD_RNG_STATE_GLOBALS: list[Any] = [
 ]
 
 
+def _old_rng_state_allowed() -> contextlib.AbstractContextManager[Any]:
+    """``_OLD_RNG_STATE_GLOBALS`` allowed for one load (torch >= 2.6; with an older torch, a checkpoint with the
+    old RNG layout is refused like any other file that holds more than weights)."""
+    if tuple(int(p) for p in torch.__version__.split(".")[:2] if p.isdigit()) < (2, 6):
+        return contextlib.nullcontext()
+    return torch.serialization.safe_globals(_OLD_RNG_STATE_GLOBALS)
+
+
 def load_weights_only(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load`` that unpickles only tensors, numbers, strings and containers of them (and old RNG states).
 
@@ -145,7 +153,7 @@ def load_weights_only(path: str | Path, map_location: str | torch.device = "cpu"
     that holds any is refused with ``UnsafeCheckpointError`` before anything in it runs.
     """
     try:
-        with torch.serialization.safe_globals(_OLD_RNG_STATE_GLOBALS):
+        with _old_rng_state_allowed():
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         refused = re.search(r"GLOBAL (\S+)", str(err))
