@@ -1,4 +1,4 @@
-"""The ``ptacl`` command: generate, prepare-ukb, train, evaluate, run-notebooks, study, demo."""
+"""The ``ptacl`` command: generate, prepare-ukb, train, evaluate, run-notebooks, study, demo, export, predict."""
 
 from __future__ import annotations
 
@@ -118,6 +118,45 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     _report_study(run_demo(DemoConfig(out=str(args.out or DEFAULT_OUT), scale=scale, test_subjects=args.test_subjects)))
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    from .inference import export_bundle
+
+    options = {k: getattr(args, k) for k in ("coverage", "method") if getattr(args, k) is not None}
+    out = export_bundle(args.study, args.out, arm=args.arm, reference=args.reference, onnx=args.onnx,
+                        device=args.device, **options)
+    print(f"model bundle written: {out} (model card: {out / 'README.md'})")
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .inference import Predictor, ecg_files
+    from .runtime import available_cpus
+
+    if args.ecg_manifest:
+        table = pd.read_csv(args.ecg_manifest, dtype=str)
+        if "path" not in table.columns:
+            raise ValueError(f"{args.ecg_manifest} needs a 'path' column (and optionally 'id')")
+        paths = [p if Path(p).is_absolute() else str(args.ecg_manifest.parent / p) for p in table["path"]]
+        ids = table["id"].tolist() if "id" in table.columns else None
+    else:
+        paths, ids = (list(args.ecg) if args.ecg else ecg_files(args.ecg_dir)), None
+    if not paths:
+        raise ValueError("no ECG file to predict")
+    predictor = Predictor.from_bundle(args.model, device=args.device, mains_hz=args.mains_hz, coverage=args.coverage)
+    workers = args.workers or min(8, available_cpus())
+    result = predictor.predict(paths, sampling_rate=args.sampling_rate, units=args.units, workers=workers,
+                               k=args.k, progress=args.progress, ids=ids)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    result.to_csv(args.out, index=False)
+    failed = result[result["status"] != "ok"]
+    print(f"{len(result) - len(failed)} of {len(result)} ECGs predicted -> {args.out}")
+    for _, row in failed.head(10).iterrows():
+        print(f"  error {row['id']}: {row['reason']}")
+    if len(failed) == len(result):
+        raise ValueError("no ECG could be predicted (the reasons are in the table)")
+
+
 def _report_study(result: object) -> None:
     import os
 
@@ -206,6 +245,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-subjects", type=int, default=-1,
                    help="size of the held-out test cohort (-1: the scale's; 0: score the cohort's own test split)")
     p.set_defaults(func=_cmd_demo)
+
+    from .data.schema import UNIT_TO_MV
+    from .train_config import MAINS_HZ
+
+    p = sub.add_parser("export", help="a finished study's arm as a self-describing model bundle (for ptacl predict)")
+    p.add_argument("--study", type=Path, required=True, help="the study folder (ptacl study --out)")
+    p.add_argument("--out", type=Path, required=True, help="the bundle folder to write")
+    p.add_argument("--arm", default="ptacl", help="which arm's seed ensemble to export")
+    p.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
+                   help="include the training subjects' embeddings, ids and phenotypes (similar patients, OOD flag)")
+    p.add_argument("--onnx", action="store_true", help="also write every seed's ECG encoder as ONNX")
+    p.add_argument("--coverage", type=float, default=None, help="the intervals' default coverage (0.9)")
+    p.add_argument("--method", default=None, help="the conformal score: absolute (the default) or seed_scaled")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("predict", help="CMR phenotypes, calibrated intervals and similar patients from ECG files")
+    p.add_argument("--model", type=Path, required=True, help="a model bundle (ptacl export)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ecg", type=Path, nargs="+", help="ECG files (CardioSoft XML, DICOM, WFDB .hea, .npy)")
+    source.add_argument("--ecg-dir", type=Path, help="a folder of ECG files")
+    source.add_argument("--ecg-manifest", type=Path, help="a CSV with a 'path' column (and optionally 'id')")
+    p.add_argument("--out", type=Path, required=True, help="the predictions CSV")
+    p.add_argument("--sampling-rate", type=float, default=None, help=".npy input: its sampling rate (Hz)")
+    p.add_argument("--units", choices=sorted(UNIT_TO_MV), default="mV", help=".npy input: its amplitude units")
+    p.add_argument("--mains-hz", type=int, choices=MAINS_HZ, default=None,
+                   help="the recordings' mains frequency (default: the training recordings', from the bundle)")
+    p.add_argument("--coverage", type=float, default=None, help="interval coverage (default: the bundle's, 0.9)")
+    p.add_argument("--k", type=int, default=5, help="similar reference patients per ECG")
+    p.add_argument("--workers", type=int, default=0, help="reader processes; 0: one per CPU, at most 8")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
+    p.set_defaults(func=_cmd_predict)
 
     from .cxr.cli import add_cxr_parser
 

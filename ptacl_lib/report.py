@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from .arms import RECIPE_SETTINGS, REFERENCE_ARMS, arm_label, arm_rank
@@ -147,6 +148,41 @@ def power_lines(paired: pd.DataFrame, seconds: dict[str, float], contrast: tuple
     if unreachable.any():
         lines += [f"No design within {MAX_SEEDS} seeds and the subject cap resolves a difference marked \"over "
                   f"{MAX_SEEDS}\": the seed part alone stays above it.", ""]
+    return lines
+
+
+def calibration_lines(out: str | Path, arm: str = "ptacl") -> list[str]:
+    """The report's interval section from ``calibration.csv``/``.json`` (``evaluate.calibration``): ``arm``'s
+    coverage, width and MAE per phenotype on the test set, and every arm's and method's mean coverage."""
+    import json
+
+    from .data.schema import PHENOTYPE_UNITS
+    from .evaluate.calibration import CALIBRATION_CSV, CALIBRATION_JSON
+
+    path = Path(out) / CALIBRATION_CSV
+    if not path.exists():
+        return ["No calibrated intervals: the cohort has no validation split to calibrate them on.", ""]
+    table = pd.read_csv(path)
+    saved = json.loads((Path(out) / CALIBRATION_JSON).read_text())
+    default, target = saved["default_method"], saved["coverage"]
+    arm = arm if arm in set(table["arm"]) else str(table["arm"].iloc[0])
+    n_val = int(saved["arms"][arm]["n_val"])
+    lines = [f"Each arm's prediction is the mean of its seeds' ridge probes. A {target:.0%} interval around it is "
+             f"set by split-conformal calibration on the study cohort's validation split ({n_val} subjects, so the "
+             f"realised coverage spreads by about ±{(target * (1 - target) / n_val) ** 0.5:.3f}), never on the test "
+             f"set; method `{default}` (`ptacl_lib.evaluate.calibration`). Test coverage, mean interval width and "
+             f"MAE of {arm_label(arm)}:", ""]
+    shown = table[(table["arm"] == arm) & (table["method"] == default)]
+    shown = shown.assign(unit=[PHENOTYPE_UNITS.get(t, "") for t in shown["target"]])
+    if not np.isfinite(shown["mean_width"]).all():
+        lines += [f"With {n_val} calibration subjects a {target:.0%} interval is unbounded: split-conformal needs at "
+                  f"least {int(np.ceil(1 / (1 - target))) - 1} of them (a larger validation split).", ""]
+    lines += [shown[["target", "unit", "n", "coverage", "mean_width", "mae"]].round(3).to_markdown(index=False), ""]
+    means = (table.groupby(["arm", "method"], sort=False)["coverage"].agg(["mean", "min", "max"]).round(3)
+             .reset_index().assign(arm=lambda t: [arm_label(a) for a in t["arm"]]))
+    lines += ["Coverage over the nine phenotypes, every arm and conformal method (mean, lowest, highest):", "",
+              means.rename(columns={"mean": "mean coverage", "min": "lowest", "max": "highest"})
+              .to_markdown(index=False), ""]
     return lines
 
 
@@ -288,6 +324,7 @@ def render_report(config: StudyConfig, tables: StudyTables, timings: dict[str, f
                          "ci_high", "mdd"]].round(4).to_markdown(index=False), ""]
     lines += ["## Power: what would resolve a smaller difference", "",
               *power_lines(tables.paired, run_seconds(out))]
+    lines += ["## Calibrated prediction intervals", "", *calibration_lines(out)]
     if (summary["task"] == "alignment").any():
         lines += ["## What the local loss visibly learns (ECG phase ↔ CMR frame, test set)", "",
                   "Diagonal accuracy: the share of ECG phases whose most similar CMR frame is their own "
@@ -312,7 +349,8 @@ def render_report(config: StudyConfig, tables: StudyTables, timings: dict[str, f
     if failed_notebooks:
         lines += [f"**Notebooks that failed** (executed copies in `notebooks/`): {', '.join(failed_notebooks)}", ""]
     lines += ["Executed notebooks are in `notebooks/`; per-run metrics in `arms/<arm>/seed<k>/metrics.json`; "
-              "every number in tidy form in `comparison.csv`, `ceiling.csv`, `summary.csv` and `paired.csv`.", ""]
+              "every number in tidy form in `comparison.csv`, `ceiling.csv`, `summary.csv`, `paired.csv` and "
+              "`calibration.csv`.", ""]
     return "\n".join(lines)
 
 

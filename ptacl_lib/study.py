@@ -30,7 +30,7 @@ import pandas as pd
 from .arms import ARM_RECIPES, OBJECTIVES, RECIPE_SETTINGS, arm_recipe, check_objectives
 from .geometry import GEOMETRY_FIELD, Geometry, as_geometry, saved_geometry
 from .runs import CONFIG_FILE, arm_run_dir, discover_runs, model_changes
-from .train_config import LOCAL_NEGATIVES, MODEL_PRESET_NAMES, TrainConfig, resume_conflicts
+from .train_config import LOCAL_NEGATIVES, MAINS_HZ, MODEL_PRESET_NAMES, TrainConfig, resume_conflicts
 
 STUDY_CONFIG_FILE = "study_config.json"
 
@@ -47,6 +47,8 @@ class StudyConfig:
     seeds: int = field(default=5, metadata={"help": "seeds per arm (0 .. N-1)"})
     model: str = field(default="small", metadata={"help": "model preset", "choices": MODEL_PRESET_NAMES})
     geometry: Geometry | None = field(default=None, metadata=GEOMETRY_FIELD)
+    mains_hz: int = field(default=50, metadata={"help": "mains frequency of the recordings (Hz): 50 or 60",
+                                                "choices": MAINS_HZ})
     epochs: int = field(default=15, metadata={"help": "epochs per run"})
     batch_size: int = field(default=64, metadata={"help": "samples per process and batch"})
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate"})
@@ -91,7 +93,7 @@ class StudyConfig:
         """The ``PreprocessConfig`` of the study's input geometry."""
         from .data.preprocess import PreprocessConfig
 
-        return PreprocessConfig(geometry=self.geometry)
+        return PreprocessConfig(geometry=self.geometry, mains_hz=self.mains_hz)
 
     def train_config(self, arm: str, seed: int, **overrides: Any) -> TrainConfig:
         """The exact ``TrainConfig`` of one arm and seed of this study."""
@@ -99,7 +101,8 @@ class StudyConfig:
         settings: dict[str, Any] = dict(
             manifest=str(self.manifest), run_dir=str(arm_run_dir(self.out, arm, seed)), objective=arm,
             model=self.model, local_negatives=self.local_negatives, seed=seed, device=self.device,
-            geometry=self.geometry, threads=self.threads, resume=True, **arm_recipe(arm, study, self.recipe_table))
+            geometry=self.geometry, mains_hz=self.mains_hz, threads=self.threads, resume=True,
+            **arm_recipe(arm, study, self.recipe_table))
         settings.update(overrides)
         return TrainConfig(**settings)
 
@@ -234,6 +237,20 @@ def notebook_parameters(config: StudyConfig) -> dict[str, Any]:
     return {"manifest": str(config.manifest), "run_root": str(config.out), "device": config.device}
 
 
+def calibrate_study(out: Path, runs: list[Path], config: StudyConfig) -> None:
+    """Calibrated intervals of every arm's seed ensemble (``evaluate.calibration.write_calibration``), when the
+    study cohort has a validation split to calibrate them on."""
+    from .data import open_cohort
+    from .evaluate.calibration import CALIBRATION_CSV, write_calibration
+
+    cohort = open_cohort(config.manifest)
+    if len(cohort.indices("val")) == 0:
+        (out / CALIBRATION_CSV).unlink(missing_ok=True)
+        print(f"[study] note: {config.manifest} has no validation split, so no intervals are calibrated", flush=True)
+        return
+    write_calibration(out, runs, cohort, device=config.device)
+
+
 @dataclass
 class StudyResult:
     """What ``run_study`` produced."""
@@ -271,6 +288,9 @@ def run_study(config: StudyConfig) -> StudyResult:
         tables: StudyTables = study_tables(out, config.manifest, ceiling=config.ceiling,
                                            test_manifest=config.test_manifest or None)
         timings["evaluate"] = time.perf_counter() - start
+        start = time.perf_counter()
+        calibrate_study(out, runs, config)
+        timings["calibrate"] = time.perf_counter() - start
 
         failed: list[str] = []
         if config.notebooks:

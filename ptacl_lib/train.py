@@ -313,7 +313,8 @@ def run_inputs(config: TrainConfig) -> tuple[PreprocessConfig, ModelConfig]:
     """The preprocessing and model of a run: its input geometry (``ptacl_lib.geometry``) given to both."""
     geometry = config.geometry
     assert geometry is not None  # resolved by TrainConfig
-    return PreprocessConfig(geometry=geometry), ModelConfig.preset(config.model).at_geometry(geometry)
+    return (PreprocessConfig(geometry=geometry, mains_hz=config.mains_hz),
+            ModelConfig.preset(config.model).at_geometry(geometry))
 
 
 def _initial_model(config: TrainConfig) -> tuple[PTACLModel, ModelConfig]:

@@ -13,6 +13,8 @@ from .geometry import GEOMETRY_FIELD, Geometry, as_geometry
 
 #: Names of the model presets (``ptacl_lib.models.ModelConfig.preset``): ``small`` for CPUs, ``base`` paper-like.
 MODEL_PRESET_NAMES: tuple[str, ...] = ("small", "base")
+#: Mains frequencies a recording may carry: 50 Hz (Europe, most of Asia and Africa) or 60 Hz (the Americas).
+MAINS_HZ: tuple[int, ...] = (50, 60)
 #: Readings of the local loss's negatives (``ptacl_lib.losses.local_temporal_loss``).
 LOCAL_NEGATIVES: tuple[str, ...] = ("within", "cross", "both")
 
@@ -30,6 +32,8 @@ class TrainConfig:
     objective: str = field(default="ptacl", metadata=_meta("training objective (arm)", choices=OBJECTIVES))
     model: str = field(default="small", metadata=_meta("model preset", choices=MODEL_PRESET_NAMES))
     geometry: Geometry | None = field(default=None, metadata=GEOMETRY_FIELD)
+    mains_hz: int = field(default=50, metadata=_meta(
+        "mains frequency of the recordings (Hz), notched where the ECG band reaches it", choices=MAINS_HZ))
     epochs: int = field(default=15, metadata=_meta("epochs over the train split"))
     batch_size: int = field(default=64, metadata=_meta("samples per process and batch"))
     accumulate: int = field(default=1, metadata=_meta(

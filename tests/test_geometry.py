@@ -180,7 +180,7 @@ def test_resume_and_init_from_refuse_another_geometry_naming_the_field(tmp_path:
     # the geometry is recorded once: not again in the model's or the preprocessing's entry
     assert record["geometry"] == {"name": "ukb", "ecg_hz": 250, "frames": 25, "image_size": 32, "slices": 3}
     assert not {"ecg_hz", "slices", "cmr_slices"} & set(record["model_config"])
-    assert record["preprocess"] == {"highpass_hz": 0.5, "lowpass_hz": 112.5, "notch_hz": 50.0,
+    assert record["preprocess"] == {"highpass_hz": 0.5, "lowpass_hz": 112.5, "mains_hz": 50.0,
                                     "rpeak_method": "consensus"}
     assert read_config(run).geometry == record_geometry(record)
     assert (run_model_config(run).ecg_hz, run_model_config(run).slices) == (250, 3)

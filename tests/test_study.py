@@ -93,7 +93,7 @@ def test_own_ukb_data_prepare_then_study(tmp_path: Path, monkeypatch: pytest.Mon
                  "global", "none", "--seeds", "1", "--epochs", "1", "--batch-size", "8", "--device", "cpu"])
     assert code == 0
     report = (out / "report.md").read_text()
-    for heading in ("Regression from the frozen ECG embedding", "Paired contrasts",
+    for heading in ("Regression from the frozen ECG embedding", "Paired contrasts", "Calibrated prediction intervals",
                     "What the local loss visibly learns", "Cross-modal retrieval"):
         assert heading in report, heading
     for name in NOTEBOOKS:

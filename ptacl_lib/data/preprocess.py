@@ -23,7 +23,7 @@ DIAGNOSTIC_LOWPASS_HZ = 150.0
 
 def ecg_lowpass_hz(fs: float) -> float:
     """The band's upper edge at ECG rate ``fs``: 40 Hz below ``WIDE_BAND_MIN_FS`` (it also removes mains hum),
-    else min(150 Hz, 0.45 fs) (mains hum is then notched: ``PreprocessConfig.notch_hz``)."""
+    else min(150 Hz, 0.45 fs) (mains hum is then notched: ``PreprocessConfig.mains_hz``)."""
     return DEMO_LOWPASS_HZ if fs < WIDE_BAND_MIN_FS else min(DIAGNOSTIC_LOWPASS_HZ, 0.45 * float(fs))
 
 
@@ -36,7 +36,8 @@ class PreprocessConfig:
     geometry: Geometry = DEMO
     highpass_hz: float = 0.5      # baseline-wander removal
     rpeak_method: str = "consensus"  # or any one method of ``neurokit2.ecg_peaks``
-    notch_hz: float = 50.0        # mains frequency, notched (with its harmonics) where the band reaches it
+    mains_hz: float = 50.0        # mains frequency (50 Europe, 60 the Americas), notched with its harmonics
+                                  # where the band reaches it
 
     @property
     def lowpass_hz(self) -> float:
@@ -45,7 +46,7 @@ class PreprocessConfig:
 
     def filters(self) -> dict[str, object]:
         """The settings besides the geometry, the derived upper edge included (a run's ``preprocess`` record)."""
-        return {"highpass_hz": self.highpass_hz, "lowpass_hz": self.lowpass_hz, "notch_hz": self.notch_hz,
+        return {"highpass_hz": self.highpass_hz, "lowpass_hz": self.lowpass_hz, "mains_hz": self.mains_hz,
                 "rpeak_method": self.rpeak_method}
 
     def to_dict(self) -> dict[str, object]:
@@ -54,9 +55,11 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, record: dict[str, object], geometry: Geometry | None = None) -> "PreprocessConfig":
-        """From ``to_dict``'s or ``filters``'s form (then ``geometry`` gives the geometry); derived keys ignored."""
+        """From ``to_dict``'s or ``filters``'s form (then ``geometry`` gives the geometry); derived keys ignored
+        (and an earlier version's ``notch_hz`` read as ``mains_hz``)."""
         if geometry is None:
             geometry = Geometry.from_dict(record["geometry"])  # type: ignore[arg-type]
+        record = {("mains_hz" if k == "notch_hz" else k): v for k, v in record.items()}
         names = {f.name for f in fields(cls)} - {"geometry"}
         return cls(geometry=geometry, **{k: v for k, v in record.items() if k in names})  # type: ignore[arg-type]
 
@@ -87,8 +90,8 @@ def preprocess_ecg(ecg: np.ndarray, fs: float, config: PreprocessConfig) -> np.n
     if not np.isfinite(ecg).all():
         raise ValueError("ECG contains NaN or infinite samples")
     filtered = bandpass(ecg, fs, config.highpass_hz, config.lowpass_hz)
-    if config.notch_hz and config.lowpass_hz > config.notch_hz:
-        filtered = notch_mains(filtered, fs, config.notch_hz, config.lowpass_hz)
+    if config.mains_hz and config.lowpass_hz > config.mains_hz:
+        filtered = notch_mains(filtered, fs, config.mains_hz, config.lowpass_hz)
     return resample_ecg(filtered, fs, config.geometry.ecg_hz)
 
 

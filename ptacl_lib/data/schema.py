@@ -12,6 +12,9 @@ PHENOTYPE_UNITS: dict[str, str] = {
     "rvedv": "mL", "rvesv": "mL", "rvsv": "mL", "rvef": "%",
 }
 
+#: Amplitude units an ECG may come in, and their factor to mV (the library's unit).
+UNIT_TO_MV: dict[str, float] = {"mV": 1.0, "uV": 1e-3, "µV": 1e-3, "V": 1e3}
+
 COVARIATES: tuple[str, ...] = ("age", "sex", "bsa", "heart_rate")
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("subject_id", "split", "ecg_path", "cmr_path", *PHENOTYPES)

@@ -48,6 +48,13 @@ class ProbeResult:
         return np.array([records[t] for t in self.targets], dtype=np.float64)
 
 
+def _fitted_pipeline(train_x: np.ndarray, train_y: np.ndarray, targets: Sequence[str],
+                     alphas: Sequence[float]) -> Pipeline:
+    """The standardise + ridge probe fitted on train (alpha by LOO-CV per target): the one fitting rule."""
+    probe: Pipeline = make_pipeline(StandardScaler(), RidgeCV(alphas=np.asarray(alphas), alpha_per_target=True))
+    return probe.fit(train_x, train_y)
+
+
 def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
                      targets: Sequence[str] = PHENOTYPES,
                      alphas: Sequence[float] = DEFAULT_ALPHAS) -> ProbeResult:
@@ -59,11 +66,52 @@ def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarra
     train_y, test_y = _check_targets(train_y, targets, "train"), _check_targets(test_y, targets, "test")
     if len(train_x) != len(train_y) or len(test_x) != len(test_y):
         raise ValueError("features and targets differ in number of rows")
-    probe: Pipeline = make_pipeline(StandardScaler(), RidgeCV(alphas=np.asarray(alphas), alpha_per_target=True))
-    probe.fit(train_x, train_y)
+    probe = _fitted_pipeline(train_x, train_y, targets, alphas)
     chosen = np.atleast_1d(probe[-1].alpha_).astype(np.float64)
     return ProbeResult(targets=tuple(targets), predictions=probe.predict(test_x).reshape(test_y.shape),
                        truth=test_y, alphas=np.broadcast_to(chosen, (len(targets),)).copy())
+
+
+@dataclass(frozen=True)
+class LinearProbe:
+    """A fitted probe as plain arrays, so a model bundle can store it and apply it without sklearn or pickle:
+    ``predict(x) = ((x - x_mean) / x_scale) @ coef.T + intercept``."""
+
+    targets: tuple[str, ...]
+    x_mean: np.ndarray  #: [E] the embedding's training mean
+    x_scale: np.ndarray  #: [E] its training standard deviation (1 where constant)
+    coef: np.ndarray  #: [T, E] ridge coefficients on the standardised embedding
+    intercept: np.ndarray  #: [T]
+    alphas: np.ndarray  #: [T] the ridge penalty chosen per target
+
+    @classmethod
+    def fit(cls, train_x: np.ndarray, train_y: np.ndarray, targets: Sequence[str] = PHENOTYPES,
+            alphas: Sequence[float] = DEFAULT_ALPHAS) -> "LinearProbe":
+        """Fit as ``fit_linear_probe`` does (finite train rows only) and keep the numbers."""
+        train_x, train_y = _check_features(train_x, "train"), _check_targets(train_y, targets, "train")
+        pipeline = _fitted_pipeline(train_x, train_y, targets, alphas)
+        scaler, ridge = pipeline[0], pipeline[-1]
+        n_targets = len(targets)
+        return cls(targets=tuple(targets), x_mean=scaler.mean_.astype(np.float64),
+                   x_scale=scaler.scale_.astype(np.float64), coef=np.asarray(ridge.coef_).reshape(n_targets, -1),
+                   intercept=np.broadcast_to(np.asarray(ridge.intercept_, dtype=np.float64), (n_targets,)).copy(),
+                   alphas=np.broadcast_to(np.atleast_1d(ridge.alpha_).astype(np.float64), (n_targets,)).copy())
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """``[N, T]`` predictions in physical units for ``[N, E]`` embeddings."""
+        x = _check_features(x, "probe input")
+        return ((x - self.x_mean) / self.x_scale) @ self.coef.T + self.intercept
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The numbers, by name (``from_arrays`` reads them back)."""
+        return {"x_mean": self.x_mean, "x_scale": self.x_scale, "coef": self.coef, "intercept": self.intercept,
+                "alphas": self.alphas}
+
+    @classmethod
+    def from_arrays(cls, targets: Sequence[str], arrays: dict[str, np.ndarray]) -> "LinearProbe":
+        """A probe from ``arrays``' output."""
+        return cls(targets=tuple(targets), **{k: np.asarray(arrays[k], dtype=np.float64) for k in
+                                              ("x_mean", "x_scale", "coef", "intercept", "alphas")})
 
 
 def mean_predictor(train_y: np.ndarray, n_test: int) -> np.ndarray:

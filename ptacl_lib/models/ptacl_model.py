@@ -107,6 +107,34 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
 }
 
 
+def ecg_encoder_of(cfg: ModelConfig) -> ECGEncoder:
+    """The ECG encoder a config describes (``PTACLModel``'s and ``ECGEmbedder``'s)."""
+    return ECGEncoder(cfg.ecg_leads, cfg.ecg_patch, cfg.ecg_dim, cfg.ecg_depth, cfg.ecg_heads, cfg.mlp_ratio,
+                      cfg.dropout, cfg.ecg_stem, cfg.ecg_stem_kernel)
+
+
+class ECGEmbedder(nn.Module):
+    """The ECG half of a trained model: encoder and projection head, ``[B, 12, L]`` -> the pooled embedding
+    ``[B, E]`` (``PTACLModel.embed_ecg``). What a model bundle ships; its weights' names are the model's own."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.ecg_encoder = ecg_encoder_of(config)
+        self.ecg_head = ProjectionHead(config.ecg_dim, config.embed_dim, config.head_hidden)
+
+    def forward(self, ecg: torch.Tensor) -> torch.Tensor:
+        return self.ecg_head(self.ecg_encoder(ecg).pooled)
+
+    @classmethod
+    def from_model(cls, model: "PTACLModel") -> "ECGEmbedder":
+        """The trained ECG half of ``model`` (its weights copied)."""
+        embedder = cls(model.config)
+        embedder.load_state_dict({k: v for k, v in model.state_dict().items()
+                                  if k.split(".")[0] in ("ecg_encoder", "ecg_head")})
+        return embedder.eval()
+
+
 class PTACLModel(nn.Module):
     """Both encoders and their projection heads.
 
@@ -122,8 +150,7 @@ class PTACLModel(nn.Module):
         if cfg.phase_pooling not in PHASE_POOLERS:
             raise ValueError(f"unknown phase pooling {cfg.phase_pooling!r}; choose from {sorted(PHASE_POOLERS)}")
         self.config = cfg
-        self.ecg_encoder = ECGEncoder(cfg.ecg_leads, cfg.ecg_patch, cfg.ecg_dim, cfg.ecg_depth, cfg.ecg_heads,
-                                      cfg.mlp_ratio, cfg.dropout, cfg.ecg_stem, cfg.ecg_stem_kernel)
+        self.ecg_encoder = ecg_encoder_of(cfg)
         self.cmr_encoder = CMREncoder(cfg.cmr_channels, cfg.cmr_dim, cfg.cmr_depth, cfg.cmr_heads,
                                       cfg.mlp_ratio, cfg.dropout, cfg.cmr_first_stride, cfg.slices)
         self.ecg_head = ProjectionHead(cfg.ecg_dim, cfg.embed_dim, cfg.head_hidden)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -299,3 +299,18 @@ def write_ukb_like_cohort(root: str | Path, n_subjects: int, *, seed: int = 0, f
         phenotypes[eid] = ukb_like_phenotypes(seed * 100003 + k)
     idp_csv = write_idp_csv(root / "idp.csv", phenotypes)
     return {"ecg_dir": ecg_dir, "cmr_dir": cmr_dir, "idp_csv": idp_csv}
+
+
+def write_cohort_ecgs(cohort: Any, rows: Sequence[int], out_dir: str | Path,
+                      resolution_uv: float = 5.0) -> list[Path]:
+    """The ECGs of ``rows`` of a cohort as CardioSoft XML files, ``<subject_id>.xml`` (integer samples of
+    ``resolution_uv`` µV, as the device writes them): real files of a held-out cohort to predict from."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for row in rows:
+        ecg = cohort.ecg(int(row))
+        raw = {lead: np.rint(ecg[k] * 1000.0 / resolution_uv).astype(np.int32) for k, lead in enumerate(LEADS)}
+        paths.append(write_cardiosoft_xml(out / f"{cohort.table['subject_id'].iloc[int(row)]}.xml", raw,
+                                          sampling_rate=cohort.geometry.ecg_hz, resolution_uv=resolution_uv))
+    return paths
