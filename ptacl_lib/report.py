@@ -186,6 +186,34 @@ def calibration_lines(out: str | Path, arm: str = "ptacl") -> list[str]:
     return lines
 
 
+def application_lines(predictions: pd.DataFrame, truth: pd.DataFrame, seconds: float, out: str | Path) -> list[str]:
+    """The report's section on a bundle applied to ECG files: how many were predicted, how fast, and per
+    phenotype the interval coverage, width and MAE against the measured values (``truth``: manifest rows in the
+    same order)."""
+    from .data.schema import PHENOTYPE_UNITS, PHENOTYPES
+
+    ok = (predictions["status"] == "ok").to_numpy()
+    rows = []
+    for name in PHENOTYPES:
+        y, p = truth[name].to_numpy()[ok], predictions[name].to_numpy()[ok]
+        lo, hi = predictions[f"{name}_lo"].to_numpy()[ok], predictions[f"{name}_hi"].to_numpy()[ok]
+        rows.append({"target": name, "unit": PHENOTYPE_UNITS[name], "coverage": float(np.mean((y >= lo) & (y <= hi))),
+                     "mean_width": float(np.mean(hi - lo)), "mae": float(np.mean(np.abs(y - p)))})
+    table = pd.DataFrame(rows)
+    failed = predictions.loc[~ok, "reason"].str.split(":").str[0].value_counts()
+    reasons = "; ".join(f"{n} × {r}" for r, n in failed.items()) or "none"
+    return ["", "## The PTACL bundle applied to held-out ECG files", "",
+            f"`ptacl export` wrote the PTACL arm's seed ensemble to `{Path(out).name}/bundle/` (model card: its "
+            f"README.md). {len(predictions)} held-out subjects' ECGs were written as CardioSoft XML "
+            f"(`heldout_ecgs/`) and predicted from the files alone, as `ptacl predict` does: {int(ok.sum())} "
+            f"predicted, errors {reasons}; {seconds:.1f} s, {len(predictions) / seconds:.1f} ECGs/s end to end "
+            f"(reading the files, the checks, preprocessing and the encoders; `heldout_predictions.csv`). Against "
+            f"the measured phenotypes "
+            f"(mean coverage {table['coverage'].mean():.3f}; with {int(ok.sum())} files each phenotype's coverage "
+            f"spreads by about ±{(0.09 / max(int(ok.sum()), 1)) ** 0.5:.3f}):", "",
+            table.round(3).to_markdown(index=False), ""]
+
+
 def window_table(table: pd.DataFrame) -> pd.DataFrame:
     """Per arm: mean test R² over the nine phenotypes, the ceiling (the best reference row), and the share
     of the window ``(arm − random init) / (ceiling − random init)`` it closes (``evaluate.window_share``),

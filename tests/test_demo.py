@@ -47,6 +47,13 @@ def test_make_demo_fast(tmp_path: Path) -> None:
     held = pd.read_csv(out / "test_cohort" / "manifest.csv")
     assert len(held) == 40 and held["subject_id"].str.startswith("HOT").all()
     assert (paired["n_subjects"] > 30).all() and (paired["n_subjects"] <= 40).all()
+    # calibrated intervals in the report, and the PTACL bundle applied to held-out ECG files
+    assert "## Calibrated prediction intervals" in report and (out / "calibration.csv").exists()
+    assert (out / "bundle" / "bundle.json").exists() and (out / "bundle" / "README.md").exists()
+    predictions = pd.read_csv(out / "heldout_predictions.csv")
+    assert len(predictions) == len(list((out / "heldout_ecgs").glob("*.xml"))) == 20
+    assert (predictions["status"] == "ok").all() and predictions["lvef"].between(0, 100).all()
+    assert "## The PTACL bundle applied to held-out ECG files" in report and "ECGs/s end to end" in report
     # each preprocessing notice at most once, in plain words, and no repeated warning under the progress bar
     printed = result.stdout + result.stderr
     assert "PreprocessingNotice" not in printed and "were skipped in preprocessing" not in printed
