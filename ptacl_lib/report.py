@@ -176,7 +176,7 @@ def calibration_lines(out: str | Path, arm: str = "ptacl") -> list[str]:
     shown = shown.assign(unit=[PHENOTYPE_UNITS.get(t, "") for t in shown["target"]])
     if not np.isfinite(shown["mean_width"]).all():
         lines += [f"With {n_val} calibration subjects a {target:.0%} interval is unbounded: split-conformal needs at "
-                  f"least {int(np.ceil(1 / (1 - target))) - 1} of them (a larger validation split).", ""]
+                  f"least {int(np.ceil(target / (1 - target) - 1e-9))} of them (a larger validation split).", ""]
     lines += [shown[["target", "unit", "n", "coverage", "mean_width", "mae"]].round(3).to_markdown(index=False), ""]
     means = (table.groupby(["arm", "method"], sort=False)["coverage"].agg(["mean", "min", "max"]).round(3)
              .reset_index().assign(arm=lambda t: [arm_label(a) for a in t["arm"]]))
