@@ -11,8 +11,8 @@ two markdown tables for ``benchmarks/RESULTS.md``:
   other work on the machine inflates it less than wall time): reading the XML (``read_signal``), preparing it
   (``prepare_signal``: units, quality check, band-pass and resampling), of which the quality check
   (``assess_ecg_quality``), the encoders' forward pass (every seed, batches of ``predictor.BATCH``), and the
-  probes, intervals and similar patients (``phenotype_table``, ``neighbour_table``). Their sum over the cores
-  bounds the ECGs/s an idle machine can reach.
+  probes, intervals and similar patients (``phenotype_table``, ``neighbour_table``). The cores divided by their
+  sum bound the ECGs/s an otherwise idle machine can reach.
 
 The bundle's weights are random (``random_bundle``): throughput does not depend on them, a bundle of the
 right architecture does not need a trained study (which ``base`` at ``ukb`` cannot have on a CPU), and the
@@ -22,6 +22,8 @@ are random arrays of the shapes an export writes (``--reference`` subjects).
 
     python benchmarks/bench_predict.py [--presets small base] [--n 200] [--n-base 16] [--workers 1 2]
     python benchmarks/bench_predict.py --dry-run   # the same code path in seconds; its numbers measure nothing
+
+``--dry-run`` predicts 4 files (2 for ``base``) once each, with transformers of depth 1.
 """
 
 from __future__ import annotations
@@ -58,9 +60,11 @@ def _bench_module(name: str) -> Any:
 markdown_table = _bench_module("bench_train_step").markdown_table
 
 
-def random_bundle(out: Path, preset: str, seeds: int = 2, n_reference: int = 1000, seed: int = 0) -> Path:
-    """A model bundle of ``preset`` at its geometry (``MODEL_GEOMETRY``) with random weights, probes, calibration
-    scores and reference set, written with ``inference.bundle``'s writers and file names."""
+def random_bundle(out: Path, preset: str, seeds: int = 2, n_reference: int = 1000, seed: int = 0,
+                  **overrides: Any) -> Path:
+    """A model bundle of ``preset`` (``overrides`` changing some of its fields) at its geometry (``MODEL_GEOMETRY``)
+    with random weights, probes, calibration scores and reference set, written with ``inference.bundle``'s
+    writers and file names."""
     import pandas as pd
     import torch
 
@@ -69,7 +73,7 @@ def random_bundle(out: Path, preset: str, seeds: int = 2, n_reference: int = 100
     from ptacl_lib.models import ECGEmbedder, ModelConfig
 
     geometry = GEOMETRIES[MODEL_GEOMETRY[preset]]
-    config = ModelConfig.preset(preset).at_geometry(geometry)
+    config = ModelConfig.preset(preset, **overrides).at_geometry(geometry)
     rng = np.random.default_rng(seed)
     dim, n_targets = config.embed_dim, len(PHENOTYPES)
     arrays: dict[str, dict[str, np.ndarray]] = {bundle_files.PROBES_FILE: {}}
@@ -166,22 +170,24 @@ def per_ecg_split(predictor: Any, paths: Sequence[Path]) -> dict[str, float]:
             (("read", read), ("prepare", prepare), ("quality", quality), ("forward", forward), ("rest", rest))}
 
 
-def bench_preset(preset: str, files: Sequence[Path], workers: Sequence[int], repeats: int, work: Path,
-                 seeds: int, n_reference: int) -> tuple[list[list[Any]], list[Any]]:
+def bench_preset(preset: str, files: Sequence[Path], args: argparse.Namespace,
+                 work: Path) -> tuple[list[list[Any]], list[Any]]:
     """The throughput rows and the split row of one preset."""
     from ptacl_lib.inference import Predictor
 
-    folder = random_bundle(work / f"bundle_{preset}", preset, seeds=seeds, n_reference=n_reference)
+    overrides = {"ecg_depth": 1} if args.dry_run else {}
+    folder = random_bundle(work / f"bundle_{preset}", preset, seeds=args.seeds, n_reference=args.reference,
+                           **overrides)
     start = time.perf_counter()
     predictor = Predictor.from_bundle(folder)
     print(f"[{preset}] bundle loaded in {time.perf_counter() - start:.2f} s "
-          f"({sum(p.stat().st_size for p in folder.iterdir()) / 2**20:.1f} MiB, {seeds} seeds)", flush=True)
+          f"({sum(p.stat().st_size for p in folder.iterdir()) / 2**20:.1f} MiB, {args.seeds} seeds)", flush=True)
     predictor.predict(files[:2], progress=False)  # warm-up: first forward pass, lazy imports
     geometry = MODEL_GEOMETRY[preset]
     rows = []
-    for w in workers:
-        seconds = best_seconds(lambda w=w: predict_all(predictor, files, w), repeats)
-        rows.append([preset, geometry, w, len(files), round(seconds, 2), len(files) / seconds])
+    for w in args.workers:
+        seconds = best_seconds(lambda w=w: predict_all(predictor, files, w), args.repeats)
+        rows.append([preset, geometry, w, len(files), seconds, len(files) / seconds])
         print(f"[{preset}] workers={w}: {len(files) / seconds:.1f} ECGs/s", flush=True)
     split = per_ecg_split(predictor, files)
     return rows, [preset, geometry, *(split[k] for k in ("read", "prepare", "quality", "forward", "rest"))]
@@ -196,7 +202,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2, help="timed passes per setting (the best is kept)")
     parser.add_argument("--seeds", type=int, default=2, help="encoders in the bundle (the demo exports 2)")
     parser.add_argument("--reference", type=int, default=1000, help="reference subjects in the bundle")
-    parser.add_argument("--dry-run", action="store_true", help="4 files (2 for base), 1 repeat: tests the script")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="4 files (2 for base), 1 repeat, encoders of depth 1: tests the script in seconds")
     args = parser.parse_args(argv)
     if args.dry_run:
         args.n, args.n_base, args.repeats, args.reference = 4, 2, 1, 50
@@ -218,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         files = write_xml_files(work, max(args.n, args.n_base))
         for preset in args.presets:
             n = args.n_base if preset == "base" else args.n
-            rows, row = bench_preset(preset, files[:n], args.workers, args.repeats, work, args.seeds, args.reference)
+            rows, row = bench_preset(preset, files[:n], args, work)
             throughput += rows
             split.append(row)
     end_load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
