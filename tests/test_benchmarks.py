@@ -144,9 +144,10 @@ def test_predict_benchmark_dry_run_times_both_presets_from_files(tmp_path: Path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Dry run" in done.stdout
     tables = markdown_tables(done.stdout)
-    throughput = tables[("preset", "geometry", "workers", "ECGs", "wall (s)", "ECGs/s")]
-    assert [(r["preset"], r["geometry"], r["workers"], r["ECGs"]) for r in throughput] == [
-        ("small", "demo", "1", "4"), ("small", "demo", "2", "4"), ("base", "ukb", "1", "2"), ("base", "ukb", "2", "2")]
+    throughput = tables[("preset", "geometry", "workers", "ECGs", "of which refused", "wall (s)", "ECGs/s")]
+    assert [(r["preset"], r["geometry"], r["workers"], r["ECGs"], r["of which refused"]) for r in throughput] == [
+        ("small", "demo", "1", "4", "0"), ("small", "demo", "2", "4", "0"), ("base", "ukb", "1", "2", "0"),
+        ("base", "ukb", "2", "2", "0")]
     for r in throughput:
         assert number(r["ECGs/s"]) == pytest.approx(number(r["ECGs"]) / number(r["wall (s)"]), rel=0.01)
     split = next(rows for header, rows in tables.items() if header[:3] == ("preset", "geometry", "read (CPU ms/ECG)"))
