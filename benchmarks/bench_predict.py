@@ -29,7 +29,6 @@ are random arrays of the shapes an export writes (``--reference`` subjects).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import tempfile
@@ -38,26 +37,15 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from bench_train_step import markdown_table  # the sibling script: a script's folder is on sys.path
 
 from ptacl_lib.data.schema import LEADS, PHENOTYPES
 from ptacl_lib.geometry import GEOMETRIES, MODEL_GEOMETRY
 from ptacl_lib.inference import bundle as bundle_files
 
-HERE = Path(__file__).resolve().parent
 THROUGHPUT_HEADER = ["preset", "geometry", "workers", "ECGs", "of which refused", "wall (s)", "ECGs/s"]
 SPLIT_HEADER = ["preset", "geometry", "read (CPU ms/ECG)", "prepare (CPU ms/ECG)", "of which quality (CPU ms/ECG)",
                 "forward (CPU ms/ECG)", "probes and neighbours (CPU ms/ECG)"]
-
-
-def _bench_module(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-markdown_table = _bench_module("bench_train_step").markdown_table
 
 
 def random_bundle(out: Path, preset: str, seeds: int = 2, n_reference: int = 1000, seed: int = 0,
