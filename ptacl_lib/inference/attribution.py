@@ -81,7 +81,7 @@ class Attribution:
         return weight, float(near.mean())
 
 
-def integrated_gradients(predictor: Any, window: np.ndarray, phenotype: str = "lvef", n_steps: int = 32,
+def integrated_gradients(predictor: Any, window: np.ndarray, phenotype: str = "lvef", n_steps: int = 128,
                          internal_batch_size: int = 16) -> Attribution:
     """Integrated gradients of ``predictor``'s (``inference.Predictor``) seed-ensemble prediction of ``phenotype``
     over one model input ``window`` ``[12, L]`` (``PreparedEcg.windows[k]``), from the flat ECG, with ``n_steps``
