@@ -132,3 +132,28 @@ def test_local_negatives_ablation_retrains_only_ptacl_under_each_reading(tiny_co
             "cross", trained.epochs, 8, trained.lr) and trained.local_negatives == "within"
     difference, detectable = float(lines[2][4]), float(lines[2][-2])  # the CI sits between them
     assert math.isfinite(difference) and math.isfinite(detectable) and detectable > 0
+
+
+@pytest.mark.slow
+def test_predict_benchmark_dry_run_times_both_presets_from_files(tmp_path: Path) -> None:
+    """``bench_predict.py --dry-run`` writes a bundle per preset and XML files, predicts them with 1 and 2
+    reader processes and prints both tables, their numbers consistent with one another."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_predict.py"), "--dry-run"],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Dry run" in done.stdout
+    tables = markdown_tables(done.stdout)
+    throughput = tables[("preset", "geometry", "workers", "ECGs", "of which refused", "wall (s)", "ECGs/s")]
+    assert [(r["preset"], r["geometry"], r["workers"], r["ECGs"], r["of which refused"]) for r in throughput] == [
+        ("small", "demo", "1", "4", "0"), ("small", "demo", "2", "4", "0"), ("base", "ukb", "1", "2", "0"),
+        ("base", "ukb", "2", "2", "0")]
+    for r in throughput:
+        assert number(r["ECGs/s"]) == pytest.approx(number(r["ECGs"]) / number(r["wall (s)"]), rel=0.01)
+    split = next(rows for header, rows in tables.items() if header[:3] == ("preset", "geometry", "read (CPU ms/ECG)"))
+    assert [r["preset"] for r in split] == ["small", "base"]
+    for r in split:
+        cells = {k: number(v) for k, v in r.items() if k not in ("preset", "geometry")}
+        assert all(math.isfinite(v) and v > 0 for v in cells.values()), r
+        assert cells["of which quality (CPU ms/ECG)"] < cells["prepare (CPU ms/ECG)"]
+    assert not list(tmp_path.glob("ptacl_bench_predict_*")), "the bundles and files are removed"

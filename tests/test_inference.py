@@ -1,5 +1,6 @@
 """From a finished study to any ECG: the model bundle, its loading without pickle or study, and prediction
-from real files, with an error row and its reason for every file that cannot be used."""
+from real files, with an error row and its reason for every file that cannot be used. The study and its bundle
+are the session's ``study`` and ``bundle`` fixtures (``conftest.py``)."""
 
 from __future__ import annotations
 
@@ -15,30 +16,10 @@ from ptacl_lib.cli import main
 from ptacl_lib.data import open_cohort
 from ptacl_lib.data.readers.writers import write_cohort_ecgs
 from ptacl_lib.data.schema import PHENOTYPES
-from ptacl_lib.data.synthetic import generate_cohort
 from ptacl_lib.inference import BundleError, Predictor, load_bundle
 from ptacl_lib.inference.bundle import BUNDLE_JSON, PROBES_FILE, encoder_file
 
 DATA = Path(__file__).parent / "data"
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A two-seed PTACL study of one epoch on 120 synthetic subjects (enough validation subjects for 90 %)."""
-    from ptacl_lib.study import StudyConfig, run_study
-
-    root = tmp_path_factory.mktemp("bundle_study")
-    manifest = generate_cohort(root / "cohort", 120, seed=11, progress=False)
-    run_study(StudyConfig(manifest=str(manifest), out=str(root / "study"), arms=("ptacl",), seeds=2, epochs=1,
-                          batch_size=16, device="cpu", notebooks=False, ceiling=False))
-    return root / "study"
-
-
-@pytest.fixture(scope="module")
-def bundle(study: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("bundle") / "ptacl"
-    assert main(["export", "--study", str(study), "--out", str(out), "--onnx", "--device", "cpu"]) == 0
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +176,10 @@ def test_similar_patients_come_from_the_reference_set(bundle: Path, ecg_folder: 
     assert near.groupby("query").size().tolist() == [3, 3]
     assert near["subject_id"].isin(predictor.bundle.reference.subject_ids).all()
     assert (near.groupby("query")["distance"].apply(lambda d: d.is_monotonic_increasing)).all()
+    assert near["rank"].tolist() == [1, 2, 3, 1, 2, 3]
+    reference = predictor.bundle.reference
+    rows = pd.Index(reference.subject_ids).get_indexer(near["subject_id"])
+    np.testing.assert_array_equal(near[list(PHENOTYPES)].to_numpy(), reference.phenotypes.iloc[rows].to_numpy())
 
 
 def test_a_60_hz_recording_keeps_no_hum_when_told_its_mains() -> None:
@@ -212,3 +197,25 @@ def test_a_60_hz_recording_keeps_no_hum_when_told_its_mains() -> None:
         return float(spectrum[np.argmin(np.abs(np.fft.rfftfreq(len(out), 1 / fs) - 60))])
 
     assert hum(50) > 0.9 and hum(60) < 0.05
+
+
+def test_the_forward_pass_leaves_the_readers_their_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beside ``workers`` reader processes torch takes the cores left (at least one, never more than set), and
+    gets its own count back afterwards; alone, or on a GPU, it keeps it."""
+    import torch
+
+    from ptacl_lib import runtime
+    from ptacl_lib.inference.predictor import threads_beside_readers
+
+    monkeypatch.setattr(runtime, "available_cpus", lambda: 4)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        seen = {}
+        for workers, device in ((1, "cpu"), (2, "cpu"), (3, "cpu"), (4, "cpu"), (2, "cuda")):
+            with threads_beside_readers(workers, torch.device(device)):
+                seen[workers, device] = torch.get_num_threads()
+            assert torch.get_num_threads() == 3
+        assert seen == {(1, "cpu"): 3, (2, "cpu"): 2, (3, "cpu"): 1, (4, "cpu"): 1, (2, "cuda"): 3}
+    finally:
+        torch.set_num_threads(before)

@@ -17,9 +17,10 @@ A file that cannot be used gets ``status=error`` and the others are still predic
 from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,9 @@ from ..data.schema import LEADS, PHENOTYPES, UNIT_TO_MV
 from ..evaluate.calibration import EnsemblePrediction
 from .bundle import Bundle, load_bundle
 from .ecg_input import InputRejected, InputSpec, PreparedEcg, prepare_signal, read_signal
+
+if TYPE_CHECKING:
+    import torch
 
 #: ECGs whose windows go through the encoders together.
 BATCH = 64
@@ -49,6 +53,26 @@ def _one_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+@contextmanager
+def threads_beside_readers(workers: int, device: "torch.device") -> Iterator[None]:
+    """Torch's CPU threads in this process while ``workers`` reader processes run beside it: the cores they
+    leave, at least one and never more than were set (restored on exit), since torch's waiting threads spin on
+    the cores the readers need (``benchmarks/RESULTS.md``, "``ptacl predict`` throughput"). A forward pass on
+    fewer threads may round its float32 sums differently: the last digits of a prediction can then differ from
+    those of a run with ``workers=1`` on more threads, as they differ between machines."""
+    import torch
+
+    from ..runtime import available_cpus
+
+    before = torch.get_num_threads()
+    if workers > 1 and device.type == "cpu":
+        torch.set_num_threads(max(1, min(before, available_cpus() - workers)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class Predictor:
@@ -117,10 +141,12 @@ class Predictor:
         reference = self._reference()
         distances = reference.distances(np.asarray(embeddings, dtype=np.float32))
         nearest = np.argsort(distances, axis=1, kind="stable")[:, :k]
-        rows = [{"query": q, "rank": r + 1, "subject_id": reference.subject_ids[i],
-                 "distance": float(distances[q, i]), **reference.phenotypes.iloc[i].to_dict()}
-                for q in range(len(nearest)) for r, i in enumerate(nearest[q])]
-        return pd.DataFrame(rows)
+        query = np.repeat(np.arange(len(nearest)), nearest.shape[1])
+        chosen = nearest.ravel()
+        head = pd.DataFrame({"query": query, "rank": np.tile(np.arange(1, nearest.shape[1] + 1), len(nearest)),
+                             "subject_id": reference.subject_ids[chosen],
+                             "distance": distances[query, chosen].astype(np.float64)})
+        return pd.concat([head, reference.phenotypes.iloc[chosen].reset_index(drop=True)], axis=1)
 
     def neighbour_table(self, embeddings: np.ndarray, k: int = 5) -> pd.DataFrame:
         """Per ECG: ``ood``, ``nearest_distance``, ``similar_ids`` and ``similar_<name>`` (``;``-joined)."""
@@ -215,16 +241,17 @@ class Predictor:
         ids = list(ids) if ids is not None else [ecg_id(p) for p in paths]
         tables, batch_ids, batch_paths, batch = [], [], [], []
         results = self.prepared(paths, sampling_rate, units, workers)
-        for path, name, result in tqdm(zip(paths, ids, results), total=len(paths), desc="predicting",
-                                       unit="ECG", disable=not progress):
-            batch_ids.append(name)
-            batch_paths.append(str(path))
-            batch.append(result)
-            if len(batch) == BATCH:
+        with threads_beside_readers(workers, self.device):
+            for path, name, result in tqdm(zip(paths, ids, results), total=len(paths), desc="predicting",
+                                           unit="ECG", disable=not progress):
+                batch_ids.append(name)
+                batch_paths.append(str(path))
+                batch.append(result)
+                if len(batch) == BATCH:
+                    tables.append(self.table(batch_ids, batch_paths, batch, k))
+                    batch_ids, batch_paths, batch = [], [], []
+            if batch or not tables:
                 tables.append(self.table(batch_ids, batch_paths, batch, k))
-                batch_ids, batch_paths, batch = [], [], []
-        if batch or not tables:
-            tables.append(self.table(batch_ids, batch_paths, batch, k))
         return pd.concat(tables, ignore_index=True)
 
 
