@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, fields
+from functools import lru_cache
 
 import numpy as np
 from scipy import signal
@@ -64,9 +65,15 @@ class PreprocessConfig:
         return cls(geometry=geometry, **{k: v for k, v in record.items() if k in names})  # type: ignore[arg-type]
 
 
+@lru_cache(maxsize=64)
+def _butter_bandpass(fs: float, low_hz: float, high_hz: float) -> np.ndarray:
+    """The 4th-order Butterworth band-pass of a rate and band, designed once (every ECG of a cohort shares it)."""
+    return signal.butter(4, [low_hz, high_hz], btype="bandpass", fs=fs, output="sos")
+
+
 def bandpass(ecg: np.ndarray, fs: float, low_hz: float, high_hz: float) -> np.ndarray:
     """Zero-phase Butterworth band-pass per lead: the high-pass edge removes baseline wander."""
-    sos = signal.butter(4, [low_hz, high_hz], btype="bandpass", fs=fs, output="sos")
+    sos = _butter_bandpass(float(fs), float(low_hz), float(high_hz))
     return signal.sosfiltfilt(sos, ecg, axis=-1).astype(np.float32)
 
 
@@ -143,7 +150,8 @@ def _run_detector(method: str, magnitude: np.ndarray, fs: float) -> np.ndarray:
     padded, offset = _padded(magnitude, fs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _, info = nk.ecg_peaks(padded, sampling_rate=int(round(fs)), method=method)
+        # ecg_findpeaks is what ecg_peaks runs, without the per-sample table ecg_peaks builds around its answer
+        info = nk.ecg_findpeaks(padded, sampling_rate=int(round(fs)), method=method.lower())
     return np.asarray(info["ECG_R_Peaks"], dtype=np.int64) - offset
 
 
