@@ -79,8 +79,8 @@ def test_the_attribution_shares_out_the_ensembles_own_prediction(study: Path, bu
 def test_similar_patients_come_from_the_bundles_own_cohort(study: Path, bundle: Path, tiny_cohort: Path) -> None:
     """The training cohort's subjects are found and their frames picked by the cohort's volume curves; another
     synthetic cohort reuses the same ids for other people and is refused."""
-    from ptacl_lib.viz.prediction_plots import cohort_rows, end_systole_frame
-    from ptacl_lib.viz.retrieval_cards import mid_systole_frame
+    from ptacl_lib.viz.prediction_plots import cohort_rows
+    from ptacl_lib.viz.retrieval_cards import end_systole_frame, mid_systole_frame
 
     predictor = Predictor.from_bundle(bundle)
     cohort = _cohort(study)

@@ -14,20 +14,9 @@ from matplotlib.figure import Figure
 from ..data import Cohort
 from ..data.schema import LEADS, PHENOTYPE_UNITS, PHENOTYPES
 from ..inference.attribution import Attribution
-from .retrieval_cards import _phenotype_text, mid_slice
+from .retrieval_cards import _phenotype_text, end_systole_frame, mid_slice
 
 PREDICTED = "tab:blue"
-
-
-def end_systole_frame(cohort: Cohort, row: int) -> int:
-    """The cine frame of end-systole: the minimum of the LV volume curve (extra ``volumes``) when the cohort
-    stores one, else the darkest frame of the middle slice (the bright blood pool is smallest then); the same
-    rule as ``retrieval_cards.mid_systole_frame``."""
-    volumes = cohort.extra("volumes", row)
-    if volumes is not None:
-        return int(np.argmin(np.asarray(volumes)[0]))
-    cine = mid_slice(cohort, row)
-    return int(np.argmin(cine.reshape(len(cine), -1).sum(axis=1)))
 
 
 def plot_phenotypes_against_reference(prediction: pd.Series, reference: pd.DataFrame, coverage: float,

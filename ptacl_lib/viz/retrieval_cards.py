@@ -30,20 +30,20 @@ def mid_slice(cohort: Cohort, row: int) -> np.ndarray:
     return stack[len(stack) // 2]
 
 
-def mid_systole_frame(cohort: Cohort, row: int) -> int:
-    """Cine frame halfway between end-diastole (frame 0, the R peak) and end-systole.
-
-    End-systole is the minimum of the LV volume curve when the cohort stores one (extra
-    ``volumes``, ``[2, T]``: LV and RV in mL); otherwise the frame with the least bright
-    signal, since the blood pool is the brightest tissue of a bSSFP cine and is smallest then.
-    """
+def end_systole_frame(cohort: Cohort, row: int) -> int:
+    """The cine frame of end-systole: the minimum of the LV volume curve when the cohort stores one (extra
+    ``volumes``, ``[2, T]``: LV and RV in mL); otherwise the frame with the least bright signal of the middle
+    slice, since the blood pool is the brightest tissue of a bSSFP cine and is smallest then."""
     volumes = cohort.extra("volumes", row)
     if volumes is not None:
-        end_systole = int(np.argmin(np.asarray(volumes)[0]))
-    else:
-        cine = mid_slice(cohort, row)
-        end_systole = int(np.argmin(cine.reshape(len(cine), -1).sum(axis=1)))
-    return end_systole // 2
+        return int(np.argmin(np.asarray(volumes)[0]))
+    cine = mid_slice(cohort, row)
+    return int(np.argmin(cine.reshape(len(cine), -1).sum(axis=1)))
+
+
+def mid_systole_frame(cohort: Cohort, row: int) -> int:
+    """Cine frame halfway between end-diastole (frame 0, the R peak) and end-systole (``end_systole_frame``)."""
+    return end_systole_frame(cohort, row) // 2
 
 
 def _phenotype_text(table_row: pd.Series) -> str:
