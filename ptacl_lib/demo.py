@@ -79,10 +79,12 @@ def default_scale() -> str:
 
 def apply_to_heldout_files(config: DemoConfig) -> Path:
     """Export the study's PTACL bundle, write held-out ECGs as CardioSoft XML, predict them from the files alone,
-    and add what that measured (coverage, MAE, throughput) to the report. Returns the predictions table."""
+    add what that measured (coverage, MAE, throughput) to the report, and execute notebook 08 on them.
+    Returns the predictions table's path."""
     import time
 
     from .data import open_cohort
+    from .notebook_runner import execute_notebooks, find_notebook
     from .data.readers.writers import write_cohort_ecgs
     from .inference import Predictor, export_bundle
     from .report import application_lines
@@ -102,6 +104,8 @@ def apply_to_heldout_files(config: DemoConfig) -> Path:
         report.write("\n".join(application_lines(table, truth, seconds, out)) + "\n")
     print(f"[demo] {len(files)} held-out ECG files predicted from the bundle {bundle} -> {out / PREDICTIONS_FILE}",
           flush=True)
+    execute_notebooks([find_notebook("08")], out / "notebooks", common={
+        "bundle": str(bundle), "ecg_dir": str(out / ECG_DIR), "run_root": str(out), "manifest": str(config.manifest)})
     return out / PREDICTIONS_FILE
 
 

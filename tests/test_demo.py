@@ -54,6 +54,7 @@ def test_make_demo_fast(tmp_path: Path) -> None:
     assert len(predictions) == len(list((out / "heldout_ecgs").glob("*.xml"))) == 20
     assert (predictions["status"] == "ok").all() and predictions["lvef"].between(0, 100).all()
     assert "## The PTACL bundle applied to held-out ECG files" in report and "ECGs/s end to end" in report
+    assert (out / "notebooks" / "08_apply_to_new_ecgs.ipynb").exists()
     # each preprocessing notice at most once, in plain words, and no repeated warning under the progress bar
     printed = result.stdout + result.stderr
     assert "PreprocessingNotice" not in printed and "were skipped in preprocessing" not in printed
