@@ -84,9 +84,9 @@ def apply_to_heldout_files(config: DemoConfig) -> Path:
     import time
 
     from .data import open_cohort
-    from .notebook_runner import execute_notebooks, find_notebook
     from .data.readers.writers import write_cohort_ecgs
     from .inference import Predictor, export_bundle
+    from .notebook_runner import execute_notebooks, find_notebook
     from .report import application_lines
     from .runtime import available_cpus
 
