@@ -28,6 +28,7 @@ the DDP gather adds negatives).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import time
 from contextlib import nullcontext
@@ -312,10 +313,12 @@ def fit(config: TrainConfig) -> Path:
 
 
 def run_inputs(config: TrainConfig) -> tuple[PreprocessConfig, ModelConfig]:
-    """The preprocessing and model of a run: its input geometry (``ptacl_lib.geometry``) applied to both."""
+    """The preprocessing and model of a run: its input geometry (``ptacl_lib.geometry``) applied to both, then the
+    run's own ``phase_pooling`` and ``ecg_patch_ms`` when set."""
     geometry = geometry_of(config)
-    return (PreprocessConfig.for_geometry(geometry),
-            ModelConfig.preset(config.model).at_geometry(geometry.ecg_hz, geometry.slices))
+    model = ModelConfig.preset(config.model).at_geometry(geometry.ecg_hz, geometry.slices, geometry.name)
+    chosen = {name: getattr(config, name) for name in ("phase_pooling", "ecg_patch_ms") if getattr(config, name)}
+    return PreprocessConfig.for_geometry(geometry), dataclasses.replace(model, **chosen)
 
 
 def _initial_model(config: TrainConfig) -> tuple[PTACLModel, ModelConfig]:

@@ -65,9 +65,11 @@ class ModelConfig:
         """The stem's kernel in samples at ``ecg_hz``: odd, so the stem keeps the signal's length."""
         return 2 * int(round((self.ecg_stem_ms * self.ecg_hz / 1000.0 - 1.0) / 2.0)) + 1
 
-    def at_geometry(self, ecg_hz: int, slices: int) -> "ModelConfig":
-        """This config for an input geometry's ECG rate and slice count."""
-        return dataclasses.replace(self, ecg_hz=int(ecg_hz), cmr_slices=int(slices))
+    def at_geometry(self, ecg_hz: int, slices: int, name: str = "") -> "ModelConfig":
+        """This config for an input geometry's ECG rate and slice count, with the named geometry's
+        ``GEOMETRY_PHASE_POOLING`` rule (none named: this config's own)."""
+        pooling = GEOMETRY_PHASE_POOLING.get(name, self.phase_pooling)
+        return dataclasses.replace(self, ecg_hz=int(ecg_hz), cmr_slices=int(slices), phase_pooling=pooling)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "ModelConfig":
@@ -76,6 +78,10 @@ class ModelConfig:
             raise ValueError(f"unknown model preset {name!r}; choose from {sorted(MODEL_PRESETS)}")
         return dataclasses.replace(MODEL_PRESETS[name], **overrides)
 
+
+#: The phase-pooling rule of each named input geometry (``ptacl_lib.geometry``), chosen on validation alignment
+#: (docs/design.md §3.3; the runs are in docs/experiments.md).
+GEOMETRY_PHASE_POOLING: dict[str, str] = {"demo": "beat_nearest_frame", "ukb": "beat_nearest_frame"}
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
     "small": ModelConfig(),
