@@ -132,3 +132,29 @@ def test_local_negatives_ablation_retrains_only_ptacl_under_each_reading(tiny_co
             "cross", trained.epochs, 8, trained.lr) and trained.local_negatives == "within"
     difference, detectable = float(lines[2][4]), float(lines[2][-2])  # the CI sits between them
     assert math.isfinite(difference) and math.isfinite(detectable) and detectable > 0
+
+
+@pytest.mark.slow
+def test_phase_pooling_dry_run_prints_one_row_per_variant(tmp_path: Path) -> None:
+    """The phase-pooling experiment on tiny generated cohorts: a row per variant (and global-only), the
+    empty bins that overlap weighting removes, paired contrasts against the geometry's first variant."""
+    out = tmp_path / "pp"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "phase_pooling_ukb.py"), "--dry-run", "--out",
+                           str(out)], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {(r["geometry"], r["variant"]): r for r in json.loads((out / "results.json").read_text())}
+    assert list(rows) == [("ukb", "beat_nearest_frame@100"), ("ukb", "global-only"), ("ukb", "beat_overlap@50"),
+                          ("demo", "beat_nearest_frame@100"), ("demo", "global-only")]
+    nearest, overlap = rows["ukb", "beat_nearest_frame@100"], rows["ukb", "beat_overlap@50"]
+    assert nearest["empty_bins_pct"] > 5.0 and overlap["empty_bins_pct"] == 0.0
+    assert overlap["tokens_per_bin"] > nearest["tokens_per_bin"] and overlap["token_ms"] == 50.0
+    for row in (nearest, overlap):
+        assert row["step ms/sample"] > 0 and 0.0 <= row["val_diagonal_accuracy"] <= 1.0
+        assert math.isfinite(row["test_phase_error_ms"]) and math.isfinite(row["test_mean_r2"])
+    assert not isinstance(nearest["Δ mean R²"], str)  # the reference itself: no contrast
+    assert overlap["Δ phase error ms"].count("[") == 1 and "(±" in overlap["Δ mean R²"]
+    header = next(line for line in done.stdout.splitlines() if line.startswith("| geometry"))
+    assert "empty_bins_pct" in header and "Δ phase error ms" in header
+    config = json.loads((out / "ukb" / "beat_overlap@50" / "arms" / "ptacl" / "seed1" / "config.json").read_text())
+    assert (config["model_config"]["phase_pooling"], config["model_config"]["ecg_patch_ms"]) == ("beat_overlap", 50.0)
