@@ -6,23 +6,25 @@
 
 A variant is ``GEOMETRY:RULE@MS``: an input geometry (``ptacl_lib.geometry``), a rule of
 ``models.phase_pooling.PHASE_POOLERS`` and an ECG token width in milliseconds. Each is a study of the
-``ptacl`` arm alone under ``--out/<geometry>/<rule>@<ms>`` (resumable; the study's per-arm recipe), every
-variant's runs trained side by side in ``--jobs`` one-thread processes. ``--with-global`` adds the
-global-only arm to each geometry's first variant (the reference), for chance-level alignment. Printed
-per variant, as a markdown table:
+``ptacl`` arm alone under ``--out/<geometry>/<rule>@<ms>`` (resumable, and a study with a ``report.md`` is
+not evaluated again; the study's per-arm recipe), every variant's runs trained side by side in ``--jobs``
+one-thread processes. ``--with-global`` adds the global-only arm to each geometry's first variant (the
+reference of every contrast), for chance-level alignment. Printed, as two markdown tables:
 
-* **pooling on the val split**, whatever the weights: the share of empty phase bins and the tokens per
-  non-empty bin (tokens of non-zero weight), with the variant's own model pooling rule;
-* **step cost**: ms per sample of one PTACL training step (batch ``--step-batch``, one thread), the
-  variants of a geometry alternating in this process so that machine load hits them alike;
-* **validation**: alignment (diagonal accuracy, phase error in ms; ``viz.inspector``) on the study
-  cohort's val split, and the last epoch's validation losses, averaged over seeds (what a default is
-  chosen on);
-* **test** (the held-out cohort when given): alignment and the ridge probes' mean R², and the paired
-  subject-and-seed bootstrap (``evaluate.bootstrap``) of each against the geometry's first variant, with
-  the smallest difference it could detect (80 % power).
+* **pooling, cost and validation** (what a default is chosen on): on the val split, whatever the weights,
+  the share of empty phase bins and, per non-empty bin, the tokens of non-zero weight and the effective
+  number of tokens, under the variant's own pooling rule; the ms per sample of one PTACL training step
+  (batch ``--step-batch``, one thread), the variants of a geometry alternating in this process so that
+  machine load hits them alike; validation alignment (diagonal accuracy, phase error in ms;
+  ``viz.inspector``) and the last epoch's global validation loss, averaged over seeds, with its per-seed
+  difference from the reference;
+* **test** (the held-out cohort when given): alignment and the ridge probes' mean R², with the paired
+  subject-and-seed bootstrap (``evaluate.bootstrap``) of each against the reference: the difference, its
+  95 % interval and (±) the smallest difference it could detect with 80 % power.
 
-Each run's per-subject alignment scores are cached beside it (``alignment_<split>.csv``).
+Alignment is scored on the phases each rule fills and (``_common``) on those that ``COMMON_PHASES`` (today's
+rule) fills too, since a rule that fills every phase answers more and harder rows, among more candidate
+frames. Each run's per-subject scores are cached beside it (``alignment_<split>.csv``).
 """
 
 from __future__ import annotations
@@ -58,8 +60,22 @@ DEFAULT_VARIANTS: tuple[str, ...] = (
     "ukb:beat_nearest_frame@100", "ukb:beat_overlap@100", "ukb:beat_nearest_frame@50", "ukb:beat_overlap@50",
     "ukb:beat_overlap@25", "demo:beat_nearest_frame@100", "demo:beat_overlap@100")
 DRY_RUN_VARIANTS: tuple[str, ...] = ("ukb:beat_nearest_frame@100", "ukb:beat_overlap@50", "demo:beat_nearest_frame@100")
-#: Scores of the paired alignment contrast (``viz.inspector.AlignmentMetrics`` fields).
-ALIGNMENT_SCORES: tuple[str, ...] = ("diagonal_accuracy", "phase_error_ms")
+#: Per-subject alignment scores (``viz.inspector.AlignmentMetrics`` fields).
+ALIGNMENT_METRICS: tuple[str, ...] = ("diagonal_accuracy", "phase_error_ms")
+#: Every variant is also scored on the phases that this rule and token width fill (today's rule, which leaves
+#: some empty): a rule that fills every phase otherwise answers harder rows (and has more candidate frames).
+COMMON_PHASES: tuple[str, float] = ("beat_nearest_frame", 100.0)
+#: The scores compared: on the variant's own phases, and on the common ones.
+ALIGNMENT_SCORES: tuple[str, ...] = (*ALIGNMENT_METRICS, *(f"{k}_common" for k in ALIGNMENT_METRICS))
+#: The two printed tables: pooling, cost and validation (what a default is chosen on), then test.
+CHOICE_COLUMNS: tuple[str, ...] = (
+    "geometry", "variant", "seeds", "token_ms", "empty_bins_pct", "tokens_per_bin", "effective_tokens_per_bin",
+    "step ms/sample", "val_diagonal_accuracy", "val_diagonal_accuracy_common", "val_phase_error_ms",
+    "val_phase_error_ms_common", "val_loss_global", "Δ val_loss_global by seed")
+TEST_COLUMNS: tuple[str, ...] = (
+    "geometry", "variant", "test_diagonal_accuracy", "test_diagonal_accuracy_common", "test_phase_error_ms",
+    "test_phase_error_ms_common", "test_mean_r2", "Δ test phase error ms", "Δ test diagonal accuracy (common)",
+    "Δ test mean R²")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,18 +144,19 @@ def train_everything(studies: list[StudyConfig], jobs: int) -> None:
 
 
 def pooling_statistics(study: StudyConfig, split: str = "val") -> dict[str, float]:
-    """Share of empty phase bins and tokens (of non-zero weight) per non-empty bin over ``split``, under the
-    model that the study's ``ptacl`` runs build (its pooling rule and token width; the weights play no part)."""
+    """Share of empty phase bins, and per non-empty bin the tokens of non-zero weight and the effective number of
+    tokens (``1 / sum(share²)``), over ``split``, under the model that the study's ``ptacl`` runs build (its
+    pooling rule and token width; the trained weights play no part)."""
     preprocess, model_config = run_inputs(study.train_config("ptacl", 0))
     model = PTACLModel(model_config)
     batch = collate(list(PTACLDataset(open_cohort(study.manifest), split, preprocess, progress=False)))
     times = model.ecg_encoder.token_times(batch["ecg"].shape[-1] // model.ecg_encoder.patch)
-    weights = model.phase_pool.weights(times, batch["rpeaks"], preprocess.n_frames)  # [B, N, T]
-    filled = weights.sum(dim=1) > 0
-    tokens = (weights > 0).sum(dim=1)
-    return {"empty_bins_pct": 100.0 * float((~filled).float().mean()),
-            "tokens_per_bin": float(tokens[filled].float().mean()),
-            "token_ms": 1000.0 * model.ecg_encoder.patch / preprocess.target_fs}
+    shares = model.phase_pool.phase_weights(times, batch["rpeaks"], preprocess.n_frames)  # [B, N, T]
+    filled = shares.sum(dim=1) > 0
+    return {"token_ms": 1000.0 * model.ecg_encoder.patch / preprocess.target_fs,
+            "empty_bins_pct": 100.0 * float((~filled).float().mean()),
+            "tokens_per_bin": float((shares > 0).sum(dim=1)[filled].float().mean()),
+            "effective_tokens_per_bin": float((1.0 / (shares ** 2).sum(dim=1)[filled]).mean())}
 
 
 def step_ms_per_sample(variants: list[Variant], batch_size: int, repeats: int, image_size: int) -> dict[Variant, float]:
@@ -164,14 +181,32 @@ def step_ms_per_sample(variants: list[Variant], batch_size: int, repeats: int, i
 
 
 def alignment_scores(run_dir: Path, manifest: str, split: str | None) -> pd.DataFrame:
-    """Per-subject alignment scores of a run on ``split`` of ``manifest`` (None: every subject), cached."""
-    from ptacl_lib.viz.inspector import AlignmentInspector
+    """Per-subject alignment scores of a run on ``split`` of ``manifest`` (None: every subject), cached: on the
+    phases its own rule fills, and (``_common``) on those of them that ``COMMON_PHASES`` fills too."""
+    from ptacl_lib.viz.inspector import AlignmentInspector, alignment_metrics
 
     cached = run_dir / f"alignment_{split or 'all'}.csv"
-    if not cached.exists():
-        scores = AlignmentInspector(run_dir, open_cohort(manifest), split=split, device="cpu").metrics()
-        scores.to_csv(cached, index=False)
-    return pd.read_csv(cached)
+    if cached.exists():
+        return pd.read_csv(cached)
+    inspector = AlignmentInspector(run_dir, open_cohort(manifest), split=split, device="cpu")
+    inspector.prepare(inspector.rows)
+    rule, token_ms = COMMON_PHASES
+    reference = PTACLModel(dataclasses.replace(inspector.models[0].model.config, phase_pooling=rule,
+                                               ecg_patch_ms=token_ms))
+    records = []
+    for row in inspector.rows:
+        views = inspector.views(int(row))
+        alignment = views.primary
+        times = reference.ecg_encoder.token_times(views.ecg.shape[-1] // reference.ecg_encoder.patch)
+        common = reference.phase_pool.weights(times, torch.from_numpy(alignment.rpeaks)[None],
+                                              alignment.n_phases)[0].sum(dim=0).numpy() > 0
+        own, shared = alignment.metrics(), alignment_metrics(alignment.similarity, alignment.valid & common,
+                                                             alignment.rr_ms)
+        records.append({"subject_id": views.subject_id, **{k: getattr(own, k) for k in ALIGNMENT_METRICS},
+                        **{f"{k}_common": getattr(shared, k) for k in ALIGNMENT_METRICS}})
+    scores = pd.DataFrame.from_records(records)
+    scores.to_csv(cached, index=False)
+    return scores
 
 
 def last_val_losses(run_dir: Path) -> dict[str, float]:
@@ -182,32 +217,34 @@ def last_val_losses(run_dir: Path) -> dict[str, float]:
 
 def arm_summary(study: StudyConfig, arm: str) -> dict[str, Any]:
     """Validation and test numbers of one arm of a finished study, averaged over its seeds, and per seed the
-    per-subject test alignment (for the paired contrasts)."""
+    last validation losses, the per-subject test alignment and the probes (for the paired contrasts)."""
     runs = [arm_run_dir(study.out, arm, seed) for seed in study.seed_list]
     test_manifest, test_split = (study.test_manifest, None) if study.test_manifest else (study.manifest, "test")
     val = pd.concat([alignment_scores(r, study.manifest, "val") for r in runs])
     test = {seed: alignment_scores(r, test_manifest, test_split)[list(ALIGNMENT_SCORES)].to_numpy()
             for seed, r in zip(study.seed_list, runs)}
-    losses = pd.DataFrame([last_val_losses(r) for r in runs]).mean()
+    losses = pd.DataFrame([last_val_losses(r) for r in runs], index=study.seed_list)
     table = read_comparison(study.out)
     mine = table[table["arm"] == arm]
     mean_r2 = mine[(mine["task"] == "regression") & (mine["target"] == "mean") & (mine["metric"] == "r2")]
-    return {"val_diagonal_accuracy": float(val["diagonal_accuracy"].mean()),
-            "val_phase_error_ms": float(val["phase_error_ms"].mean()), **{k: float(v) for k, v in losses.items()},
+    return {**{f"val_{k}": float(val[k].mean()) for k in ALIGNMENT_SCORES}, **losses.mean().to_dict(),
             **{f"test_{k}": float(np.nanmean(np.concatenate([t[:, i] for t in test.values()])))
                for i, k in enumerate(ALIGNMENT_SCORES)},
-            "test_mean_r2": float(mean_r2["value"].mean()), "alignment": test,
+            "test_mean_r2": float(mean_r2["value"].mean()), "alignment": test, "losses": losses,
             "probes": probe_results(study.out)[arm]}
 
 
 def contrast(row: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
-    """Paired subject-and-seed bootstraps of ``row`` against ``reference``: phase error (ms), diagonal accuracy and
-    mean R², each as a difference with its 95 % interval and its detectable difference."""
+    """Against ``reference`` (the same seeds): the validation global loss per seed, and paired subject-and-seed
+    bootstraps of the test alignment and mean R², each a difference with its 95 % interval and (±) the
+    difference it could detect with 80 % power."""
     scores = paired_score_difference(row["alignment"], reference["alignment"], ALIGNMENT_SCORES).set_index("target")
     r2 = paired_r2_difference(row["probes"], reference["probes"]).set_index("target").loc["mean"]
-    cells = {}
-    for label, line in (("Δ phase error ms", scores.loc["phase_error_ms"]),
-                        ("Δ diagonal accuracy", scores.loc["diagonal_accuracy"]), ("Δ mean R²", r2)):
+    by_seed = row["losses"]["val_loss_global"] - reference["losses"]["val_loss_global"]
+    cells = {"Δ val_loss_global by seed": ", ".join(f"{d:+.3f}" for d in by_seed)}
+    for label, line in (("Δ test phase error ms", scores.loc["phase_error_ms"]),
+                        ("Δ test diagonal accuracy (common)", scores.loc["diagonal_accuracy_common"]),
+                        ("Δ test mean R²", r2)):
         digits = 1 if "ms" in label else 3
         cells[label] = (f"{line.mean_difference:+.{digits}f} [{line.ci_low:+.{digits}f}, {line.ci_high:+.{digits}f}]"
                         f" (±{line.mdd:.{digits}f})")
@@ -273,8 +310,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     studies = {v: study_of(v, args, ("ptacl", "global") if args.with_global and references[v.geometry] == v
                            else ("ptacl",)) for v in args.variants}
     train_everything(list(studies.values()), args.jobs)
-    for study in studies.values():
-        run_study(study)  # the runs are trained: this evaluates them and writes each study's report
+    for study in studies.values():  # the runs are trained: this evaluates them and writes each study's report
+        if not (Path(study.out) / "report.md").exists():
+            run_study(study)
     steps = step_ms_per_sample(args.variants, args.step_batch, args.step_repeats, args.image_size)
 
     rows, summaries = [], {}
@@ -288,10 +326,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         reference = summaries[references[row["geometry"]]]
         if row["alignment"] is not reference["alignment"]:
             row.update(contrast(row, reference))
-    table = pd.DataFrame(rows).drop(columns=["alignment", "probes"])
-    table.insert(2, "seeds", args.seeds)
+    table = pd.DataFrame(rows).drop(columns=["alignment", "losses", "probes"]).assign(seeds=args.seeds)
+    table = table.reindex(columns=list(dict.fromkeys([*CHOICE_COLUMNS, *TEST_COLUMNS, *table.columns])))
     (args.out / "results.json").write_text(json.dumps(table.to_dict(orient="records"), indent=2))
-    print(markdown(table), flush=True)
+    test_set = "held-out cohort" if args.test_manifest else "test split"
+    print(f"Pooling, step cost and validation\n\n{markdown(table[list(CHOICE_COLUMNS)])}\n\n"
+          f"Test ({test_set})\n\n{markdown(table[list(TEST_COLUMNS)])}", flush=True)
     return table
 
 
