@@ -21,8 +21,9 @@ class ModelConfig:
 
     The ECG's stem kernel and patch are set in milliseconds (``ecg_stem_ms``, ``ecg_patch_ms``) and turned
     into samples at ``ecg_hz``, so a token covers 100 ms at 100, 250 or 500 Hz; the frame CNN reads the
-    ``cmr_slices`` short-axis slices of a frame as its input channels. ``at_geometry`` sets both from an
-    input geometry (``ptacl_lib.geometry``); the presets hold the ``demo`` geometry's values.
+    ``cmr_slices`` short-axis slices of a frame as its input channels. ``at_geometry`` sets both, and the
+    phase-pooling rule (``GEOMETRY_PHASE_POOLING``), from an input geometry (``ptacl_lib.geometry``); the
+    presets hold the ``demo`` geometry's values.
 
     ``small`` (the default, CPU demo; ~0.2 M parameters): a 32-channel convolutional ECG stem, then
     patches of 100 ms (10 samples at 100 Hz), so a 10 s recording gives 100 tokens of width 64, 3 layers,
@@ -79,8 +80,9 @@ class ModelConfig:
         return dataclasses.replace(MODEL_PRESETS[name], **overrides)
 
 
-#: The phase-pooling rule of each named input geometry (``ptacl_lib.geometry``), chosen on validation alignment
-#: (docs/design.md §3.3; the runs are in docs/experiments.md).
+#: The phase-pooling rule of each named input geometry (``ptacl_lib.geometry``), chosen on validation alignment and
+#: loss: at both, the nearest frame (docs/design.md §3.3; the runs: docs/experiments.md, 2026-12-06). A geometry
+#: with single-field overrides keeps its name's rule; a run's ``--phase-pooling`` overrides it.
 GEOMETRY_PHASE_POOLING: dict[str, str] = {"demo": "beat_nearest_frame", "ukb": "beat_nearest_frame"}
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
