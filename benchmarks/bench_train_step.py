@@ -33,6 +33,7 @@ full plan on one card.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import resource
@@ -87,7 +88,7 @@ class StepBench:
         seed_everything(0)
         self.device = device
         geometry = geometry or resolve_geometry("demo")
-        config = ModelConfig.preset(preset, **overrides).at_geometry(geometry)
+        config = dataclasses.replace(ModelConfig.preset(preset).at_geometry(geometry), **overrides)  # overrides last
         self.model = PTACLModel(config).to(device)
         if device.type == "cuda":
             self.model.cmr_encoder.frame_encoder.use_channels_last()

@@ -61,6 +61,9 @@ class StudyConfig:
                               "then read back from study_config.json, so a resumed study keeps its own"})
     local_negatives: str = field(default="within", metadata={"help": "negatives of PTACL's local term",
                                                              "choices": LOCAL_NEGATIVES})
+    phase_pooling: str = field(default="", metadata={"help": "PTACL's phase-pooling rule; empty: the model's "
+                                                             "default for the input geometry"})
+    ecg_patch_ms: float = field(default=0.0, metadata={"help": "ECG token width in milliseconds; 0: the model's"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
     jobs: int = field(default=1, metadata={"help": "runs trained (CPU: one thread each) and notebooks executed "
                                                    "side by side"})
@@ -100,9 +103,9 @@ class StudyConfig:
         study = {name: getattr(self, name) for name in RECIPE_SETTINGS}
         settings: dict[str, Any] = dict(
             manifest=str(self.manifest), run_dir=str(arm_run_dir(self.out, arm, seed)), objective=arm,
-            model=self.model, local_negatives=self.local_negatives, seed=seed, device=self.device,
-            geometry=self.geometry, mains_hz=self.mains_hz, threads=self.threads, resume=True,
-            **arm_recipe(arm, study, self.recipe_table))
+            model=self.model, local_negatives=self.local_negatives, phase_pooling=self.phase_pooling,
+            ecg_patch_ms=self.ecg_patch_ms, seed=seed, device=self.device, geometry=self.geometry,
+            mains_hz=self.mains_hz, threads=self.threads, resume=True, **arm_recipe(arm, study, self.recipe_table))
         settings.update(overrides)
         return TrainConfig(**settings)
 

@@ -28,6 +28,7 @@ the DDP gather adds negatives).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import time
 from contextlib import nullcontext
@@ -310,11 +311,13 @@ def fit(config: TrainConfig) -> Path:
 
 
 def run_inputs(config: TrainConfig) -> tuple[PreprocessConfig, ModelConfig]:
-    """The preprocessing and model of a run: its input geometry (``ptacl_lib.geometry``) given to both."""
+    """The preprocessing and model of a run: its input geometry (``ptacl_lib.geometry``) given to both, then the
+    run's own ``phase_pooling`` and ``ecg_patch_ms`` when set."""
     geometry = config.geometry
     assert geometry is not None  # resolved by TrainConfig
-    return (PreprocessConfig(geometry=geometry, mains_hz=config.mains_hz),
-            ModelConfig.preset(config.model).at_geometry(geometry))
+    model = ModelConfig.preset(config.model).at_geometry(geometry)
+    chosen = {name: getattr(config, name) for name in ("phase_pooling", "ecg_patch_ms") if getattr(config, name)}
+    return PreprocessConfig(geometry=geometry, mains_hz=config.mains_hz), dataclasses.replace(model, **chosen)
 
 
 def _initial_model(config: TrainConfig) -> tuple[PTACLModel, ModelConfig]:

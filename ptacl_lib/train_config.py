@@ -48,6 +48,10 @@ class TrainConfig:
     local_negatives: str = field(default="within", metadata=_meta(
         "negatives of the local term: frames of the same patient, other patients at the same phase, or both",
         choices=LOCAL_NEGATIVES))
+    phase_pooling: str = field(default="", metadata=_meta(
+        "rule that pools ECG tokens into phase tokens (models.phase_pooling.PHASE_POOLERS, e.g. beat_nearest_frame, "
+        "beat_overlap); empty: the model's default for the input geometry"))
+    ecg_patch_ms: float = field(default=0.0, metadata=_meta("ECG token width in milliseconds; 0: the model's"))
     mask_ratio: float = field(default=0.5, metadata=_meta("ecg_ssl: fraction of (lead, time-patch) cells masked"))
     init_from: str = field(default="", metadata=_meta("start from this run's trained model (fine-tuning)"))
     seed: int = field(default=0, metadata=_meta("seed of the initial weights, shuffling and masks"))
@@ -73,6 +77,8 @@ class TrainConfig:
         if self.epochs < 0 or self.batch_size < 1 or self.accumulate < 1 or self.keep_every < 0:
             raise ValueError(f"need epochs >= 0, batch_size >= 1, accumulate >= 1 and keep_every >= 0, got "
                              f"{self.epochs}, {self.batch_size}, {self.accumulate} and {self.keep_every}")
+        if self.ecg_patch_ms < 0:
+            raise ValueError(f"ecg_patch_ms must be >= 0 (0: the model's), got {self.ecg_patch_ms}")
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must lie in (0, 1), got {self.mask_ratio}")
         if not self.manifest or not self.run_dir:

@@ -157,3 +157,33 @@ def test_predict_benchmark_dry_run_times_both_presets_from_files(tmp_path: Path)
         assert all(math.isfinite(v) and v > 0 for v in cells.values()), r
         assert cells["of which quality (CPU ms/ECG)"] < cells["prepare (CPU ms/ECG)"]
     assert not list(tmp_path.glob("ptacl_bench_predict_*")), "the bundles and files are removed"
+
+
+def test_phase_pooling_dry_run_prints_one_row_per_variant(tmp_path: Path) -> None:
+    """The phase-pooling experiment on tiny generated cohorts: a row per variant (and global-only), the
+    empty bins that overlap weighting removes, paired contrasts against the geometry's first variant."""
+    out = tmp_path / "pp"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "phase_pooling_ukb.py"), "--dry-run", "--out",
+                           str(out)], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {(r["geometry"], r["variant"]): r for r in json.loads((out / "results.json").read_text())}
+    assert list(rows) == [("ukb", "beat_nearest_frame@100"), ("ukb", "global-only"), ("ukb", "beat_overlap@50"),
+                          ("demo", "beat_nearest_frame@100"), ("demo", "global-only")]
+    nearest, overlap = rows["ukb", "beat_nearest_frame@100"], rows["ukb", "beat_overlap@50"]
+    assert nearest["empty_bins_pct"] > 5.0 and overlap["empty_bins_pct"] == 0.0
+    assert overlap["tokens_per_bin"] >= overlap["effective_tokens_per_bin"] > nearest["tokens_per_bin"]
+    assert nearest["tokens_per_bin"] == pytest.approx(nearest["effective_tokens_per_bin"])  # plain means
+    assert overlap["token_ms"] == 50.0
+    for row in (nearest, overlap):
+        assert row["step ms/sample"] > 0 and 0.0 <= row["val_diagonal_accuracy_common"] <= 1.0
+        assert math.isfinite(row["test_phase_error_ms"]) and math.isfinite(row["test_mean_r2"])
+    # today's rule scores exactly the common phases; the reference has no contrast with itself
+    assert nearest["test_phase_error_ms"] == pytest.approx(nearest["test_phase_error_ms_common"])
+    assert not isinstance(nearest["Δ test mean R²"], str)
+    assert overlap["Δ test phase error ms"].count("[") == 1 and "(±" in overlap["Δ test mean R²"]
+    assert len(overlap["Δ val_loss_global by seed"].split(", ")) == 2
+    tables = markdown_tables(done.stdout)
+    assert len(tables) == 2 and all(len(rows) == 5 for rows in tables.values())
+    config = json.loads((out / "ukb" / "beat_overlap@50" / "arms" / "ptacl" / "seed1" / "config.json").read_text())
+    assert (config["model_config"]["phase_pooling"], config["model_config"]["ecg_patch_ms"]) == ("beat_overlap", 50.0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import r2_score
 
-from ptacl_lib.evaluate.bootstrap import paired_r2_difference
+from ptacl_lib.evaluate.bootstrap import paired_r2_difference, paired_score_difference
 from ptacl_lib.evaluate.regression import ProbeResult
 
 
@@ -68,3 +68,21 @@ def test_the_standard_error_splits_into_its_seed_and_subject_parts() -> None:
     assert row["se"] == pytest.approx(np.hypot(row["se_seed"], row["se_subject"]), rel=0.25)
     one_seed = paired_r2_difference({0: arm[0]}, {0: ref[0]}, n_resamples=200)
     assert one_seed["se_seed"].isna().all() and (one_seed["se_subject"] > 0).all()
+
+
+def test_per_subject_scores_are_paired_like_r2() -> None:
+    """Per-subject scores (alignment): the point estimate is the seed mean of subject-mean differences (NaN
+    subjects left out), the interval covers a known shift, and no ``mean`` target is added."""
+    rng = np.random.default_rng(3)
+    base = {s: rng.normal(50.0, 10.0, size=(300, 2)) for s in range(3)}
+    shifted = {s: base[s] + np.array([-5.0, 0.0]) + rng.normal(0.0, 2.0, size=(300, 2)) for s in range(3)}
+    shifted[0][7] = np.nan  # a subject with nothing to score
+    table = paired_score_difference(shifted, base, ("phase_error_ms", "other"), n_resamples=500).set_index("target")
+    assert list(table.index) == ["phase_error_ms", "other"]
+    want = np.mean([np.nanmean(shifted[s][:, 0]) - np.mean(base[s][:, 0]) for s in range(3)])
+    assert table.loc["phase_error_ms", "mean_difference"] == pytest.approx(want)
+    assert table.loc["phase_error_ms", "ci_high"] < 0 < table.loc["other", "ci_high"]
+    assert table.loc["other", "ci_low"] < 0
+    assert np.allclose(table["mdd"], (1.959964 + 0.841621) * table["se"])
+    with pytest.raises(ValueError, match="score array"):
+        paired_score_difference({0: np.zeros((5, 2))}, {0: np.zeros((6, 2))}, ("a", "b"))

@@ -1,5 +1,5 @@
-"""Alignment inspector: scores on hand-made matrices, shaded ECG segments = the model's phase bins,
-the four views, the widget's linked controls, and notebook 06 under papermill."""
+"""Alignment inspector: scores on hand-made matrices, shaded ECG tokens and their weights = the model's own
+pooling (every rule), the four views, the widget's linked controls, and notebook 06 under papermill."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 
 from conftest import run_notebook
 from ptacl_lib.data import PreprocessConfig, PTACLDataset, collate, open_cohort
-from ptacl_lib.models import ModelConfig, PTACLModel, token_phase_bins
+from ptacl_lib.models import PHASE_POOLERS, ModelConfig, PTACLModel, token_phase_bins
 from ptacl_lib.runtime import rng_state_preserved
 from ptacl_lib.train import TrainConfig, fit
 from ptacl_lib.viz import inspector as inspector_module
@@ -84,12 +84,41 @@ def test_shaded_segments_follow_the_phase_bin_rule() -> None:
         assert alignment.segments(k) == [(12 + 4 * k, 16 + 4 * k), (112 + 4 * k, 116 + 4 * k)]
     times = model.ecg_encoder.token_times(75)
     bins, inside = token_phase_bins(times, item["rpeaks"][None], 25)
-    np.testing.assert_array_equal(alignment.token_bins, bins[0].numpy())
-    np.testing.assert_array_equal(alignment.token_inside, inside[0].numpy())
-    # adjacent tokens of one bin merge into one segment; tokens outside complete beats are never shaded
-    assert phase_segments(np.array([2, 2, 2, 1, 2]), np.array([True, True, True, True, False]), 5, 2) == [(0, 15)]
+    for k in range(25):  # the nearest-frame rule's weights: a plain mean over the bin's tokens
+        in_bin = (inside[0] & (bins[0] == k)).numpy()
+        np.testing.assert_allclose(alignment.weights(k), np.where(in_bin, 1.0 / in_bin.sum(), 0.0), rtol=1e-6)
+    assert alignment.pooling == "beat_nearest_frame"
+    # adjacent pooled tokens merge into one segment
+    assert phase_segments(np.array([True, True, True, False, True]), 5) == [(0, 15), (20, 25)]
     with pytest.raises(ValueError, match="phase 25"):
         alignment.segments(25)
+
+
+def test_overlap_weights_are_kept_and_drawn_as_bars() -> None:
+    """Tokens of 40 ms at 100 Hz (token n spans samples [4n - 0.5, 4n + 3.5)), beats of 100 samples from 12,
+    T = 50: frame 11 stands for samples [33, 35) of the first beat and [133, 135) of the second, each inside one
+    token (8 and 33), which therefore share phase 11 equally; other frames straddle two tokens."""
+    model = fresh_model(0, ecg_patch_ms=40.0, phase_pooling="beat_overlap")
+    item = {"ecg": torch.zeros(12, 300), "cmr": torch.rand(1, 50, 32, 32), "rpeaks": torch.tensor([12, 112, 212]),
+            "phenotypes": torch.zeros(9), "subject_id": "OVL", "index": 0}
+    alignment = subject_alignments(model, [item], fs=100.0)[0]
+    assert alignment.valid.all() and alignment.pooling == "beat_overlap"
+    np.testing.assert_allclose(alignment.token_weights.sum(axis=0), 1.0, rtol=1e-6)
+    weights = alignment.weights(11)
+    assert np.flatnonzero(weights).tolist() == [8, 33] and weights[8] == pytest.approx(0.5)
+    straddled = alignment.weights(10)  # samples [31, 33): 0.5 of a sample in token 7, 1.5 in token 8 (each beat)
+    assert np.flatnonzero(straddled).tolist() == [7, 8, 32, 33] and straddled[8] == pytest.approx(3 * straddled[7])
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from ptacl_lib.viz.inspector.views import SubjectViews, draw_inspector
+    views = SubjectViews("OVL", "", np.zeros((12, 300), np.float32), 100.0, np.zeros((1, 50, 8, 8), np.float32), None,
+                         (("m", alignment),))
+    fig = draw_inspector(Figure(), views, 10, "II")
+    bars = next(ax for ax in fig.axes if ax.get_label() == "weights")
+    np.testing.assert_allclose([b.get_height() for b in bars.patches], straddled[[7, 8, 32, 33]], rtol=1e-6)
+    assert "beat_overlap" in next(ax for ax in fig.axes if ax.get_label() == "ecg").get_title()
 
 
 def test_excluded_beats_are_neither_shaded_nor_pooled_and_are_marked() -> None:
@@ -116,9 +145,11 @@ def test_excluded_beats_are_neither_shaded_nor_pooled_and_are_marked() -> None:
 
 
 @pytest.mark.slow
-def test_shaded_segments_are_what_the_model_pooled(tiny_cohort: Path) -> None:
-    """On a real subject (detected R peaks), the mean of the shaded samples' tokens is the model's phase token."""
-    model = fresh_model(3)
+@pytest.mark.parametrize("rule", sorted(PHASE_POOLERS))
+def test_drawn_weights_are_what_the_model_pooled(tiny_cohort: Path, rule: str) -> None:
+    """On a real subject (detected R peaks), the shaded tokens weighted by the drawn weights give the model's
+    phase token, under every pooling rule."""
+    model = fresh_model(3, phase_pooling=rule)
     dataset = PTACLDataset(open_cohort(tiny_cohort), "test", PreprocessConfig(), progress=False)
     item = dataset[0]
     alignment = subject_alignments(model, [item], fs=100.0)[0]
@@ -131,7 +162,8 @@ def test_shaded_segments_are_what_the_model_pooled(tiny_cohort: Path) -> None:
         picked = [n for start, stop in alignment.segments(k) for n in range(start // patch, stop // patch)]
         assert bool(alignment.valid[k]) == bool(picked)
         if picked:
-            expected = model.ecg_head(tokens[picked].mean(dim=0))
+            weights = torch.from_numpy(alignment.weights(k)[picked])
+            expected = model.ecg_head((weights[:, None] * tokens[picked]).sum(dim=0))
             torch.testing.assert_close(out["ecg_phase"][0, k], expected, rtol=1e-4, atol=1e-5)
 
 
@@ -146,8 +178,11 @@ def test_snapshot_draws_the_four_linked_views(inspector: AlignmentInspector) -> 
     data = inspector.views(subject)
     alignment = data.primary
     np.testing.assert_array_equal(views["cmr"].images[0].get_array(), slice_strip(data.frames, phase))
+    pooled = np.flatnonzero(alignment.weights(phase))
     spans = [p.get_x() for p in views["ecg"].patches]
-    assert spans == pytest.approx([start / data.fs for start, _ in alignment.segments(phase)])
+    assert spans == pytest.approx(pooled * alignment.patch / data.fs)  # one shaded span per pooled token
+    bars = next(ax for ax in fig.axes if ax.get_label() == "weights").patches
+    assert [b.get_height() for b in bars] == pytest.approx(alignment.weights(phase)[pooled])
     cursor = phase / inspector.n_phases * alignment.rr_ms
     assert any(np.allclose(line.get_xdata(), cursor) for line in views["volumes"].lines)
     assert similarity[0].get_title().startswith("PTACL") and similarity[1].get_title().startswith("global")
@@ -200,7 +235,8 @@ def test_batched_outputs_equal_one_subject_at_a_time(inspector: AlignmentInspect
     for subject in subjects:
         np.testing.assert_allclose(alone.alignment(subject).similarity, batched.alignment(subject).similarity,
                                    rtol=1e-4, atol=1e-5)
-        np.testing.assert_array_equal(alone.alignment(subject).token_bins, batched.alignment(subject).token_bins)
+        np.testing.assert_array_equal(alone.alignment(subject).token_weights,
+                                      batched.alignment(subject).token_weights)
 
 
 def test_metrics_table(inspector: AlignmentInspector) -> None:

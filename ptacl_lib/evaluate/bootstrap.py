@@ -19,7 +19,7 @@ With independent sources the total is close to ``sqrt(se_seed² + se_subject²)`
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -63,18 +63,52 @@ def paired_r2_difference(arm: Mapping[int, ProbeResult], reference: Mapping[int,
     drawn_seeds = rng.integers(0, len(seeds), size=(n_resamples, len(seeds)))
     per_seed = np.stack([_r2_per_resample(arm[s], subjects) - _r2_per_resample(reference[s], subjects)
                          for s in seeds])  # [S, B, T]
-    boot = np.take_along_axis(per_seed, drawn_seeds.T[:, :, None], axis=0).mean(axis=0)  # [B, T]
-    boot = np.concatenate([boot, boot.mean(axis=1, keepdims=True)], axis=1)
-    subjects_only = per_seed.mean(axis=0)  # [B, T]: every seed kept, only the subjects resampled
-    subjects_only = np.concatenate([subjects_only, subjects_only.mean(axis=1, keepdims=True)], axis=1)
     by_seed = np.array([arm[s].metric_array("r2") - reference[s].metric_array("r2") for s in seeds])  # [S, T]
-    by_seed = np.concatenate([by_seed, by_seed.mean(axis=1, keepdims=True)], axis=1)
+    return _paired_summary(per_seed, by_seed, drawn_seeds, targets, n, confidence)
+
+
+def paired_score_difference(arm: Mapping[int, np.ndarray], reference: Mapping[int, np.ndarray],
+                            names: Sequence[str], n_resamples: int = 2000, confidence: float = 0.95,
+                            seed: int = 0) -> pd.DataFrame:
+    """``arm − reference`` of the subject-mean of per-subject scores (such as the alignment scores), paired
+    over seeds and subjects exactly as ``paired_r2_difference`` (``target`` holds the score's name).
+
+    ``arm`` and ``reference`` map each seed to a ``[subjects, len(names)]`` array of the same test subjects in
+    the same order; NaN scores (a subject with nothing to score) are left out of the means.
+    """
+    seeds = sorted(set(arm) & set(reference))
+    if not seeds:
+        raise ValueError("the two arms share no seed")
+    shapes = {np.shape(table[s]) for table in (arm, reference) for s in seeds}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2 or next(iter(shapes))[1] != len(names):
+        raise ValueError(f"every seed needs one [subjects, {len(names)}] score array, got shapes {sorted(shapes)}")
+    n = next(iter(shapes))[0]
+    rng = np.random.default_rng(seed)
+    subjects = rng.integers(0, n, size=(n_resamples, n))
+    drawn_seeds = rng.integers(0, len(seeds), size=(n_resamples, len(seeds)))
+    per_seed = np.stack([np.nanmean(np.asarray(arm[s])[subjects], axis=1)
+                         - np.nanmean(np.asarray(reference[s])[subjects], axis=1) for s in seeds])  # [S, B, M]
+    by_seed = np.array([np.nanmean(arm[s], axis=0) - np.nanmean(reference[s], axis=0) for s in seeds])  # [S, M]
+    return _paired_summary(per_seed, by_seed, drawn_seeds, list(names), n, confidence, with_mean=False)
+
+
+def _paired_summary(per_seed: np.ndarray, by_seed: np.ndarray, drawn_seeds: np.ndarray, targets: list[str],
+                    n: int, confidence: float, with_mean: bool = True) -> pd.DataFrame:
+    """The table of a paired bootstrap: ``per_seed [S, B, T]`` differences on each subject resample,
+    ``by_seed [S, T]`` on the whole test set, ``drawn_seeds [B, S]``; ``with_mean`` adds the target ``mean``."""
+    boot = np.take_along_axis(per_seed, drawn_seeds.T[:, :, None], axis=0).mean(axis=0)  # [B, T]
+    subjects_only = per_seed.mean(axis=0)  # [B, T]: every seed kept, only the subjects resampled
+    if with_mean:
+        boot, subjects_only, by_seed = (np.concatenate([x, x.mean(axis=1, keepdims=True)], axis=1)
+                                        for x in (boot, subjects_only, by_seed))
+        targets = targets + ["mean"]
     point = by_seed.mean(axis=0)
+    n_seeds = len(by_seed)
     tail = (1 - confidence) / 2 * 100
     low, high = np.nanpercentile(boot, [tail, 100 - tail], axis=0)
     se = np.nanstd(boot, axis=0, ddof=1)
-    se_seed = by_seed.std(axis=0, ddof=1) / np.sqrt(len(seeds)) if len(seeds) > 1 else np.full(len(point), np.nan)
-    return pd.DataFrame({"target": targets + ["mean"], "n_seeds": len(seeds), "n_subjects": n,
+    se_seed = by_seed.std(axis=0, ddof=1) / np.sqrt(n_seeds) if n_seeds > 1 else np.full(len(point), np.nan)
+    return pd.DataFrame({"target": targets, "n_seeds": n_seeds, "n_subjects": n,
                          "mean_difference": point, "ci_low": low, "ci_high": high, "se": se,
                          "mdd": (Z_ALPHA + Z_POWER) * se, "se_seed": se_seed,
                          "se_subject": np.nanstd(subjects_only, axis=0, ddof=1)})

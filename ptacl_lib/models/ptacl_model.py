@@ -22,9 +22,10 @@ class ModelConfig:
 
     The ECG's stem kernel and patch are set in milliseconds (``ecg_stem_ms``, ``ecg_patch_ms``) and turned
     into samples at ``ecg_hz``, so a token covers 100 ms at 100, 250 or 500 Hz; the frame CNN reads the
-    ``slices`` short-axis slices of a frame as its input channels. ``at_geometry`` sets both from an input
-    geometry (``ptacl_lib.geometry``); the defaults are the ``demo`` geometry's. A run records the geometry
-    once, beside the architecture (``architecture``), and rebuilds the config with ``from_record``.
+    ``slices`` short-axis slices of a frame as its input channels. ``at_geometry`` sets both, and the phase-pooling
+    rule (``GEOMETRY_PHASE_POOLING``), from an input geometry (``ptacl_lib.geometry``); the defaults are the
+    ``demo`` geometry's. A run records the geometry once, beside the architecture (``architecture``), and
+    rebuilds the config with ``from_record``.
 
     ``small`` (the default, CPU demo; ~0.2 M parameters): a 32-channel convolutional ECG stem, then
     patches of 100 ms (10 samples at 100 Hz), so a 10 s recording gives 100 tokens of width 64, 3 layers,
@@ -68,8 +69,10 @@ class ModelConfig:
         return 2 * int(round((self.ecg_stem_ms * self.ecg_hz / 1000.0 - 1.0) / 2.0)) + 1
 
     def at_geometry(self, geometry: Geometry) -> "ModelConfig":
-        """This config for an input geometry (its ECG rate and slice count; frames and size need no weights)."""
-        return dataclasses.replace(self, ecg_hz=geometry.ecg_hz, slices=geometry.slices)
+        """This config for an input geometry: its ECG rate and slice count (frames and size need no weights), and
+        the named geometry's ``GEOMETRY_PHASE_POOLING`` rule (a geometry of another name: this config's own)."""
+        pooling = GEOMETRY_PHASE_POOLING.get(geometry.name, self.phase_pooling)
+        return dataclasses.replace(self, ecg_hz=geometry.ecg_hz, slices=geometry.slices, phase_pooling=pooling)
 
     def architecture(self) -> dict[str, Any]:
         """Every field but the geometry's (``GEOMETRY_OF_MODEL``): what a run records as ``model_config``."""
@@ -86,7 +89,7 @@ class ModelConfig:
         for old in ("cmr_slices", *GEOMETRY_OF_MODEL):
             saved.pop(old, None)
         saved = {"ecg_stem": 0, "cmr_first_stride": 2, **saved, "cmr_channels": tuple(saved["cmr_channels"])}
-        return cls(**saved).at_geometry(geometry)
+        return dataclasses.replace(cls(**saved), ecg_hz=geometry.ecg_hz, slices=geometry.slices)  # its own rule
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "ModelConfig":
@@ -98,6 +101,11 @@ class ModelConfig:
 
 #: The ``ModelConfig`` fields that come from the input geometry.
 GEOMETRY_OF_MODEL: tuple[str, ...] = ("ecg_hz", "slices")
+
+#: The phase-pooling rule of each named input geometry (``ptacl_lib.geometry``), chosen on validation alignment and
+#: loss: at both, the nearest frame (docs/design.md §3.3; the runs: docs/experiments.md, 2026-12-06). A geometry
+#: with single-field overrides keeps its name's rule; a run's ``--phase-pooling`` overrides it.
+GEOMETRY_PHASE_POOLING: dict[str, str] = {"demo": "beat_nearest_frame", "ukb": "beat_nearest_frame"}
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
     "small": ModelConfig(),

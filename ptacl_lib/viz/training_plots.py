@@ -7,12 +7,11 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..data import PTACLDataset, collate
-from ..models import ModelConfig, PTACLModel, beat_phase_pool, token_phase_bins
+from ..models import ModelConfig, PTACLModel, token_phase_bins
 from ..runs import read_metrics
 from .colours import arm_colours
 
@@ -31,14 +30,15 @@ def model_parameter_table(model_config: ModelConfig) -> pd.DataFrame:
 
 
 def plot_phase_pooling(dataset: PTACLDataset, model_config: ModelConfig, n_subjects: int = 256) -> Figure:
-    """One subject's lead II coloured by each token's phase bin (R peaks dotted), and how often each
-    bin receives at least one token over ``n_subjects`` subjects: the model's own pooling rule."""
+    """One subject's lead II coloured by each token's nearest phase bin (R peaks dotted), and how often each
+    bin receives at least one token over ``n_subjects`` subjects under the model's own pooling rule."""
     batch = collate([dataset[i] for i in range(min(len(dataset), n_subjects))])
     n_frames = batch["cmr"].shape[-3]
-    encoder = PTACLModel(model_config).ecg_encoder
+    model = PTACLModel(model_config)
+    encoder = model.ecg_encoder
     times = encoder.token_times(batch["ecg"].shape[-1] // encoder.patch)
     bins, inside = token_phase_bins(times, batch["rpeaks"], n_frames)
-    _, phase_mask = beat_phase_pool(torch.zeros(len(bins), len(times), 1), times, batch["rpeaks"], n_frames)
+    phase_mask = model.phase_pool.weights(times, batch["rpeaks"], n_frames).sum(dim=1) > 0
 
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(13, 3.2), gridspec_kw={"width_ratios": [2.2, 1]})
     lead_ii = batch["ecg"][0, 1].numpy()
@@ -51,8 +51,8 @@ def plot_phase_pooling(dataset: PTACLDataset, model_config: ModelConfig, n_subje
             xlabel=f"sample at {dataset.config.geometry.ecg_hz} Hz", ylabel="lead II (normalised)")
     fig.colorbar(points, ax=ax0, label="phase bin")
     ax1.bar(range(n_frames), phase_mask.float().mean(0).numpy(), color="steelblue")
-    ax1.set(title="bins with >= 1 token", xlabel="phase bin (= cine frame)", ylabel="fraction of subjects",
-            ylim=(0, 1.05))
+    ax1.set(title=f"bins with >= 1 token ({model_config.phase_pooling})", xlabel="phase bin (= cine frame)",
+            ylabel="fraction of subjects", ylim=(0, 1.05))
     fig.tight_layout()
     return fig
 

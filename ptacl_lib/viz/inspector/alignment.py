@@ -1,9 +1,9 @@
 """What one model says about one subject's ECG-phase × CMR-frame alignment, and how well it aligns.
 
 Nothing here draws. ``subject_alignments`` runs the model once per subject and keeps the local
-``T x T`` similarity (``ptacl_lib.losses.local_similarity``) together with the phase bin of every
-ECG token, computed by the model's own rule (``ptacl_lib.models.token_phase_bins``), so the ECG
-segments the inspector shades are exactly the ones the model averaged into each phase token.
+``T x T`` similarity (``ptacl_lib.losses.local_similarity``) together with every ECG token's share of
+every phase token, computed by the model's own pooling rule (``PhasePooler.phase_weights``), so the
+weights the inspector draws are exactly the ones the model averaged each phase token with.
 
 **Scores.** Row ``k`` of the similarity compares ECG phase ``k`` with every CMR frame. A row is
 *correct* when its argmax is frame ``k`` (diagonal accuracy). The phase error of a row is the
@@ -25,7 +25,7 @@ import torch
 from ...data import collate
 from ...data.rhythm import RhythmSummary, rhythm_summary
 from ...losses import local_similarity
-from ...models import PTACLModel, beat_phase_pool, token_phase_bins
+from ...models import PTACLModel
 from ...runtime import autocast, to_device
 
 
@@ -71,12 +71,12 @@ def alignment_metrics(similarity: np.ndarray, valid: np.ndarray, rr_ms: float) -
                             phase_error_ms=float(error.mean() * rr_ms / n_frames), n_scored=len(rows))
 
 
-def phase_segments(token_bins: np.ndarray, token_inside: np.ndarray, patch: int, phase: int) -> list[tuple[int, int]]:
-    """Sample ranges ``[start, stop)`` of the tokens pooled into ``phase``, adjacent tokens merged.
+def phase_segments(pooled: np.ndarray, patch: int) -> list[tuple[int, int]]:
+    """Sample ranges ``[start, stop)`` of the tokens where ``pooled [N]`` is True, adjacent tokens merged.
 
     Token ``n`` covers samples ``[n * patch, (n + 1) * patch)`` (the ECG encoder's patching).
     """
-    hits = np.flatnonzero(np.asarray(token_inside, dtype=bool) & (np.asarray(token_bins) == phase))
+    hits = np.flatnonzero(np.asarray(pooled, dtype=bool))
     segments: list[tuple[int, int]] = []
     for n in hits:
         start, stop = int(n) * patch, (int(n) + 1) * patch
@@ -93,11 +93,11 @@ class SubjectAlignment:
 
     similarity: np.ndarray  #: float32 [T, T]; [k, l] = cosine of ECG phase k and CMR frame l
     valid: np.ndarray  #: bool [T]; phase k received at least one ECG token
-    token_bins: np.ndarray  #: int64 [N]; phase bin of each ECG token
-    token_inside: np.ndarray  #: bool [N]; the token lies inside a complete beat
+    token_weights: np.ndarray  #: float32 [N, T]; token n's share of phase token k (a valid phase's column sums to 1)
     patch: int  #: ECG samples per token
     rpeaks: np.ndarray  #: int64 [K]; R peaks in samples of the model's ECG
     fs: float  #: sampling rate of the model's ECG (Hz)
+    pooling: str = ""  #: the model's phase-pooling rule (``ModelConfig.phase_pooling``)
 
     @property
     def n_phases(self) -> int:
@@ -126,20 +126,21 @@ class SubjectAlignment:
     def metrics(self) -> AlignmentMetrics:
         return alignment_metrics(self.similarity, self.valid, self.rr_ms)
 
-    def segments(self, phase: int) -> list[tuple[int, int]]:
-        """ECG sample ranges pooled into ``phase``, over every usable complete beat."""
+    def weights(self, phase: int) -> np.ndarray:
+        """``[N]``: each ECG token's share of phase token ``phase`` (zeros where the phase is empty)."""
         if not 0 <= phase < self.n_phases:
             raise ValueError(f"phase {phase} outside 0..{self.n_phases - 1}")
-        return phase_segments(self.token_bins, self.token_inside, self.patch, phase)
+        return self.token_weights[:, phase]
+
+    def segments(self, phase: int) -> list[tuple[int, int]]:
+        """ECG sample ranges pooled into ``phase`` (tokens of non-zero weight), over every usable complete beat."""
+        return phase_segments(self.weights(phase) > 0, self.patch)
 
 
 @torch.no_grad()
 def subject_alignments(model: PTACLModel, items: Sequence[dict[str, Any]], fs: float,
                        device: torch.device = torch.device("cpu")) -> list[SubjectAlignment]:
     """Run ``model`` once on ``PTACLDataset`` items (ECG at ``fs`` Hz, one batch) and keep what the inspector shows."""
-    if model.phase_pool is not beat_phase_pool:
-        raise ValueError(f"the inspector shades ECG segments with the beat_nearest_frame rule, but the model pools "
-                         f"phases with {model.config.phase_pooling!r}")
     batch = to_device(collate(list(items)), device)
     was_training = model.training
     model.eval()
@@ -151,8 +152,10 @@ def subject_alignments(model: PTACLModel, items: Sequence[dict[str, Any]], fs: f
     similarity = local_similarity(out["ecg_phase"], out["cmr_frames"]).float().cpu().numpy()
     encoder = model.ecg_encoder
     token_times = encoder.token_times(batch["ecg"].shape[-1] // encoder.patch, device=device)
-    bins, inside = (x.cpu().numpy() for x in token_phase_bins(token_times, batch["rpeaks"], similarity.shape[1]))
+    weights = model.phase_pool.phase_weights(token_times, batch["rpeaks"], similarity.shape[1])
+    weights = weights.to(torch.float32).cpu().numpy()
     valid, rpeaks = out["phase_mask"].cpu().numpy(), batch["rpeaks"].cpu().numpy()
-    return [SubjectAlignment(similarity=similarity[b], valid=valid[b], token_bins=bins[b], token_inside=inside[b],
-                             patch=int(encoder.patch), rpeaks=rpeaks[b][rpeaks[b] >= 0], fs=float(fs))
+    return [SubjectAlignment(similarity=similarity[b], valid=valid[b], token_weights=weights[b],
+                             patch=int(encoder.patch), rpeaks=rpeaks[b][rpeaks[b] >= 0], fs=float(fs),
+                             pooling=model.config.phase_pooling)
             for b in range(len(items))]

@@ -4,12 +4,13 @@
 figure, and the widget calls it on a detached ``Figure`` that it renders to PNG, so the notebook,
 the tests and the live widget show the same picture.
 
-Layout: the ECG across the top (one lead, or all 12 stacked), with the ECG samples pooled into the
-current phase shaded in every usable beat and the beats the rhythm rule left out of the pooling
-hatched grey (``ptacl_lib.data.rhythm``); below it the CMR frame of that phase as the model saw it, the
-LV/RV volume curve over the cycle with a cursor at the phase, and one ``T x T`` local similarity
-matrix per compared model (current row outlined, each row's argmax marked, the diagonal dashed;
-colours span the matrix's own range, so a weakly contrasted untrained model still shows its pattern).
+Layout: the ECG across the top (one lead, or all 12 stacked), with the tokens pooled into the current
+phase shaded in every usable beat, darker and with a taller bar the larger their pooling weight, and the
+beats the rhythm rule left out of the pooling hatched grey (``ptacl_lib.data.rhythm``); below it the CMR
+frame of that phase as the model saw it, the LV/RV volume curve over the cycle with a cursor at the
+phase, and one ``T x T`` local similarity matrix per compared model (current row outlined, each row's
+argmax marked, the diagonal dashed; colours span the matrix's own range, so a weakly contrasted untrained
+model still shows its pattern).
 """
 
 from __future__ import annotations
@@ -89,8 +90,7 @@ def draw_ecg(ax: Axes, views: SubjectViews, phase: int, lead: str) -> None:
     else:
         ax.plot(t, views.ecg[LEADS.index(lead)], color="black", lw=0.7)
         ax.set_ylabel(f"{lead} (mV)")
-    for start, stop in primary.segments(phase):
-        ax.axvspan(start / views.fs, stop / views.fs, color=_SHADE, alpha=0.55, lw=0)
+    draw_token_weights(ax, primary, phase, views.fs)
     excluded = primary.excluded_beats()
     for start, stop in excluded:
         ax.axvspan(start / views.fs, stop / views.fs, facecolor="0.85", edgecolor="0.5", hatch="//", alpha=0.5,
@@ -100,11 +100,30 @@ def draw_ecg(ax: Axes, views: SubjectViews, phase: int, lead: str) -> None:
     ax.set_xlim(0, t[-1])
     ax.set_xlabel("time (s)")
     rhythm = primary.rhythm
-    n_tokens = int(np.sum(primary.token_inside & (primary.token_bins == phase)))
+    n_tokens = int(np.count_nonzero(primary.weights(phase)))
     warning = "  ·  TOO FEW REGULAR BEATS" if rhythm.flag == "too_few_beats" else ""
     ax.set_title(f"ECG: shaded, the {n_tokens} tokens ({1000 * primary.patch / views.fs:.0f} ms each) that phase "
-                 f"{phase} pools over {rhythm.n_usable} of {rhythm.n_beats} complete beats; hatched, the "
-                 f"{len(excluded)} beats excluded by the RR rule (R peaks in red){warning}", fontsize=9)
+                 f"{phase} pools over {rhythm.n_usable} of {rhythm.n_beats} complete beats, bars their weights "
+                 f"({primary.pooling or 'pooling'}); hatched, the {len(excluded)} beats excluded by the RR rule "
+                 f"(R peaks in red){warning}", fontsize=9)
+
+
+def draw_token_weights(ax: Axes, alignment: SubjectAlignment, phase: int, fs: float) -> None:
+    """Each token pooled into ``phase`` shaded (darker the heavier) and its share of the phase token as a bar on
+    a twin axis (label ``weights``) along the bottom of ``ax``."""
+    weights = alignment.weights(phase)
+    pooled = np.flatnonzero(weights > 0)
+    top = float(weights.max()) if len(pooled) else 1.0
+    for n in pooled:
+        start = n * alignment.patch / fs
+        ax.axvspan(start, start + alignment.patch / fs, color=_SHADE, alpha=0.2 + 0.5 * weights[n] / top, lw=0)
+    bars = ax.twinx()
+    bars.set_label("weights")
+    bars.bar((pooled + 0.5) * alignment.patch / fs, weights[pooled], width=alignment.patch / fs, color="tab:brown",
+             alpha=0.8)
+    bars.set_ylim(0, 4 * top)  # the bars fill the bottom quarter, under the trace's baseline
+    bars.set_ylabel("pooling weight", fontsize=8)
+    bars.tick_params(labelsize=7)
 
 
 def slice_strip(frames: np.ndarray, phase: int, gap: int = 1) -> np.ndarray:
