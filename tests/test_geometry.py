@@ -197,6 +197,11 @@ def test_resume_and_init_from_refuse_another_geometry_naming_the_field(tmp_path:
     with pytest.raises(ValueError, match=r"another input geometry \(it differs in \['frames'\]\)"):
         fit(_config(manifest, tmp_path / "tuned", objective="none", epochs=0, init_from=str(run), ecg_hz=250,
                     frames=20))
+    # fine-tuning starts from the run at the run's own geometry
+    from ptacl_lib.evaluate import FinetuneConfig, finetune
+
+    tuned = finetune(run, manifest, FinetuneConfig(epochs=1, batch_size=8, device="cpu"))
+    assert read_config(run / "finetune").geometry == read_config(run).geometry and tuned.predictions.shape[1] == 9
     # evaluation reads every run at its own geometry: it takes no geometry flags
     with pytest.raises(SystemExit):
         main(["evaluate", "--run-dir", str(run), "--manifest", str(manifest), "--slices", "1"])

@@ -46,7 +46,8 @@ def finetune(run_dir: str | Path, cohort: Cohort | str | Path,
     source = read_config(run_dir)
     tuned_dir = fit(TrainConfig(
         manifest=str(cohort.manifest_path), run_dir=str(Path(run_dir) / FINETUNE_DIR), objective="supervised",
-        model=source.model, phase_pooling=source.phase_pooling, ecg_patch_ms=source.ecg_patch_ms,
+        model=source.model, geometry=source.geometry, mains_hz=source.mains_hz, phase_pooling=source.phase_pooling,
+        ecg_patch_ms=source.ecg_patch_ms,
         init_from=str(run_dir), epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
         weight_decay=config.weight_decay, warmup_epochs=config.warmup_epochs, seed=config.seed, device=config.device,
         resume=True, progress=False))
