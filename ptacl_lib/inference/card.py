@@ -28,7 +28,8 @@ def model_card(meta: dict[str, Any]) -> str:
     splits = training["splits"]
     warning = ("**A demonstration, not a clinical model.** It was trained and tested on the library's synthetic "
                "cohort (generator version {v}), a model of physiology, not on patients. Its numbers say the "
-               "software works, not that an ECG predicts these phenotypes in people.\n\n"
+               "software works, not that an ECG predicts these phenotypes in people; and its `ood` flag, a distance "
+               "in its own embedding, does not single out a real patient's ECG from the synthetic ones.\n\n"
                .format(v=training.get("generator_version")) if synthetic else "")
     library = meta["library"]
     return f"""---
