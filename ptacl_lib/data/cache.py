@@ -143,14 +143,19 @@ class PreprocessedCohort:
         return peaks[peaks >= 0].astype(np.int64)
 
 
-def _ecg_length(cohort: Cohort, config: PreprocessConfig) -> int:
-    n_samples = cohort.store.meta.n_samples if cohort.store is not None else cohort.ecg(0).shape[-1]
-    return int(round(n_samples * config.geometry.ecg_hz / cohort.geometry.ecg_hz))
+def stored_ecg_samples(cohort: Cohort) -> int:
+    """Samples per lead of the cohort's stored ECGs (at ``cohort.geometry.ecg_hz``)."""
+    return cohort.store.meta.n_samples if cohort.store is not None else cohort.ecg(0).shape[-1]
+
+
+def ecg_samples(cohort: Cohort, config: PreprocessConfig) -> int:
+    """Samples per lead of the cohort's ECGs once preprocessed by ``config`` (at its geometry's ECG rate)."""
+    return int(round(stored_ecg_samples(cohort) * config.geometry.ecg_hz / cohort.geometry.ecg_hz))
 
 
 def build_cache(cohort: Cohort, config: PreprocessConfig, root: Path, progress: bool = True) -> Path:
     """Preprocess every subject into ``root`` (atomically); skip and report unreadable ones."""
-    n, length, g = len(cohort), _ecg_length(cohort, config), config.geometry
+    n, length, g = len(cohort), ecg_samples(cohort, config), config.geometry
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root.parent))
     ecg = open_memmap(tmp / "ecg.npy", mode="w+", dtype=np.float32, shape=(n, 12, length))

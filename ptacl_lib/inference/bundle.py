@@ -213,6 +213,7 @@ def export_bundle(study: str | Path, out: str | Path, arm: str = "ptacl", refere
     import torch
 
     from ..data import PreprocessedCohort, open_cohort
+    from ..data.cache import ecg_samples, stored_ecg_samples
     from ..evaluate.calibration import ensemble_runs
     from ..evaluate.embeddings import Embeddings
     from ..models import ECGEmbedder
@@ -264,7 +265,7 @@ def export_bundle(study: str | Path, out: str | Path, arm: str = "ptacl", refere
 
         for run_dir, seed in zip(runs, ensemble.seeds):
             embedder = ECGEmbedder.from_model(load_run(run_dir)[0])
-            export_onnx(embedder, out / encoder_file(seed, "onnx"), n_samples=_model_samples(cohort, preprocess))
+            export_onnx(embedder, out / encoder_file(seed, "onnx"), n_samples=ecg_samples(cohort, preprocess))
             files.append(encoder_file(seed, "onnx"))
 
     lead_scale = PreprocessedCohort.build_or_load(cohort, preprocess, progress=False).lead_scale
@@ -278,7 +279,7 @@ def export_bundle(study: str | Path, out: str | Path, arm: str = "ptacl", refere
         "model": {"preset": read_config(runs[0]).model, "architecture": run_model_config(runs[0]).architecture()},
         "preprocessing": {
             "geometry": preprocess.geometry.to_dict(), "leads": list(LEADS), "units": "mV",
-            "stored_ecg_hz": int(cohort.geometry.ecg_hz), "n_samples": int(_stored_samples(cohort)),
+            "stored_ecg_hz": int(cohort.geometry.ecg_hz), "n_samples": int(stored_ecg_samples(cohort)),
             "filters": preprocess.filters(),
             "normalisation": {"kind": "each lead divided by its scale on the training split", "lead_scale":
                               [float(v) for v in lead_scale]},
@@ -297,14 +298,6 @@ def export_bundle(study: str | Path, out: str | Path, arm: str = "ptacl", refere
     meta["files"] = {name: sha256_of(out / name) for name in files}
     (out / BUNDLE_JSON).write_text(json.dumps(meta, indent=1))
     return out
-
-
-def _stored_samples(cohort: Any) -> int:
-    return cohort.store.meta.n_samples if cohort.store is not None else cohort.ecg(0).shape[-1]
-
-
-def _model_samples(cohort: Any, preprocess: Any) -> int:
-    return int(round(_stored_samples(cohort) * preprocess.geometry.ecg_hz / cohort.geometry.ecg_hz))
 
 
 # ----------------------------------------------------------------------------- load
