@@ -191,7 +191,7 @@ def ensemble_runs(run_dirs: Sequence[Any], cohort: Any, device: str = "auto") ->
     ``embeddings.npz`` (every subject of the held-out cohort when the study had one) are the test set.
     """
     from ..data import Cohort, open_cohort
-    from ..runs import load_run, read_config, run_preprocess_config
+    from ..runs import load_run, run_preprocess_config
     from ..runtime import resolve_device
     from .embeddings import Embeddings, embed
 
@@ -201,11 +201,10 @@ def ensemble_runs(run_dirs: Sequence[Any], cohort: Any, device: str = "auto") ->
     vals: list[Embeddings] = []
     tests: list[Embeddings] = []
     for run_dir in run_dirs:
-        config = read_config(run_dir)
         saved = Embeddings.load(run_dir)
         train = saved.subset("train")
         probes.append(LinearProbe.fit(train.ecg, train.require_phenotypes()))
-        model, _ = load_run(run_dir, device=device)
+        model, config = load_run(run_dir, device=device)
         vals.append(embed(model, cohort, "val", preprocess=run_preprocess_config(run_dir), device=device))
         tests.append(saved.subset("test"))
         seeds.append(int(config.seed))
@@ -230,12 +229,13 @@ def write_calibration(out_dir: Any, run_dirs: Sequence[Any], cohort: Any, covera
 
     from ..runs import read_config
 
+    configs = {run_dir: read_config(run_dir) for run_dir in run_dirs}
     by_arm: dict[str, list[Any]] = {}
     for run_dir in run_dirs:
-        by_arm.setdefault(read_config(run_dir).objective, []).append(run_dir)
+        by_arm.setdefault(configs[run_dir].objective, []).append(run_dir)
     tables, record = [], {}
     for arm, runs in by_arm.items():
-        ensemble = ensemble_runs(sorted(runs, key=lambda r: read_config(r).seed), cohort, device=device)
+        ensemble = ensemble_runs(sorted(runs, key=lambda r: configs[r].seed), cohort, device=device)
         record[arm] = {"seeds": list(ensemble.seeds), "n_val": int(len(ensemble.val_truth)), "methods": {}}
         for method in CONFORMAL_METHODS:
             calibration = ensemble.calibrated(coverage, method)
