@@ -169,6 +169,7 @@ class RunEnsemble:
     val_truth: np.ndarray  #: [N_val, T] (NaN where a validation subject lacks a phenotype)
     test: EnsemblePrediction
     test_truth: np.ndarray  #: [N_test, T]
+    embedders: tuple[Any, ...] = ()  #: with ``ensemble_runs(embedders=True)``: each seed's ``models.ECGEmbedder``
 
     def calibrated(self, coverage: float = DEFAULT_COVERAGE, method: str = DEFAULT_METHOD) -> Calibration:
         """Split-conformal thresholds from the validation split (never the test set)."""
@@ -183,8 +184,9 @@ class RunEnsemble:
         return coverage_table(calibration, self.test, self.test_truth)
 
 
-def ensemble_runs(run_dirs: Sequence[Any], cohort: Any, device: str = "auto") -> RunEnsemble:
-    """The seed ensemble of one arm's evaluated runs (``embeddings.npz`` present).
+def ensemble_runs(run_dirs: Sequence[Any], cohort: Any, device: str = "auto", embedders: bool = False) -> RunEnsemble:
+    """The seed ensemble of one arm's evaluated runs (``embeddings.npz`` present); ``embedders`` keeps each
+    run's ECG half (on the CPU) from the model it loads, for a model bundle.
 
     Each run's probe is fitted on its train embeddings, as evaluation fits it; the validation split of
     ``cohort`` (the study cohort) is embedded with each run's model and preprocessing; the test rows of
@@ -200,12 +202,17 @@ def ensemble_runs(run_dirs: Sequence[Any], cohort: Any, device: str = "auto") ->
     probes, seeds, arms = [], [], set()
     vals: list[Embeddings] = []
     tests: list[Embeddings] = []
+    kept: list[Any] = []
     for run_dir in run_dirs:
         saved = Embeddings.load(run_dir)
         train = saved.subset("train")
         probes.append(LinearProbe.fit(train.ecg, train.require_phenotypes()))
         model, config = load_run(run_dir, device=device)
         vals.append(embed(model, cohort, "val", preprocess=run_preprocess_config(run_dir), device=device))
+        if embedders:
+            from ..models import ECGEmbedder
+
+            kept.append(ECGEmbedder.from_model(model))
         tests.append(saved.subset("test"))
         seeds.append(int(config.seed))
         arms.add(config.objective)
@@ -216,7 +223,8 @@ def ensemble_runs(run_dirs: Sequence[Any], cohort: Any, device: str = "auto") ->
             raise ValueError("the runs embed different subjects: their seeds cannot be ensembled")
     return RunEnsemble(arms.pop(), tuple(seeds), tuple(probes),
                        EnsemblePrediction.of(probes, [e.ecg for e in vals]), vals[0].phenotypes,
-                       EnsemblePrediction.of(probes, [e.ecg for e in tests]), tests[0].require_phenotypes())
+                       EnsemblePrediction.of(probes, [e.ecg for e in tests]), tests[0].require_phenotypes(),
+                       tuple(kept))
 
 
 def write_calibration(out_dir: Any, run_dirs: Sequence[Any], cohort: Any, coverage: float = DEFAULT_COVERAGE,

@@ -214,10 +214,9 @@ def export_bundle(study: str | Path, out: str | Path, arm: str = "ptacl", refere
 
     from ..data import PreprocessedCohort, open_cohort
     from ..data.cache import ecg_samples, stored_ecg_samples
-    from ..evaluate.calibration import ensemble_runs
+    from ..evaluate.calibration import calibration_from_scores, ensemble_runs
     from ..evaluate.embeddings import Embeddings
-    from ..models import ECGEmbedder
-    from ..runs import load_run, read_config, run_model_config, run_preprocess_config
+    from ..runs import read_config, run_model_config, run_preprocess_config
     from ..study import read_study_here
     from .card import model_card
 
@@ -230,21 +229,26 @@ def export_bundle(study: str | Path, out: str | Path, arm: str = "ptacl", refere
     if len(cohort.indices("val")) == 0:
         raise BundleError(f"{saved.manifest} has no validation split: the intervals are calibrated on it")
     preprocess = run_preprocess_config(runs[0])
-    ensemble = ensemble_runs(runs, cohort, device=device)
-    calibration = ensemble.calibrated(coverage, method)
+    ensemble = ensemble_runs(runs, cohort, device=device, embedders=True)
+    scores, floor = ensemble.scores(method)
+    calibration = calibration_from_scores(scores, floor, coverage, method)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
     files: list[str] = []
-    for run_dir, seed in zip(runs, ensemble.seeds):
-        model, _ = load_run(run_dir)
-        state = ECGEmbedder.from_model(model).state_dict()
+    onnx_files: list[str] = []
+    for seed, embedder in zip(ensemble.seeds, ensemble.embedders):
+        state = embedder.state_dict()
         _save_tensors(out / encoder_file(seed), {k: v.detach().cpu().numpy() for k, v in state.items()})
         files.append(encoder_file(seed))
+        if onnx:
+            from .onnx_export import export_onnx
+
+            export_onnx(embedder, out / encoder_file(seed, "onnx"), n_samples=ecg_samples(cohort, preprocess))
+            onnx_files.append(encoder_file(seed, "onnx"))
     _save_tensors(out / PROBES_FILE, {f"seed{seed}.{name}": value
                                       for seed, probe in zip(ensemble.seeds, ensemble.probes)
                                       for name, value in probe.arrays().items()})
-    scores, floor = ensemble.scores(method)
     _save_tensors(out / CALIBRATION_FILE, {"scores": scores, "spread_floor": floor})
     files += [PROBES_FILE, CALIBRATION_FILE]
     reference_meta = None
@@ -260,13 +264,7 @@ def export_bundle(study: str | Path, out: str | Path, arm: str = "ptacl", refere
         files += [REFERENCE_FILE, REFERENCE_TABLE]
         reference_meta = {"n": int(stacked.shape[1]), "distance": "1 - mean over seeds of the cosine similarity",
                           "ood_quantile": OOD_QUANTILE, "ood_threshold": threshold}
-    if onnx:
-        from .onnx_export import export_onnx
-
-        for run_dir, seed in zip(runs, ensemble.seeds):
-            embedder = ECGEmbedder.from_model(load_run(run_dir)[0])
-            export_onnx(embedder, out / encoder_file(seed, "onnx"), n_samples=ecg_samples(cohort, preprocess))
-            files.append(encoder_file(seed, "onnx"))
+    files += onnx_files  # listed after the reference set, as ``bundle.json`` always had them
 
     lead_scale = PreprocessedCohort.build_or_load(cohort, preprocess, progress=False).lead_scale
     test = ensemble.test_coverage(calibration)
