@@ -22,6 +22,7 @@ files do not match their checksums.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import subprocess
 from dataclasses import dataclass
@@ -136,12 +137,13 @@ def _save_tensors(path: Path, arrays: dict[str, np.ndarray]) -> None:
     save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path))
 
 
-def _load_tensors(path: Path) -> dict[str, np.ndarray]:
+def _load_tensors(path: Path, data: bytes | None = None) -> dict[str, np.ndarray]:
+    """The arrays of the safetensors file ``path``, parsed from ``data`` when its bytes are already read."""
     from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+    from safetensors.numpy import load
 
     try:
-        return load_file(str(path))
+        return load(path.read_bytes() if data is None else data)
     except (SafetensorError, OSError, ValueError) as err:
         raise BundleError(f"{path} is not a safetensors file ({err}); a bundle holds no other kind of weights") from err
 
@@ -324,10 +326,12 @@ def load_bundle(path: str | Path, mains_hz: float | None = None, coverage: float
 
     root = Path(path)
     meta = read_bundle_json(root)
+    contents: dict[str, bytes] = {}  # each file read once: checked, then parsed from the same bytes
     for name, digest in meta["files"].items():
         if not (root / name).exists():
             raise BundleError(f"{root}: {name} is missing")
-        if sha256_of(root / name) != digest:
+        contents[name] = (root / name).read_bytes()
+        if hashlib.sha256(contents[name]).hexdigest() != digest:
             raise BundleError(f"{root}: {name} does not match its checksum in {BUNDLE_JSON} (changed or truncated)")
     prep = meta["preprocessing"]
     preprocess = PreprocessConfig.from_dict(prep["filters"], geometry=Geometry.from_dict(prep["geometry"]))
@@ -338,17 +342,18 @@ def load_bundle(path: str | Path, mains_hz: float | None = None, coverage: float
     spec = InputSpec(preprocess, int(prep["stored_ecg_hz"]), int(prep["n_samples"]),
                      np.asarray(prep["normalisation"]["lead_scale"], dtype=np.float32))
     seeds = [int(s) for s in meta["seeds"]]
-    encoders = [_load_tensors(root / encoder_file(s)) for s in seeds]
-    arrays = _load_tensors(root / PROBES_FILE)
+    encoders = [_load_tensors(root / encoder_file(s), contents.get(encoder_file(s))) for s in seeds]
+    arrays = _load_tensors(root / PROBES_FILE, contents.get(PROBES_FILE))
     probes = [LinearProbe.from_arrays(PHENOTYPES, {k.split(".", 1)[1]: v for k, v in arrays.items()
                                                    if k.startswith(f"seed{s}.")}) for s in seeds]
     reference = None
     if meta.get("reference"):
-        table = pd.read_csv(root / REFERENCE_TABLE, dtype={"subject_id": str})
+        csv = contents[REFERENCE_TABLE] if REFERENCE_TABLE in contents else (root / REFERENCE_TABLE).read_bytes()
+        table = pd.read_csv(io.BytesIO(csv), dtype={"subject_id": str})
         reference = Reference(table["subject_id"].to_numpy(), table[list(PHENOTYPES)],
-                              _load_tensors(root / REFERENCE_FILE)["embeddings"],
+                              _load_tensors(root / REFERENCE_FILE, contents.get(REFERENCE_FILE))["embeddings"],
                               float(meta["reference"]["ood_threshold"]))
-    saved = _load_tensors(root / CALIBRATION_FILE)
+    saved = _load_tensors(root / CALIBRATION_FILE, contents.get(CALIBRATION_FILE))
     calibration = calibration_from_scores(saved["scores"], saved["spread_floor"],
                                           coverage or float(meta["calibration"]["coverage"]),
                                           str(meta["calibration"]["method"]), PHENOTYPES)
