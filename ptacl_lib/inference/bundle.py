@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import __version__
 from ..data.schema import LEADS, PHENOTYPE_UNITS, PHENOTYPES
 from ..evaluate.calibration import DEFAULT_COVERAGE, DEFAULT_METHOD, Calibration
 from ..evaluate.regression import LinearProbe
@@ -160,15 +161,6 @@ def library_commit() -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
-def library_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("ptacl_lib")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 # ----------------------------------------------------------------------------- export
 
 
@@ -272,7 +264,7 @@ def export_bundle(study: str | Path, out: str | Path, arm: str = "ptacl", refere
     test = ensemble.test_coverage(calibration)
     meta: dict[str, Any] = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
-        "library": {"name": "ptacl_lib", "version": library_version(), "commit": library_commit(),
+        "library": {"name": "ptacl_lib", "version": __version__, "commit": library_commit(),
                     "torch": torch.__version__},
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "arm": arm, "seeds": list(ensemble.seeds),
