@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from ..data.readers import ECG_SUFFIXES
 from ..data.schema import LEADS, PHENOTYPES, UNIT_TO_MV
 from ..evaluate.calibration import EnsemblePrediction
 from .bundle import Bundle, load_bundle
@@ -258,7 +259,7 @@ class Predictor:
 def ecg_id(path: Path) -> str:
     """An ECG's id from its file name: the name without its suffixes (``1000001_20205_2_0.xml`` -> the stem)."""
     name = path.name
-    for suffix in (".xml", ".dcm", ".hea", ".dat", ".npy"):
+    for suffix in (*ECG_SUFFIXES, ".dat", ".npy"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
@@ -270,5 +271,5 @@ def ecg_files(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"ECG folder not found: {folder}")
-    keep = (".xml", ".dcm", ".hea", ".npy")
+    keep = (*ECG_SUFFIXES, ".npy")
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in keep)
