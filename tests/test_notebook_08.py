@@ -63,7 +63,7 @@ def test_the_attribution_shares_out_the_ensembles_own_prediction(study: Path, bu
         attribution = integrated_gradients(predictor, prepared.windows[0], phenotype, n_steps=16)
         assert attribution.values.shape == prepared.windows[0].shape == (len(LEADS), 1000)
         assert attribution.prediction == pytest.approx(row[phenotype].item(), rel=1e-5)  # the table's own number
-        flat_ecg = PreparedEcg(np.zeros_like(prepared.windows[:1]), prepared.quality, 500.0, 10.0)
+        flat_ecg = PreparedEcg(np.zeros_like(prepared.windows[:1]), prepared.quality)
         flat = predictor.phenotype_table(predictor.embed_prepared([flat_ecg]))[phenotype].item()
         assert attribution.baseline_prediction == pytest.approx(flat, rel=1e-5)
         difference = attribution.prediction - attribution.baseline_prediction

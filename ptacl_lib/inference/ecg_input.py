@@ -20,9 +20,8 @@ Refused with a reason, never silently predicted (``InputRejected.reason``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -74,9 +73,6 @@ class PreparedEcg:
 
     windows: np.ndarray
     quality: EcgQuality
-    source_hz: float
-    duration_s: float
-    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def quality_flags(self) -> str:
@@ -147,5 +143,4 @@ def prepare_signal(signal_mv: np.ndarray, fs: float, spec: InputSpec) -> Prepare
     scale = spec.lead_scale[:, None].astype(np.float32)
     windows = [preprocess_ecg(stored[:, k * spec.n_samples:(k + 1) * spec.n_samples], spec.stored_ecg_hz,
                               spec.preprocess) / scale for k in range(n_windows)]
-    return PreparedEcg(np.stack(windows).astype(np.float32), quality, fs, signal.shape[-1] / fs,
-                       {"windows": n_windows})
+    return PreparedEcg(np.stack(windows).astype(np.float32), quality)
