@@ -90,6 +90,13 @@ def units_problem(signal_mv: np.ndarray) -> str | None:
     return None
 
 
+def mv_per_unit(units: str) -> np.float32:
+    """The factor that brings a signal in ``units`` (``mV``, ``uV`` or ``V``) to mV; other units are refused."""
+    if units not in UNIT_TO_MV:
+        raise InputRejected("units", f"unknown units {units!r}; choose from {sorted(UNIT_TO_MV)}")
+    return np.float32(UNIT_TO_MV[units])
+
+
 def read_signal(path: str | Path, sampling_rate: float | None = None, units: str = "mV") -> tuple[np.ndarray, float]:
     """``([12, S] mV, rate)`` of a file: any ``read_ecg`` format, or ``.npy`` ``[12, S]`` in ``LEADS`` order with
     ``sampling_rate`` and ``units`` given. Failures are ``InputRejected`` with the reader's reason."""
@@ -97,8 +104,7 @@ def read_signal(path: str | Path, sampling_rate: float | None = None, units: str
     if path.suffix.lower() == ".npy":
         if not sampling_rate:
             raise InputRejected("unreadable", f"{path.name}: a .npy ECG needs its sampling rate (--sampling-rate)")
-        if units not in UNIT_TO_MV:
-            raise InputRejected("units", f"unknown units {units!r}; choose from {sorted(UNIT_TO_MV)}")
+        to_mv = mv_per_unit(units)
         try:
             signal = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as err:
@@ -107,7 +113,7 @@ def read_signal(path: str | Path, sampling_rate: float | None = None, units: str
             raise InputRejected("leads", f"{path.name}: shape {signal.shape}; a .npy ECG is [12, S] in the order "
                                          f"{', '.join(LEADS)}")
         signal = signal if signal.shape[0] == len(LEADS) else signal.T
-        return signal.astype(np.float32) * np.float32(UNIT_TO_MV[units]), float(sampling_rate)
+        return signal.astype(np.float32) * to_mv, float(sampling_rate)
     try:
         record = read_ecg(path)
     except ReaderError as err:

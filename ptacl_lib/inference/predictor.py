@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 
 from ..data.readers import ECG_SUFFIXES
-from ..data.schema import LEADS, PHENOTYPES, UNIT_TO_MV
+from ..data.schema import LEADS, PHENOTYPES
 from ..evaluate.calibration import EnsemblePrediction
 from .bundle import Bundle, load_bundle
-from .ecg_input import InputRejected, InputSpec, PreparedEcg, prepare_signal, read_signal
+from .ecg_input import InputRejected, InputSpec, PreparedEcg, mv_per_unit, prepare_signal, read_signal
 
 if TYPE_CHECKING:
     import torch
@@ -207,8 +207,7 @@ class Predictor:
         from ..data.readers.records import assemble_leads
 
         try:
-            if units not in UNIT_TO_MV:
-                raise InputRejected("units", f"unknown units {units!r}; choose from {sorted(UNIT_TO_MV)}")
+            to_mv = mv_per_unit(units)
             signal = np.asarray(signal, dtype=np.float32)
             if signal.ndim != 2 or len(signal) != len(leads):
                 raise InputRejected("leads", f"{len(leads)} lead names for a signal of shape {signal.shape}")
@@ -216,8 +215,7 @@ class Predictor:
                 ordered, _ = assemble_leads(dict(zip(leads, signal)), ecg_id)
             except ReaderError as err:
                 raise InputRejected("leads", err.detail) from err
-            result: PreparedEcg | InputRejected = prepare_signal(ordered * np.float32(UNIT_TO_MV[units]), fs,
-                                                                 self.bundle.spec)
+            result: PreparedEcg | InputRejected = prepare_signal(ordered * to_mv, fs, self.bundle.spec)
         except InputRejected as err:
             result = err
         return self.table([ecg_id], [""], [result], k)
