@@ -113,8 +113,7 @@ class Predictor:
     def embed(self, paths: Sequence[str | Path], sampling_rate: float | None = None, units: str = "mV") -> np.ndarray:
         """``[N, S, E]`` embeddings of files (an unusable file raises its ``InputRejected``)."""
         prepared = []
-        for path in paths:
-            result = prepare_file(path, self.bundle.spec, sampling_rate, units)
+        for result in self.prepared(paths, sampling_rate, units):
             if isinstance(result, InputRejected):
                 raise result
             prepared.append(result)
