@@ -130,8 +130,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
 def _cmd_predict(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from .inference import Predictor, ecg_files
-    from .runtime import available_cpus
+    from .inference import Predictor, default_workers, ecg_files
 
     if args.ecg_manifest:
         table = pd.read_csv(args.ecg_manifest, dtype=str)
@@ -144,7 +143,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     if not paths:
         raise ValueError("no ECG file to predict")
     predictor = Predictor.from_bundle(args.model, device=args.device, mains_hz=args.mains_hz, coverage=args.coverage)
-    workers = args.workers or min(8, available_cpus())
+    workers = args.workers or default_workers()
     result = predictor.predict(paths, sampling_rate=args.sampling_rate, units=args.units, workers=workers,
                                k=args.k, progress=args.progress, ids=ids)
     args.out.parent.mkdir(parents=True, exist_ok=True)

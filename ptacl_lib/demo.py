@@ -85,10 +85,9 @@ def apply_to_heldout_files(config: DemoConfig) -> Path:
 
     from .data import open_cohort
     from .data.readers.writers import write_cohort_ecgs
-    from .inference import Predictor, export_bundle
+    from .inference import Predictor, default_workers, export_bundle
     from .notebook_runner import execute_notebooks, find_notebook
     from .report import application_lines
-    from .runtime import available_cpus
 
     out = Path(config.out)
     bundle = export_bundle(out, out / BUNDLE_DIR, arm="ptacl")
@@ -96,7 +95,7 @@ def apply_to_heldout_files(config: DemoConfig) -> Path:
     rows = (held.indices() if config.test_manifest else held.indices("test"))[:APPLIED_ECGS[config.scale]]
     files = write_cohort_ecgs(held, rows, out / ECG_DIR)
     start = time.perf_counter()
-    table = Predictor.from_bundle(bundle).predict(files, workers=min(8, available_cpus()), progress=False)
+    table = Predictor.from_bundle(bundle).predict(files, workers=default_workers(), progress=False)
     seconds = time.perf_counter() - start
     table.to_csv(out / PREDICTIONS_FILE, index=False)
     truth = held.table.iloc[rows].reset_index(drop=True)

@@ -3,7 +3,7 @@
 
 from .bundle import Bundle, BundleError, export_bundle, load_bundle
 from .ecg_input import InputRejected, InputSpec, PreparedEcg, prepare_signal, read_signal
-from .predictor import Predictor, ecg_files
+from .predictor import Predictor, default_workers, ecg_files
 
-__all__ = ["Bundle", "BundleError", "InputRejected", "InputSpec", "Predictor", "PreparedEcg", "ecg_files",
-           "export_bundle", "load_bundle", "prepare_signal", "read_signal"]
+__all__ = ["Bundle", "BundleError", "InputRejected", "InputSpec", "Predictor", "PreparedEcg", "default_workers",
+           "ecg_files", "export_bundle", "load_bundle", "prepare_signal", "read_signal"]

@@ -50,6 +50,13 @@ def prepare_file(path: str | Path, spec: InputSpec, sampling_rate: float | None 
         return InputRejected("unreadable", f"{Path(path).name}: {type(err).__name__}: {err}")
 
 
+def default_workers() -> int:
+    """Reader processes when none are asked for: one per CPU, at most 8."""
+    from ..runtime import available_cpus
+
+    return min(8, available_cpus())
+
+
 def _one_thread() -> None:
     import torch
 
