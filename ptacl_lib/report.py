@@ -191,15 +191,13 @@ def application_lines(predictions: pd.DataFrame, truth: pd.DataFrame, seconds: f
     phenotype the interval coverage, width and MAE against the measured values (``truth``: manifest rows in the
     same order)."""
     from .data.schema import PHENOTYPE_UNITS, PHENOTYPES
+    from .evaluate.calibration import interval_rows
 
     ok = (predictions["status"] == "ok").to_numpy()
-    rows = []
-    for name in PHENOTYPES:
-        y, p = truth[name].to_numpy()[ok], predictions[name].to_numpy()[ok]
-        lo, hi = predictions[f"{name}_lo"].to_numpy()[ok], predictions[f"{name}_hi"].to_numpy()[ok]
-        rows.append({"target": name, "unit": PHENOTYPE_UNITS[name], "coverage": float(np.mean((y >= lo) & (y <= hi))),
-                     "mean_width": float(np.mean(hi - lo)), "mae": float(np.mean(np.abs(y - p)))})
-    table = pd.DataFrame(rows)
+    mean, lower, upper = (predictions[[f"{name}{end}" for name in PHENOTYPES]].to_numpy()[ok]
+                          for end in ("", "_lo", "_hi"))
+    table = interval_rows(PHENOTYPES, truth[list(PHENOTYPES)].to_numpy()[ok], mean, lower, upper).drop(columns="n")
+    table.insert(1, "unit", [PHENOTYPE_UNITS[name] for name in table["target"]])
     failed = predictions.loc[~ok, "reason"].str.split(":").str[0].value_counts()
     reasons = "; ".join(f"{n} × {r}" for r, n in failed.items()) or "none"
     return ["", "## The PTACL bundle applied to held-out ECG files", "",
