@@ -86,6 +86,7 @@ def apply_to_heldout_files(config: DemoConfig) -> Path:
     from .data import open_cohort
     from .data.readers.writers import write_cohort_ecgs
     from .inference import Predictor, export_bundle
+    from .inference.bundle import read_bundle_json
     from .notebook_runner import execute_notebooks, find_notebook
     from .report import application_lines
     from .runtime import available_cpus
@@ -101,7 +102,9 @@ def apply_to_heldout_files(config: DemoConfig) -> Path:
     table.to_csv(out / PREDICTIONS_FILE, index=False)
     truth = held.table.iloc[rows].reset_index(drop=True)
     with (out / "report.md").open("a") as report:
-        report.write("\n".join(application_lines(table, truth, seconds, out)) + "\n")
+        coverage = float(read_bundle_json(bundle)["calibration"]["coverage"])
+        report.write("\n".join(application_lines(table, truth, seconds, out, coverage, BUNDLE_DIR, ECG_DIR,
+                                                  PREDICTIONS_FILE)) + "\n")
     print(f"[demo] {len(files)} held-out ECG files predicted from the bundle {bundle} -> {out / PREDICTIONS_FILE}",
           flush=True)
     execute_notebooks([find_notebook("08")], out / "notebooks", common={
