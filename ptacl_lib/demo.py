@@ -94,13 +94,15 @@ def apply_to_heldout_files(config: DemoConfig) -> Path:
     held = open_cohort(config.test_manifest) if config.test_manifest else open_cohort(config.manifest)
     rows = (held.indices() if config.test_manifest else held.indices("test"))[:APPLIED_ECGS[config.scale]]
     files = write_cohort_ecgs(held, rows, out / ECG_DIR)
-    start = time.perf_counter()
-    table = Predictor.from_bundle(bundle).predict(files, workers=default_workers(), progress=False)
+    start = time.perf_counter()  # end to end: loading the bundle included
+    predictor = Predictor.from_bundle(bundle)
+    table = predictor.predict(files, workers=default_workers(), progress=False)
     seconds = time.perf_counter() - start
     table.to_csv(out / PREDICTIONS_FILE, index=False)
     truth = held.table.iloc[rows].reset_index(drop=True)
     with (out / "report.md").open("a") as report:
-        report.write("\n".join(application_lines(table, truth, seconds, out)) + "\n")
+        report.write("\n".join(application_lines(table, truth, seconds, out, predictor.bundle.calibration.coverage,
+                                                  BUNDLE_DIR, ECG_DIR, PREDICTIONS_FILE)) + "\n")
     print(f"[demo] {len(files)} held-out ECG files predicted from the bundle {bundle} -> {out / PREDICTIONS_FILE}",
           flush=True)
     execute_notebooks([find_notebook("08")], out / "notebooks", common={

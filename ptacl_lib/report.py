@@ -151,6 +151,12 @@ def power_lines(paired: pd.DataFrame, seconds: dict[str, float], contrast: tuple
     return lines
 
 
+def coverage_spread(coverage: float, n: int) -> float:
+    """About how far the realised coverage of ``n`` subjects spreads around ``coverage``: the binomial standard
+    deviation ``sqrt(coverage (1 - coverage) / n)``."""
+    return (coverage * (1 - coverage) / n) ** 0.5
+
+
 def calibration_lines(out: str | Path, arm: str = "ptacl") -> list[str]:
     """The report's interval section from ``calibration.csv``/``.json`` (``evaluate.calibration``): ``arm``'s
     coverage, width and MAE per phenotype on the test set, and every arm's and method's mean coverage."""
@@ -169,7 +175,7 @@ def calibration_lines(out: str | Path, arm: str = "ptacl") -> list[str]:
     n_val = int(saved["arms"][arm]["n_val"])
     lines = [f"Each arm's prediction is the mean of its seeds' ridge probes. A {target:.0%} interval around it is "
              f"set by split-conformal calibration on the study cohort's validation split ({n_val} subjects, so the "
-             f"realised coverage spreads by about ±{(target * (1 - target) / n_val) ** 0.5:.3f}), never on the test "
+             f"realised coverage spreads by about ±{coverage_spread(target, n_val):.3f}), never on the test "
              f"set; method `{default}` (`ptacl_lib.evaluate.calibration`). Test coverage, mean interval width and "
              f"MAE of {arm_label(arm)}:", ""]
     shown = table[(table["arm"] == arm) & (table["method"] == default)]
@@ -186,31 +192,31 @@ def calibration_lines(out: str | Path, arm: str = "ptacl") -> list[str]:
     return lines
 
 
-def application_lines(predictions: pd.DataFrame, truth: pd.DataFrame, seconds: float, out: str | Path) -> list[str]:
+def application_lines(predictions: pd.DataFrame, truth: pd.DataFrame, seconds: float, out: str | Path,
+                      coverage: float, bundle_dir: str, ecg_dir: str, predictions_file: str) -> list[str]:
     """The report's section on a bundle applied to ECG files: how many were predicted, how fast, and per
     phenotype the interval coverage, width and MAE against the measured values (``truth``: manifest rows in the
-    same order)."""
+    same order). ``coverage`` is the bundle's; ``bundle_dir``, ``ecg_dir`` and ``predictions_file`` name what
+    was written under ``out``."""
     from .data.schema import PHENOTYPE_UNITS, PHENOTYPES
+    from .evaluate.calibration import interval_rows
 
     ok = (predictions["status"] == "ok").to_numpy()
-    rows = []
-    for name in PHENOTYPES:
-        y, p = truth[name].to_numpy()[ok], predictions[name].to_numpy()[ok]
-        lo, hi = predictions[f"{name}_lo"].to_numpy()[ok], predictions[f"{name}_hi"].to_numpy()[ok]
-        rows.append({"target": name, "unit": PHENOTYPE_UNITS[name], "coverage": float(np.mean((y >= lo) & (y <= hi))),
-                     "mean_width": float(np.mean(hi - lo)), "mae": float(np.mean(np.abs(y - p)))})
-    table = pd.DataFrame(rows)
+    mean, lower, upper = (predictions[[f"{name}{end}" for name in PHENOTYPES]].to_numpy()[ok]
+                          for end in ("", "_lo", "_hi"))
+    table = interval_rows(PHENOTYPES, truth[list(PHENOTYPES)].to_numpy()[ok], mean, lower, upper).drop(columns="n")
+    table.insert(1, "unit", [PHENOTYPE_UNITS[name] for name in table["target"]])
     failed = predictions.loc[~ok, "reason"].str.split(":").str[0].value_counts()
     reasons = "; ".join(f"{n} × {r}" for r, n in failed.items()) or "none"
     return ["", "## The PTACL bundle applied to held-out ECG files", "",
-            f"`ptacl export` wrote the PTACL arm's seed ensemble to `{Path(out).name}/bundle/` (model card: its "
+            f"`ptacl export` wrote the PTACL arm's seed ensemble to `{Path(out).name}/{bundle_dir}/` (model card: its "
             f"README.md). {len(predictions)} held-out subjects' ECGs were written as CardioSoft XML "
-            f"(`heldout_ecgs/`) and predicted from the files alone, as `ptacl predict` does: {int(ok.sum())} "
+            f"(`{ecg_dir}/`) and predicted from the files alone, as `ptacl predict` does: {int(ok.sum())} "
             f"predicted, errors {reasons}; {seconds:.1f} s, {len(predictions) / seconds:.1f} ECGs/s end to end "
-            f"(reading the files, the checks, preprocessing and the encoders; `heldout_predictions.csv`). Against "
+            f"(reading the files, the checks, preprocessing and the encoders; `{predictions_file}`). Against "
             f"the measured phenotypes "
             f"(mean coverage {table['coverage'].mean():.3f}; with {int(ok.sum())} files each phenotype's coverage "
-            f"spreads by about ±{(0.09 / max(int(ok.sum()), 1)) ** 0.5:.3f}):", "",
+            f"spreads by about ±{coverage_spread(coverage, max(int(ok.sum()), 1)):.3f}):", "",
             table.round(3).to_markdown(index=False), ""]
 
 

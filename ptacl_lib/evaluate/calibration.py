@@ -137,19 +137,26 @@ def calibrate(prediction: EnsemblePrediction, truth: np.ndarray, coverage: float
     return calibration_from_scores(scores, floor, coverage, method, targets)
 
 
-def coverage_table(calibration: Calibration, prediction: EnsemblePrediction, truth: np.ndarray) -> pd.DataFrame:
-    """Per target: subjects scored, realised coverage, mean interval width (physical units) and MAE."""
-    lower, upper = calibration.intervals(prediction)
+def interval_rows(targets: Sequence[str], truth: np.ndarray, mean: np.ndarray, lower: np.ndarray,
+                  upper: np.ndarray) -> pd.DataFrame:
+    """Per target (column of the ``[N, T]`` arrays): subjects with a known ``truth``, the share of them inside
+    ``[lower, upper]``, mean interval width (physical units) and MAE of ``mean``."""
     truth = np.asarray(truth, dtype=np.float64)
     rows = []
-    for j, target in enumerate(calibration.targets):
+    for j, target in enumerate(targets):
         known = np.isfinite(truth[:, j])
         y = truth[known, j]
         rows.append({"target": target, "n": int(known.sum()),
                      "coverage": float(np.mean((y >= lower[known, j]) & (y <= upper[known, j]))),
                      "mean_width": float(np.mean(upper[known, j] - lower[known, j])),
-                     "mae": float(np.mean(np.abs(y - prediction.mean[known, j])))})
+                     "mae": float(np.mean(np.abs(y - mean[known, j])))})
     return pd.DataFrame(rows)
+
+
+def coverage_table(calibration: Calibration, prediction: EnsemblePrediction, truth: np.ndarray) -> pd.DataFrame:
+    """Per target: subjects scored, realised coverage, mean interval width (physical units) and MAE."""
+    lower, upper = calibration.intervals(prediction)
+    return interval_rows(calibration.targets, truth, prediction.mean, lower, upper)
 
 
 #: What ``ptacl study`` writes beside its comparison tables.

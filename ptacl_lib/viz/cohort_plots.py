@@ -1,4 +1,5 @@
-"""Figures for exploring a cohort: phenotypes, a clinical 12-lead tracing, a cine montage, and timing."""
+"""Figures for exploring a cohort: phenotypes, a clinical 12-lead tracing, a cine montage, and timing; and the
+stacked 12-lead trace the inspector and the attribution figure draw."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..data import LEADS, PHENOTYPES, Cohort
@@ -63,6 +65,23 @@ def plot_ecg_12lead(ecg: np.ndarray, fs: float, title: str = "") -> Figure:
     ax.tick_params(labelleft=False, labelbottom=False, length=0)
     ax.set_title(title or "12-lead ECG (25 mm/s, 10 mm/mV)")
     return fig
+
+
+def draw_stacked_leads(ax: Axes, ecg: np.ndarray, fs: float, lw: float = 0.5, fontsize: float = 7,
+                       label_x: float | None = None) -> None:
+    """The 12 leads of ``ecg`` ``[12, L]`` (``LEADS`` order) at ``fs`` Hz on ``ax``, top to bottom, twice one lead's
+    excursion apart (the 99.5th percentile of ``|ecg|``), each named at its left: at ``label_x`` seconds, or
+    1 % of the axes' width outside them when None."""
+    spacing = 2.0 * float(np.percentile(np.abs(ecg), 99.5)) or 1.0
+    seconds = np.arange(ecg.shape[-1]) / fs
+    for j, lead in enumerate(LEADS):
+        ax.plot(seconds, ecg[j] - j * spacing, color="black", lw=lw)
+        if label_x is None:
+            ax.text(-0.01, -j * spacing, lead, transform=ax.get_yaxis_transform(), ha="right", va="center",
+                    fontsize=fontsize)
+        else:
+            ax.text(label_x, -j * spacing, lead, fontsize=fontsize, ha="right", va="center")
+    ax.set_yticks([])
 
 
 def plot_cine_montage(cine: np.ndarray, n_cols: int = 10, title: str = "") -> Figure:

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from ..data import Cohort
 from ..data.schema import LEADS, PHENOTYPE_UNITS, PHENOTYPES
 from ..inference.attribution import Attribution
+from .cohort_plots import draw_stacked_leads
 from .retrieval_cards import _phenotype_text, end_systole_frame, mid_slice
 
 PREDICTED = "tab:blue"
@@ -99,12 +100,7 @@ def plot_attribution(window: np.ndarray, attribution: Attribution, beats_s: Sequ
     traces = fig.add_subplot(grid[0, 0])
     heat = fig.add_subplot(grid[1, 0], sharex=traces)
     totals = fig.add_subplot(grid[1, 1], sharey=heat)
-    spacing = 2.0 * float(np.percentile(np.abs(window), 99.5)) or 1.0
-    seconds = np.arange(window.shape[1]) / attribution.fs
-    for j, lead in enumerate(LEADS):
-        traces.plot(seconds, window[j] - j * spacing, color="black", lw=0.6)
-        traces.text(-0.01 * duration, -j * spacing, lead, fontsize=8, ha="right", va="center")
-    traces.set_yticks([])
+    draw_stacked_leads(traces, window, attribution.fs, lw=0.6, fontsize=8, label_x=-0.01 * duration)
     traces.set_title("the window the model read (band-passed, resampled, scaled per lead)", fontsize=9, loc="left")
     limit = float(np.abs(binned).max()) or 1.0
     image = heat.imshow(binned, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest",

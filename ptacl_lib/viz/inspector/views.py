@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from ...data.schema import LEADS
+from ..cohort_plots import draw_stacked_leads
 from .alignment import SubjectAlignment
 
 ALL_LEADS = "all 12"
@@ -81,12 +82,7 @@ def draw_ecg(ax: Axes, views: SubjectViews, phase: int, lead: str) -> None:
     primary = views.primary
     t = np.arange(views.ecg.shape[-1]) / views.fs
     if lead == ALL_LEADS:
-        spacing = 2.0 * float(np.percentile(np.abs(views.ecg), 99.5)) or 1.0  # one lead's excursion, twice
-        for j, name in enumerate(LEADS):
-            offset = -j * spacing
-            ax.plot(t, views.ecg[j] + offset, color="black", lw=0.5)
-            ax.text(-0.01, offset, name, transform=ax.get_yaxis_transform(), ha="right", va="center", fontsize=7)
-        ax.set_yticks([])
+        draw_stacked_leads(ax, views.ecg, views.fs)
     else:
         ax.plot(t, views.ecg[LEADS.index(lead)], color="black", lw=0.7)
         ax.set_ylabel(f"{lead} (mV)")
