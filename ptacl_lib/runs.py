@@ -90,9 +90,13 @@ def write_config(run_dir: str | Path, record: dict[str, Any]) -> Path:
 def read_config(run_dir: str | Path) -> TrainConfig:
     """The TrainConfig saved in a run directory (fields this version does not know are ignored; the geometry
     of a run saved by an earlier version is read from wherever that version kept it: ``geometry.saved_geometry``)."""
+    return _record_config(read_run_record(run_dir))
+
+
+def _record_config(record: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig of a parsed ``config.json`` (``read_config``; the other readers reuse the record they hold)."""
     from .geometry import saved_geometry
 
-    record = read_run_record(run_dir)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in record.items() if k in names}
     values["geometry"] = saved_geometry(record, str(record.get("model", "small")))
@@ -103,16 +107,22 @@ def run_preprocess_config(run_dir: str | Path) -> PreprocessConfig:
     """The ``PreprocessConfig`` a run was trained with: its geometry and its ``preprocess`` filters."""
     from .data.preprocess import PreprocessConfig
 
-    saved = read_run_record(run_dir).get("preprocess") or {}
-    return PreprocessConfig.from_dict(saved, geometry=read_config(run_dir).geometry)
+    record = read_run_record(run_dir)
+    saved = record.get("preprocess") or {}
+    return PreprocessConfig.from_dict(saved, geometry=_record_config(record).geometry)
 
 
 def run_model_config(run_dir: str | Path) -> ModelConfig:
     """The ``ModelConfig`` a run was built with, at its geometry (its preset's, for runs that predate the saved one)."""
+    record = read_run_record(run_dir)
+    return _record_model_config(record, _record_config(record))
+
+
+def _record_model_config(record: dict[str, Any], config: TrainConfig) -> ModelConfig:
+    """The ``ModelConfig`` of a parsed ``config.json`` whose TrainConfig is ``config`` (``run_model_config``)."""
     from .models import ModelConfig
 
-    record = read_run_record(run_dir)
-    geometry = read_config(run_dir).geometry
+    geometry = config.geometry
     saved = record.get("model_config")
     if saved is None:
         return ModelConfig.preset(record.get("model", "small")).at_geometry(geometry)
@@ -132,8 +142,9 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
     from .models import PTACLModel
     from .runtime import load_checkpoint
 
-    config = read_config(run_dir)
-    model = PTACLModel(run_model_config(run_dir))
+    record = read_run_record(run_dir)
+    config = _record_config(record)
+    model = PTACLModel(_record_model_config(record, config))
     path = checkpoint_path(run_dir, checkpoint)
     state = load_checkpoint(path)
     try:

@@ -30,7 +30,7 @@ import pandas as pd
 from .arms import ARM_RECIPES, OBJECTIVES, RECIPE_SETTINGS, arm_recipe, check_objectives
 from .geometry import GEOMETRY_FIELD, Geometry, as_geometry, saved_geometry
 from .runs import CONFIG_FILE, arm_run_dir, discover_runs, model_changes
-from .train_config import LOCAL_NEGATIVES, MAINS_HZ, MODEL_PRESET_NAMES, TrainConfig, resume_conflicts
+from .train_config import INPUT_SETTINGS, LOCAL_NEGATIVES, MAINS_HZ, MODEL_PRESET_NAMES, TrainConfig, resume_conflicts
 
 STUDY_CONFIG_FILE = "study_config.json"
 
@@ -103,9 +103,8 @@ class StudyConfig:
         study = {name: getattr(self, name) for name in RECIPE_SETTINGS}
         settings: dict[str, Any] = dict(
             manifest=str(self.manifest), run_dir=str(arm_run_dir(self.out, arm, seed)), objective=arm,
-            model=self.model, local_negatives=self.local_negatives, phase_pooling=self.phase_pooling,
-            ecg_patch_ms=self.ecg_patch_ms, seed=seed, device=self.device, geometry=self.geometry,
-            mains_hz=self.mains_hz, threads=self.threads, resume=True, **arm_recipe(arm, study, self.recipe_table))
+            local_negatives=self.local_negatives, seed=seed, device=self.device, threads=self.threads, resume=True,
+            **{name: getattr(self, name) for name in INPUT_SETTINGS}, **arm_recipe(arm, study, self.recipe_table))
         settings.update(overrides)
         return TrainConfig(**settings)
 

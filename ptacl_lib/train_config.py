@@ -86,6 +86,10 @@ class TrainConfig:
         self.geometry = as_geometry(self.geometry, self.model)  # a name or a saved dict becomes the object once
 
 
+#: Fields that define a run's inputs and model (a study passes its own to every run; fine-tuning copies its source's).
+INPUT_SETTINGS: tuple[str, ...] = ("model", "geometry", "mains_hz", "phase_pooling", "ecg_patch_ms")
+
+
 #: Fields that may differ between a run and its resumption (they do not change the numbers).
 RESUMABLE_CHANGES: frozenset[str] = frozenset({"run_dir", "resume", "device", "num_workers", "progress", "log_every",
                                                "threads",

@@ -19,7 +19,7 @@ With independent sources the total is close to ``sqrt(se_seed² + se_subject²)`
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,16 +29,41 @@ from .regression import ProbeResult
 Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided 5 %, 80 % power
 
 
-def _r2_per_resample(result: ProbeResult, idx: np.ndarray, block: int = 200) -> np.ndarray:
-    """R² of every target on each row of subject indices ``idx`` ``[B, n]`` -> ``[B, targets]``, computed
-    ``block`` resamples at a time so that memory stays bounded on large test sets."""
-    out = []
-    for start in range(0, len(idx), block):
-        y, p = result.truth[idx[start:start + block]], result.predictions[idx[start:start + block]]  # [b, n, T]
-        sse = ((y - p) ** 2).sum(axis=1)
-        sst = ((y - y.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
-        out.append(1.0 - sse / np.where(sst > 0, sst, np.nan))
-    return np.concatenate(out)
+def _per_resample(statistic: Callable[..., np.ndarray], arrays: Sequence[np.ndarray], idx: np.ndarray,
+                  block: int = 200) -> np.ndarray:
+    """``statistic`` of ``arrays`` (each ``[n, ...]``) on each row of subject indices ``idx`` ``[B, n]`` ->
+    ``[B, ...]``, computed ``block`` resamples at a time so that memory stays bounded on large test sets
+    (``statistic`` takes the ``[b, n, ...]`` draws of every array, in order, and reduces the subject axis 1;
+    no resample: ``[0, ...]``)."""
+    return np.concatenate([statistic(*(a[idx[start:start + block]] for a in arrays))
+                           for start in range(0, max(len(idx), 1), block)])
+
+
+def _r2(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """R² of every target over the subject axis 1: truth ``y`` and predictions ``p`` ``[b, n, T]`` -> ``[b, T]``."""
+    sse = ((y - p) ** 2).sum(axis=1)
+    sst = ((y - y.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    return 1.0 - sse / np.where(sst > 0, sst, np.nan)
+
+
+def _subject_nanmean(scores: np.ndarray) -> np.ndarray:
+    """The mean over the subject axis 1, NaN scores left out: ``[b, n, M]`` -> ``[b, M]``."""
+    return np.nanmean(scores, axis=1)
+
+
+def _shared_seeds(arm: Mapping[int, object], reference: Mapping[int, object]) -> list[int]:
+    """The seeds both arms hold, sorted (an error when there is none)."""
+    seeds = sorted(set(arm) & set(reference))
+    if not seeds:
+        raise ValueError("the two arms share no seed")
+    return seeds
+
+
+def _draws(n: int, n_seeds: int, n_resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The resamples of a paired bootstrap: subject indices ``[B, n]``, then seed indices ``[B, S]``."""
+    rng = np.random.default_rng(seed)
+    subjects = rng.integers(0, n, size=(n_resamples, n))
+    return subjects, rng.integers(0, n_seeds, size=(n_resamples, n_seeds))
 
 
 def paired_r2_difference(arm: Mapping[int, ProbeResult], reference: Mapping[int, ProbeResult],
@@ -49,19 +74,16 @@ def paired_r2_difference(arm: Mapping[int, ProbeResult], reference: Mapping[int,
     the same order. Columns: ``target, n_seeds, n_subjects, mean_difference, ci_low, ci_high, se, mdd,
     se_seed, se_subject`` (the module docstring defines the last two; ``se_seed`` is NaN with one seed).
     """
-    seeds = sorted(set(arm) & set(reference))
-    if not seeds:
-        raise ValueError("the two arms share no seed")
+    seeds = _shared_seeds(arm, reference)
     first = arm[seeds[0]]
     for s in seeds:
         for result in (arm[s], reference[s]):
             if result.truth.shape != first.truth.shape or not np.allclose(result.truth, first.truth, equal_nan=True):
                 raise ValueError(f"seed {s}: the arms were scored on different test subjects")
     n, targets = first.truth.shape[0], list(first.targets)
-    rng = np.random.default_rng(seed)
-    subjects = rng.integers(0, n, size=(n_resamples, n))
-    drawn_seeds = rng.integers(0, len(seeds), size=(n_resamples, len(seeds)))
-    per_seed = np.stack([_r2_per_resample(arm[s], subjects) - _r2_per_resample(reference[s], subjects)
+    subjects, drawn_seeds = _draws(n, len(seeds), n_resamples, seed)
+    per_seed = np.stack([_per_resample(_r2, (arm[s].truth, arm[s].predictions), subjects)
+                         - _per_resample(_r2, (reference[s].truth, reference[s].predictions), subjects)
                          for s in seeds])  # [S, B, T]
     by_seed = np.array([arm[s].metric_array("r2") - reference[s].metric_array("r2") for s in seeds])  # [S, T]
     return _paired_summary(per_seed, by_seed, drawn_seeds, targets, n, confidence)
@@ -76,18 +98,15 @@ def paired_score_difference(arm: Mapping[int, np.ndarray], reference: Mapping[in
     ``arm`` and ``reference`` map each seed to a ``[subjects, len(names)]`` array of the same test subjects in
     the same order; NaN scores (a subject with nothing to score) are left out of the means.
     """
-    seeds = sorted(set(arm) & set(reference))
-    if not seeds:
-        raise ValueError("the two arms share no seed")
+    seeds = _shared_seeds(arm, reference)
     shapes = {np.shape(table[s]) for table in (arm, reference) for s in seeds}
     if len(shapes) != 1 or len(next(iter(shapes))) != 2 or next(iter(shapes))[1] != len(names):
         raise ValueError(f"every seed needs one [subjects, {len(names)}] score array, got shapes {sorted(shapes)}")
     n = next(iter(shapes))[0]
-    rng = np.random.default_rng(seed)
-    subjects = rng.integers(0, n, size=(n_resamples, n))
-    drawn_seeds = rng.integers(0, len(seeds), size=(n_resamples, len(seeds)))
-    per_seed = np.stack([np.nanmean(np.asarray(arm[s])[subjects], axis=1)
-                         - np.nanmean(np.asarray(reference[s])[subjects], axis=1) for s in seeds])  # [S, B, M]
+    subjects, drawn_seeds = _draws(n, len(seeds), n_resamples, seed)
+    per_seed = np.stack([_per_resample(_subject_nanmean, (np.asarray(arm[s]),), subjects)
+                         - _per_resample(_subject_nanmean, (np.asarray(reference[s]),), subjects)
+                         for s in seeds])  # [S, B, M]
     by_seed = np.array([np.nanmean(arm[s], axis=0) - np.nanmean(reference[s], axis=0) for s in seeds])  # [S, M]
     return _paired_summary(per_seed, by_seed, drawn_seeds, list(names), n, confidence, with_mean=False)
 

@@ -20,6 +20,7 @@ from ..data.schema import PHENOTYPES
 from ..runs import checkpoint_path, load_run, read_config, run_preprocess_config
 from ..runtime import autocast, load_checkpoint, resolve_device
 from ..train import PhenotypeObjective, TrainConfig, fit, train_phenotype_stats
+from ..train_config import INPUT_SETTINGS
 from .regression import ProbeResult
 
 FINETUNE_DIR = "finetune"
@@ -46,8 +47,7 @@ def finetune(run_dir: str | Path, cohort: Cohort | str | Path,
     source = read_config(run_dir)
     tuned_dir = fit(TrainConfig(
         manifest=str(cohort.manifest_path), run_dir=str(Path(run_dir) / FINETUNE_DIR), objective="supervised",
-        model=source.model, geometry=source.geometry, mains_hz=source.mains_hz, phase_pooling=source.phase_pooling,
-        ecg_patch_ms=source.ecg_patch_ms,
+        **{name: getattr(source, name) for name in INPUT_SETTINGS},
         init_from=str(run_dir), epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
         weight_decay=config.weight_decay, warmup_epochs=config.warmup_epochs, seed=config.seed, device=config.device,
         resume=True, progress=False))

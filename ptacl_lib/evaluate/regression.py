@@ -48,8 +48,7 @@ class ProbeResult:
         return np.array([records[t] for t in self.targets], dtype=np.float64)
 
 
-def _fitted_pipeline(train_x: np.ndarray, train_y: np.ndarray, targets: Sequence[str],
-                     alphas: Sequence[float]) -> Pipeline:
+def _fitted_pipeline(train_x: np.ndarray, train_y: np.ndarray, alphas: Sequence[float]) -> Pipeline:
     """The standardise + ridge probe fitted on train (alpha by LOO-CV per target): the one fitting rule."""
     probe: Pipeline = make_pipeline(StandardScaler(), RidgeCV(alphas=np.asarray(alphas), alpha_per_target=True))
     return probe.fit(train_x, train_y)
@@ -66,7 +65,7 @@ def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarra
     train_y, test_y = _check_targets(train_y, targets, "train"), _check_targets(test_y, targets, "test")
     if len(train_x) != len(train_y) or len(test_x) != len(test_y):
         raise ValueError("features and targets differ in number of rows")
-    probe = _fitted_pipeline(train_x, train_y, targets, alphas)
+    probe = _fitted_pipeline(train_x, train_y, alphas)
     chosen = np.atleast_1d(probe[-1].alpha_).astype(np.float64)
     return ProbeResult(targets=tuple(targets), predictions=probe.predict(test_x).reshape(test_y.shape),
                        truth=test_y, alphas=np.broadcast_to(chosen, (len(targets),)).copy())
@@ -89,7 +88,7 @@ class LinearProbe:
             alphas: Sequence[float] = DEFAULT_ALPHAS) -> "LinearProbe":
         """Fit as ``fit_linear_probe`` does (finite train rows only) and keep the numbers."""
         train_x, train_y = _check_features(train_x, "train"), _check_targets(train_y, targets, "train")
-        pipeline = _fitted_pipeline(train_x, train_y, targets, alphas)
+        pipeline = _fitted_pipeline(train_x, train_y, alphas)
         scaler, ridge = pipeline[0], pipeline[-1]
         n_targets = len(targets)
         return cls(targets=tuple(targets), x_mean=scaler.mean_.astype(np.float64),
