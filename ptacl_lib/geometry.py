@@ -86,10 +86,10 @@ class Geometry:
                              f"{', '.join(negative)}")
         return replace(self, **{k: int(v) for k, v in overrides.items() if v})
 
-    def describe(self) -> str:
-        """One phrase: ``ukb (500 Hz, 50 frames, 96 px, 3 slices)``."""
+    def describe(self, note: str = "") -> str:
+        """One phrase: ``ukb (500 Hz, 50 frames, 96 px, 3 slices)``; a ``note`` ends the bracket after a ``;``."""
         return (f"{self.name} ({self.ecg_hz} Hz, {self.frames} frames, {self.image_size} px, "
-                f"{self.slices} slice{'s' if self.slices > 1 else ''})")
+                f"{self.slices} slice{'s' if self.slices > 1 else ''}{'; ' + note if note else ''})")
 
 
 #: The named geometries.
@@ -151,8 +151,8 @@ def saved_geometry(record: dict[str, Any], model: str = "small") -> Geometry:
 #: puts ``--geometry`` and the four overrides on the command line for it and resolves them into one object.
 GEOMETRY_FIELD: dict[str, object] = {"geometry": True, "help": "the input geometry; None: the model preset's"}
 
-GEOMETRY_HELP = ("input geometry: demo (100 Hz, 25 frames, 32 px, 1 slice) or ukb (500 Hz, 50 frames, 96 px, "
-                 "3 slices); empty: the model preset's (small: demo, base: ukb)")
+GEOMETRY_HELP = (f"input geometry: {' or '.join(g.describe() for g in GEOMETRIES.values())}; empty: the model "
+                 f"preset's ({', '.join(f'{model}: {name}' for model, name in MODEL_GEOMETRY.items())})")
 _OVERRIDE_HELP = {"ecg_hz": "ECG rate (Hz)", "frames": "cine frames per cycle",
                   "image_size": "cine frame side in pixels", "slices": "short-axis slices (base to apex)"}
 

@@ -155,8 +155,9 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
 
     Use with ``argument_default=argparse.SUPPRESS`` so that options left out keep the dataclass defaults.
     """
-    add_geometry_arguments(parser, default="ukb", help="the store's input geometry: ukb (500 Hz, 50 frames, 96 px, "
-                                                       "3 slices; the default) or demo; train at it or below it")
+    add_geometry_arguments(parser, default="ukb", help=f"the store's input geometry: "
+                                                       f"{GEOMETRIES['ukb'].describe('the default')} or demo; "
+                                                       "train at it or below it")
     hints = {**typing.get_type_hints(PrepareSettings), **typing.get_type_hints(RunOptions)}
     for option in (*fields(PrepareSettings), *fields(RunOptions)):
         if option.metadata.get("geometry"):

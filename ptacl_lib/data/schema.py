@@ -14,6 +14,16 @@ PHENOTYPE_UNITS: dict[str, str] = {
 
 #: Amplitude units an ECG may come in, and their factor to mV (the library's unit).
 UNIT_TO_MV: dict[str, float] = {"mV": 1.0, "uV": 1e-3, "µV": 1e-3, "V": 1e3}
+#: A unit that some file formats state (DICOM channel sensitivity) but that is not offered for a bare signal.
+NANOVOLT_TO_MV: dict[str, float] = {"nV": 1e-6}
+
+
+def file_unit_to_mv(unit: str, extra: dict[str, float] | None = None) -> float | None:
+    """Factor to mV of an amplitude unit as a file states it, in any letter case: an ASCII name of
+    ``UNIT_TO_MV`` (``mV``, ``uV``, ``V``) or of ``extra`` (e.g. ``NANOVOLT_TO_MV``); None for any other."""
+    key = unit.lower()
+    return next((factor for name, factor in {**UNIT_TO_MV, **(extra or {})}.items()
+                 if name.isascii() and name.lower() == key), None)
 
 COVARIATES: tuple[str, ...] = ("age", "sex", "bsa", "heart_rate")
 

@@ -54,6 +54,18 @@ def sorted_peaks(rpeaks: torch.Tensor) -> torch.Tensor:
     return torch.where(rpeaks >= 0, rpeaks.to(torch.float64), torch.inf).sort(dim=1).values
 
 
+def pooled_beats(peaks: torch.Tensor, rr_tolerance: float | None = RR_TOLERANCE) -> torch.Tensor:
+    """``[B, K-1]`` bool (``[B, 0]`` under 2 peaks): beat ``j`` of sorted, ``inf``-padded ``peaks [B,K]``
+    (``sorted_peaks``) is pooled: complete (finite, positive RR) and usable (rule 4 of the module docstring;
+    ``rr_tolerance=None``: every complete beat)."""
+    if peaks.shape[1] < 2:  # no complete beat is possible
+        return torch.zeros(peaks.shape[0], 0, dtype=torch.bool, device=peaks.device)
+    if rr_tolerance is not None:
+        return usable_beats(peaks, rr_tolerance)  # complete beats only
+    rr = peaks[:, 1:] - peaks[:, :-1]
+    return torch.isfinite(rr) & (rr > 0)
+
+
 def token_phase_bins(token_times: torch.Tensor, rpeaks: torch.Tensor, n_phases: int,
                      rr_tolerance: float | None = RR_TOLERANCE) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest phase bin of every token's centre for every recording: ``(bins [B,N] int64, pooled [B,N] bool)``.
@@ -64,16 +76,15 @@ def token_phase_bins(token_times: torch.Tensor, rpeaks: torch.Tensor, n_phases: 
     """
     peaks = sorted_peaks(rpeaks)
     b, n = rpeaks.shape[0], token_times.shape[0]
-    if rpeaks.shape[1] < 2:  # no complete beat is possible
+    pooled = pooled_beats(peaks, rr_tolerance)
+    if pooled.shape[1] == 0:  # fewer than 2 peaks: no complete beat
         zeros = torch.zeros(b, n, dtype=torch.long, device=rpeaks.device)
         return zeros, zeros.bool()
     times = token_times.to(device=peaks.device, dtype=torch.float64).expand(b, n).contiguous()
     beat = torch.searchsorted(peaks, times, right=True) - 1  # last peak <= t; -1 before the first
     clamped = beat.clamp(0, peaks.shape[1] - 2)
     start, end = peaks.gather(1, clamped), peaks.gather(1, clamped + 1)
-    inside = (beat >= 0) & (beat <= peaks.shape[1] - 2) & torch.isfinite(end) & (end > start)
-    if rr_tolerance is not None:
-        inside = inside & usable_beats(peaks, rr_tolerance).gather(1, clamped)
+    inside = (beat >= 0) & (beat <= peaks.shape[1] - 2) & pooled.gather(1, clamped)
     phase = torch.where(inside, (times - start) / torch.where(inside, end - start, 1.0), 0.0)
     bins = torch.floor(phase * n_phases + 0.5).long() % n_phases  # round half up
     return bins, inside
@@ -100,17 +111,13 @@ def overlap_weights(token_times: torch.Tensor, rpeaks: torch.Tensor, n_phases: i
     peaks = sorted_peaks(rpeaks)
     b, n, k = rpeaks.shape[0], token_times.shape[0], rpeaks.shape[1]
     weights = torch.zeros(b, n, n_phases, dtype=torch.float64, device=peaks.device)
-    if k < 2:  # no complete beat is possible
+    usable = pooled_beats(peaks, rr_tolerance)
+    if not usable.any():  # fewer than 2 peaks, or no usable beat
         return weights
     times = token_times.to(device=peaks.device, dtype=torch.float64)
     half = token_width(times) / 2.0
     lo, hi = (times - half).expand(b, n).contiguous(), (times + half).expand(b, n)
     rr = peaks[:, 1:] - peaks[:, :-1]
-    usable = torch.isfinite(rr) & (rr > 0)
-    if rr_tolerance is not None:
-        usable = usable & usable_beats(peaks, rr_tolerance)
-    if not usable.any():
-        return weights
     reach = 1 + math.ceil(float(2.0 * half / rr[usable].min()))  # beats one span can touch
     first = torch.searchsorted(peaks, lo, right=True) - 1  # beat holding the span's start; -1 before the first peak
     cells = torch.arange(n_phases + 1, device=peaks.device, dtype=torch.float64)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .cine_dicom import read_cine_dicom, read_cine_dicom_slices
-from .cine_nifti import read_cine_nifti
+from .cine_nifti import read_cine_nifti, read_cine_nifti_slices
 from .cine_ops import chosen_slices, crop_heart, resample_cycle, spread_slices, standardise_stack, to_unit_range
 from .dicom_ecg import read_dicom_ecg
 from .idp import IDP_FIELDS, read_idp_csv
@@ -75,6 +75,4 @@ def read_cine_slices(path: str | Path, n_slices: int = 1, *, slice_index: int | 
     nifti = _nifti_path(path)
     if nifti is None:
         return read_cine_dicom_slices(path, n_slices, slice_index=slice_index, min_frames=min_frames)
-    stack = read_cine_nifti(nifti, min_frames=min_frames).n_slices
-    return [read_cine_nifti(nifti, slice_index=i, min_frames=min_frames)
-            for i in chosen_slices(stack, n_slices, slice_index, path)]
+    return read_cine_nifti_slices(nifti, n_slices, slice_index=slice_index, min_frames=min_frames, source=path)

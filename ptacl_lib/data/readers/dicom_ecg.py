@@ -17,6 +17,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from ..schema import NANOVOLT_TO_MV, file_unit_to_mv
 from .records import EcgRecord, ReaderError, assemble_leads, canonical_lead, require_file
 
 #: Suffix N of the SCPECG "5.6.3-9-N" and MDC "2:N" lead codes (DICOM CID 3001).
@@ -24,7 +25,6 @@ _LEAD_CODE_NUMBERS: dict[int, str] = {
     1: "I", 2: "II", 3: "V1", 4: "V2", 5: "V3", 6: "V4", 7: "V5", 8: "V6",
     61: "III", 62: "aVR", 63: "aVL", 64: "aVF",
 }
-_UNITS_TO_MV: dict[str, float] = {"uv": 1e-3, "mv": 1.0, "v": 1e3, "nv": 1e-6}
 
 
 def read_dicom_ecg(path: str | Path, sampling_rate: float | None = None) -> EcgRecord:
@@ -89,7 +89,7 @@ def _to_mv(definition: Dataset, path: Path) -> float:
     """Factor from a channel's sensitivity units to mV (uV when the file does not say)."""
     units = definition.get("ChannelSensitivityUnitsSequence")
     code = str(units[0].get("CodeValue", "uV")) if units else "uV"
-    factor = _UNITS_TO_MV.get(code.lower())
+    factor = file_unit_to_mv(code, NANOVOLT_TO_MV)
     if factor is None:
         raise ReaderError(path, "bad_metadata", f"unknown channel sensitivity units {code!r}")
     return factor

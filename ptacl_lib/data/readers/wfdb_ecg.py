@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import wfdb
 
+from ..schema import file_unit_to_mv
 from .records import EcgRecord, ReaderError, assemble_leads, require_file
-
-_UNITS_TO_MV: dict[str, float] = {"mv": 1.0, "uv": 1e-3, "v": 1e3}
 
 
 def read_wfdb_ecg(path: str | Path, sampling_rate: float | None = None) -> EcgRecord:
@@ -28,7 +27,7 @@ def read_wfdb_ecg(path: str | Path, sampling_rate: float | None = None) -> EcgRe
                           f"{record.p_signal.shape[0]} samples, header says {expected}")
     channels: dict[str, np.ndarray] = {}
     for column, (name, unit) in enumerate(zip(record.sig_name, record.units)):
-        factor = _UNITS_TO_MV.get(str(unit).lower())
+        factor = file_unit_to_mv(str(unit))
         if factor is None:
             raise ReaderError(header, "bad_metadata", f"lead {name} has unknown units {unit!r}")
         channels[name] = record.p_signal[:, column] * factor
