@@ -34,7 +34,6 @@ import dataclasses
 import importlib.util
 import json
 import statistics
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -45,14 +44,14 @@ import pandas as pd
 import torch
 
 from ptacl_lib.data import PTACLDataset, collate, open_cohort
-from ptacl_lib.data.cache import PreprocessedCohort, PreprocessingNotice
+from ptacl_lib.data.cache import PreprocessedCohort
 from ptacl_lib.evaluate.bootstrap import paired_r2_difference, paired_score_difference
 from ptacl_lib.geometry import Geometry, resolve_geometry
 from ptacl_lib.models import PHASE_POOLERS, PTACLModel
 from ptacl_lib.report import probe_results, read_comparison
 from ptacl_lib.runs import arm_run_dir, read_metrics
-from ptacl_lib.study import StudyConfig, run_study
-from ptacl_lib.train import fit, run_inputs
+from ptacl_lib.study import StudyConfig, _fit_quietly, run_study
+from ptacl_lib.train import run_inputs
 
 HERE = Path(__file__).resolve().parent
 #: The variants measured by default: today's rule first (every other variant of its geometry is compared with it).
@@ -115,11 +114,6 @@ def study_of(variant: Variant, args: argparse.Namespace, arms: tuple[str, ...] =
                        batch_size=args.batch_size, phase_pooling=variant.rule, ecg_patch_ms=variant.token_ms,
                        jobs=1, threads=1, notebooks=False, ceiling=False,
                        test_manifest=str(args.test_manifest) if args.test_manifest else "")
-
-
-def _fit_quietly(config: Any) -> str:
-    warnings.simplefilter("ignore", PreprocessingNotice)
-    return str(fit(config))
 
 
 def relative_cost(config: Any) -> int:
