@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import statistics
 from concurrent.futures import ProcessPoolExecutor
@@ -42,6 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from bench_train_step import StepBench, synthetic_batch  # the sibling script: a script's folder is on sys.path
 
 from ptacl_lib.data import PTACLDataset, collate, open_cohort
 from ptacl_lib.data.cache import PreprocessedCohort
@@ -53,7 +53,6 @@ from ptacl_lib.runs import arm_run_dir, read_metrics
 from ptacl_lib.study import StudyConfig, _fit_quietly, run_study
 from ptacl_lib.train import run_inputs
 
-HERE = Path(__file__).resolve().parent
 #: The variants measured by default: today's rule first (every other variant of its geometry is compared with it).
 DEFAULT_VARIANTS: tuple[str, ...] = (
     "ukb:beat_nearest_frame@100", "ukb:beat_overlap@100", "ukb:beat_nearest_frame@50", "ukb:beat_overlap@50",
@@ -96,14 +95,6 @@ class Variant:
     @property
     def name(self) -> str:
         return f"{self.rule}@{self.token_ms:g}"
-
-
-def _bench_train_step() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_train_step", HERE / "bench_train_step.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def study_of(variant: Variant, args: argparse.Namespace, arms: tuple[str, ...] = ("ptacl",)) -> StudyConfig:
@@ -157,14 +148,13 @@ def pooling_statistics(study: StudyConfig, split: str = "val") -> dict[str, floa
 def step_ms_per_sample(variants: list[Variant], batch_size: int, repeats: int, image_size: int) -> dict[Variant, float]:
     """Median ms per sample of one PTACL training step of each variant (``bench_train_step``), the variants of a
     geometry alternating step by step."""
-    bench_module = _bench_train_step()
     result: dict[Variant, float] = {}
     for geometry_name in dict.fromkeys(v.geometry for v in variants):
         geometry = resolve_geometry(geometry_name, image_size=image_size)
-        batch = bench_module.synthetic_batch(batch_size, geometry=geometry)
+        batch = synthetic_batch(batch_size, geometry=geometry)
         group = [v for v in variants if v.geometry == geometry_name]
-        benches = {v: bench_module.StepBench("small", torch.device("cpu"), geometry, phase_pooling=v.rule,
-                                             ecg_patch_ms=v.token_ms) for v in group}
+        benches = {v: StepBench("small", torch.device("cpu"), geometry, phase_pooling=v.rule,
+                                ecg_patch_ms=v.token_ms) for v in group}
         times: dict[Variant, list[float]] = {v: [] for v in group}
         for repeat in range(repeats + 1):  # the first round warms up
             for v, bench in benches.items():
