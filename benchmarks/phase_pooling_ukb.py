@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from bench_train_step import StepBench, synthetic_batch  # the sibling script: a script's folder is on sys.path
+from bench_train_step import StepBench, markdown_table, synthetic_batch  # a script's folder is on sys.path
 
 from ptacl_lib.data import PTACLDataset, collate, open_cohort
 from ptacl_lib.data.cache import PreprocessedCohort
@@ -236,16 +236,16 @@ def contrast(row: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
     return cells
 
 
-def markdown(table: pd.DataFrame) -> str:
-    """``table`` as a markdown table, numbers rounded for reading."""
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return "" if np.isnan(value) else f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
-        return str(value)
+def rounded_cell(value: Any) -> str:
+    """A table cell: a float with three decimals (one from 10 up), NaN left empty, anything else as ``str``."""
+    if isinstance(value, float):
+        return "" if np.isnan(value) else f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
 
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines)
+
+def markdown(table: pd.DataFrame) -> str:
+    """``table`` as a markdown table (``bench_train_step.markdown_table``), numbers rounded by ``rounded_cell``."""
+    return markdown_table(list(table.columns), [list(row) for row in table.itertuples(index=False)], rounded_cell)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
