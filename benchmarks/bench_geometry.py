@@ -19,7 +19,6 @@ Prints markdown for ``benchmarks/RESULTS.md``; every figure is measured here exc
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import subprocess
@@ -31,20 +30,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from bench_train_step import StepBench, markdown_table, synthetic_batch  # a script's folder is on sys.path
 
 HERE = Path(__file__).resolve().parent
 GIB = 2**30
-
-
-def _module(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench_train_step = _module("bench_train_step")
 
 
 def step_cost(preset: str, geometry_name: str, batch_size: int, repeats: int) -> dict[str, Any]:
@@ -52,8 +41,8 @@ def step_cost(preset: str, geometry_name: str, batch_size: int, repeats: int) ->
     from ptacl_lib.geometry import resolve_geometry
 
     geometry = resolve_geometry(geometry_name)
-    bench = bench_train_step.StepBench(preset, torch.device("cpu"), geometry)
-    batch = bench_train_step.synthetic_batch(batch_size, geometry=geometry)
+    bench = StepBench(preset, torch.device("cpu"), geometry)
+    batch = synthetic_batch(batch_size, geometry=geometry)
     flops = bench.step_flops(batch) / batch_size
     arm = bench.arms["ptacl"]
     bench.step(arm, batch)  # warm-up
@@ -69,8 +58,8 @@ def peak_rss_gib(batch_size: int, steps: int = 2) -> float:
     from ptacl_lib.geometry import resolve_geometry
 
     geometry = resolve_geometry("ukb")
-    bench = bench_train_step.StepBench("base", torch.device("cpu"), geometry)
-    batch = bench_train_step.synthetic_batch(batch_size, geometry=geometry)
+    bench = StepBench("base", torch.device("cpu"), geometry)
+    batch = synthetic_batch(batch_size, geometry=geometry)
     for _ in range(steps):
         bench.step(bench.arms["ptacl"], batch)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -95,12 +84,13 @@ def directory_bytes(path: Path) -> int:
 
 def storage_and_loader(n_subjects: int, batch_size: int, threads: int, loader_epochs: int) -> dict[str, Any]:
     """Store and cache bytes per subject of a ``ukb``-geometry synthetic cohort; loader samples/s over it."""
+    from bench_dataloader import loader_rate  # the sibling script, loaded for this part only
+
     from ptacl_lib.data import PreprocessConfig, PTACLDataset, open_cohort
     from ptacl_lib.data.synthetic import generate_cohort
     from ptacl_lib.geometry import resolve_geometry
     from ptacl_lib.train import TrainConfig
 
-    loader_rate = _module("bench_dataloader").loader_rate
     geometry = resolve_geometry("ukb")
     with tempfile.TemporaryDirectory(prefix="ptacl_geometry_") as tmp:
         root = Path(tmp) / "cohort"
@@ -147,7 +137,7 @@ def main() -> None:
         records["cost"] = [step_cost(p, g, b, args.repeats) for p, g, b in cases]
         print("PTACL training step per sample (FLOPs: forward + backward, torch.utils.flop_counter; CPU: fp32, "
               "whole step with AdamW, median of the timed steps):\n")
-        print(bench_train_step.markdown_table(
+        print(markdown_table(
             ["preset", "geometry", "params (M)", "batch", "GFLOP per sample", "CPU ms per sample"],
             [[r["preset"], r["geometry"], r["params_m"], r["batch"], r["gflop_per_sample"], r["cpu_ms_per_sample"]]
              for r in records["cost"]]) + "\n")
@@ -156,8 +146,8 @@ def main() -> None:
         memory = records["memory"] = memory_table([1, 2, 4], args.threads)
         print("`base` at `ukb`, peak RSS of PTACL steps (fp32, CPU, model and AdamW state included; each batch in "
               "a fresh process):\n")
-        print(bench_train_step.markdown_table(["batch", "peak RSS (GiB)"],
-                                              [[r["batch"], r["peak_rss_gib"]] for r in memory["rows"]]) + "\n")
+        print(markdown_table(["batch", "peak RSS (GiB)"],
+                             [[r["batch"], r["peak_rss_gib"]] for r in memory["rows"]]) + "\n")
         print(f"Straight line: {memory['fixed_gib']:.2f} GiB + {memory['gib_per_sample']:.3f} GiB per sample; "
               f"80 GB holds a batch of about **{memory['batch_in_80gb']}** (derived, fp32 activations; bf16 autocast "
               "on a GPU stores some of them at half the size).\n")
@@ -167,7 +157,7 @@ def main() -> None:
         print(f"A `ukb`-geometry synthetic cohort of {data['n_subjects']} subjects ({data['train_subjects']} in "
               f"train): generated at {data['generate_s_per_subject']:.3f} s per subject, preprocessed (cache build, "
               f"R peaks included) at {data['cache_s_per_subject']:.3f} s per subject.\n")
-        print(bench_train_step.markdown_table(
+        print(markdown_table(
             ["what", "bytes per subject", "28,000 subjects (GB)", "100,000 subjects (GB)"],
             [[name, f"{b:,.0f}", b * 28_000 / 1e9, b * 100_000 / 1e9]
              for name, b in (("array store", data["store_bytes"]), ("preprocessing cache", data["cache_bytes"]),
@@ -190,7 +180,7 @@ def main() -> None:
             rate = tflops * 1e12 / (base["gflop_per_sample"] * 1e9)
             rows.append([tflops, rate, rate / best, rate * data["cache_bytes"] / 1e9, samples / rate / 3600])
         records["gpu_estimate"] = rows
-        print(bench_train_step.markdown_table(
+        print(markdown_table(
             ["achieved TFLOP/s", "samples/s consumed", "x the best loader rate measured here",
              "cache read (GB/s) if not in RAM", "GPU-hours per arm"], rows) + "\n")
     if args.json:

@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -183,12 +183,15 @@ def throughput_row(preset: str, compiled: bool, batch_size: int, seconds: float,
             "gpu_hours_per_arm": samples / (batch_size / seconds) / 3600}
 
 
-def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
-    """A GitHub markdown table; floats with three significant digits (one decimal from 100 up)."""
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3g}"
-        return str(value)
+def significant_cell(value: Any) -> str:
+    """A table cell: a float with three significant digits (one decimal from 100 up), anything else as ``str``."""
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3g}"
+    return str(value)
+
+
+def markdown_table(header: list[str], rows: list[list[Any]], cell: Callable[[Any], str] = significant_cell) -> str:
+    """A GitHub markdown table, each value written by ``cell`` (by default ``significant_cell``)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])
 

@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import statistics
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -43,18 +41,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from bench_train_step import StepBench, markdown_table, synthetic_batch  # a script's folder is on sys.path
 
 from ptacl_lib.data import PTACLDataset, collate, open_cohort
-from ptacl_lib.data.cache import PreprocessedCohort, PreprocessingNotice
+from ptacl_lib.data.cache import PreprocessedCohort
 from ptacl_lib.evaluate.bootstrap import paired_r2_difference, paired_score_difference
 from ptacl_lib.geometry import Geometry, resolve_geometry
 from ptacl_lib.models import PHASE_POOLERS, PTACLModel
 from ptacl_lib.report import probe_results, read_comparison
 from ptacl_lib.runs import arm_run_dir, read_metrics
-from ptacl_lib.study import StudyConfig, run_study
-from ptacl_lib.train import fit, run_inputs
+from ptacl_lib.study import StudyConfig, _fit_quietly, run_study
+from ptacl_lib.train import run_inputs
 
-HERE = Path(__file__).resolve().parent
 #: The variants measured by default: today's rule first (every other variant of its geometry is compared with it).
 DEFAULT_VARIANTS: tuple[str, ...] = (
     "ukb:beat_nearest_frame@100", "ukb:beat_overlap@100", "ukb:beat_nearest_frame@50", "ukb:beat_overlap@50",
@@ -99,14 +97,6 @@ class Variant:
         return f"{self.rule}@{self.token_ms:g}"
 
 
-def _bench_train_step() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_train_step", HERE / "bench_train_step.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def study_of(variant: Variant, args: argparse.Namespace, arms: tuple[str, ...] = ("ptacl",)) -> StudyConfig:
     """The variant's study: the ``ptacl`` arm (and ``arms``) with the variant's rule and token width."""
     return StudyConfig(manifest=str(args.manifest), out=str(args.out / variant.geometry / variant.name), arms=arms,
@@ -115,11 +105,6 @@ def study_of(variant: Variant, args: argparse.Namespace, arms: tuple[str, ...] =
                        batch_size=args.batch_size, phase_pooling=variant.rule, ecg_patch_ms=variant.token_ms,
                        jobs=1, threads=1, notebooks=False, ceiling=False,
                        test_manifest=str(args.test_manifest) if args.test_manifest else "")
-
-
-def _fit_quietly(config: Any) -> str:
-    warnings.simplefilter("ignore", PreprocessingNotice)
-    return str(fit(config))
 
 
 def relative_cost(config: Any) -> int:
@@ -163,14 +148,13 @@ def pooling_statistics(study: StudyConfig, split: str = "val") -> dict[str, floa
 def step_ms_per_sample(variants: list[Variant], batch_size: int, repeats: int, image_size: int) -> dict[Variant, float]:
     """Median ms per sample of one PTACL training step of each variant (``bench_train_step``), the variants of a
     geometry alternating step by step."""
-    bench_module = _bench_train_step()
     result: dict[Variant, float] = {}
     for geometry_name in dict.fromkeys(v.geometry for v in variants):
         geometry = resolve_geometry(geometry_name, image_size=image_size)
-        batch = bench_module.synthetic_batch(batch_size, geometry=geometry)
+        batch = synthetic_batch(batch_size, geometry=geometry)
         group = [v for v in variants if v.geometry == geometry_name]
-        benches = {v: bench_module.StepBench("small", torch.device("cpu"), geometry, phase_pooling=v.rule,
-                                             ecg_patch_ms=v.token_ms) for v in group}
+        benches = {v: StepBench("small", torch.device("cpu"), geometry, phase_pooling=v.rule,
+                                ecg_patch_ms=v.token_ms) for v in group}
         times: dict[Variant, list[float]] = {v: [] for v in group}
         for repeat in range(repeats + 1):  # the first round warms up
             for v, bench in benches.items():
@@ -252,16 +236,16 @@ def contrast(row: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
     return cells
 
 
-def markdown(table: pd.DataFrame) -> str:
-    """``table`` as a markdown table, numbers rounded for reading."""
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return "" if np.isnan(value) else f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
-        return str(value)
+def rounded_cell(value: Any) -> str:
+    """A table cell: a float with three decimals (one from 10 up), NaN left empty, anything else as ``str``."""
+    if isinstance(value, float):
+        return "" if np.isnan(value) else f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
 
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines)
+
+def markdown(table: pd.DataFrame) -> str:
+    """``table`` as a markdown table (``bench_train_step.markdown_table``), numbers rounded by ``rounded_cell``."""
+    return markdown_table(list(table.columns), [list(row) for row in table.itertuples(index=False)], rounded_cell)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -148,9 +148,7 @@ def write_covid_fixture(root: str | Path, n_patients: int = 14, image_size: int 
             else:
                 Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)).save(images / name)
             if k == 3 and shot == 1:
-                data = (images / name).read_bytes()
-                (images / name).write_bytes(data[: len(data) // 3])
-                out["truncated"] = images / name
+                out["truncated"] = _truncate(images / name)
             caption = _sentence_case(phantoms.captions[i]).rstrip(".").replace(". ", "; ").lower()
             notes = " ".join([_STORY[0].format(age=40 + k, sex="man" if k % 2 else "woman", days=k % 6 + 2),
                               _STORY[1], f"Chest x-ray showed: {caption}.",
@@ -199,6 +197,7 @@ def _save_picture(image: Image.Image, path: Path) -> None:
 
 
 def _truncate(path: Path) -> Path:
+    """Cut the file at ``path`` to its first third, in place (a truncated image); returns ``path``."""
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])
     return path
