@@ -139,18 +139,14 @@ def _save_tensors(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _load_tensors(path: Path, data: bytes | None = None) -> dict[str, np.ndarray]:
-    """The arrays of the safetensors file ``path`` in the file's order, parsed from ``data`` when its bytes are
-    already read."""
+    """The arrays of the safetensors file ``path``, parsed from ``data`` when its bytes are already read."""
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
     try:
-        data = path.read_bytes() if data is None else data
-        arrays = load(data)
+        return load(path.read_bytes() if data is None else data)
     except (SafetensorError, OSError, ValueError) as err:
         raise BundleError(f"{path} is not a safetensors file ({err}); a bundle holds no other kind of weights") from err
-    header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
-    return {name: arrays[name] for name in sorted(arrays, key=lambda name: header[name]["data_offsets"])}
 
 
 def library_commit() -> str | None:
